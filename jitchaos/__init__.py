@@ -1,0 +1,75 @@
+"""jitchaos: property-based chaos testing for services whose credentials change under them."""
+
+from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
+from jitchaos._clock import Clock, ManualClock, SystemClock
+from jitchaos._keys import KeyRing, SigningKey
+from jitchaos._ledger import (
+    Expired,
+    Grant,
+    Granted,
+    IssuedToken,
+    Ledger,
+    LedgerEvent,
+    Narrowed,
+    Outcome,
+    Principal,
+    PrincipalKind,
+    Refreshed,
+    Revoked,
+    TokenKind,
+    TokenRecord,
+    TokenStatus,
+    Verdict,
+    Widened,
+)
+from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
+from jitchaos.errors import (
+    AuditError,
+    AuditLogError,
+    ConfigError,
+    InvalidArgument,
+    InvalidToken,
+    JitchaosError,
+    LedgerError,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AuditError",
+    "AuditLog",
+    "AuditLogError",
+    "AuditReport",
+    "Clock",
+    "ConfigError",
+    "Expired",
+    "Grant",
+    "Granted",
+    "InvalidArgument",
+    "InvalidToken",
+    "IssuedToken",
+    "JitchaosError",
+    "KeyRing",
+    "Ledger",
+    "LedgerError",
+    "LedgerEvent",
+    "MalformedLine",
+    "ManualClock",
+    "Narrowed",
+    "Outcome",
+    "Principal",
+    "PrincipalKind",
+    "Refreshed",
+    "Revoked",
+    "SigningKey",
+    "SystemClock",
+    "TokenKind",
+    "TokenRecord",
+    "TokenStatus",
+    "Verdict",
+    "Widened",
+    "fingerprint",
+    "mint_access_token",
+    "read_audit",
+    "verify_access_token",
+]

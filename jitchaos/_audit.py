@@ -1,0 +1,354 @@
+"""The audit log: append-only JSON Lines, one ledger event per line, tokens only as fingerprints.
+
+Each event is written with a single ``write(2)`` on a file opened with ``O_APPEND`` before the
+ledger applies it, so an acknowledged action is in the log even if the process is killed the
+next instant, and writers in several processes never interleave within a line. When the write
+fails, :class:`~jitchaos.errors.AuditError` propagates and the action does not happen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from jitchaos._ledger import (
+    EVENT_TYPES,
+    Expired,
+    Grant,
+    Granted,
+    IssuedToken,
+    Ledger,
+    LedgerEvent,
+    Narrowed,
+    Principal,
+    Refreshed,
+    Revoked,
+    TokenKind,
+    Widened,
+)
+from jitchaos.errors import AuditError, AuditLogError, InvalidArgument, JitchaosError
+
+__all__ = [
+    "AuditLog",
+    "AuditReport",
+    "MalformedLine",
+    "decode_event",
+    "encode_event",
+    "read_audit",
+]
+
+_NAMES: dict[type[LedgerEvent], str] = {
+    Granted: "granted",
+    Refreshed: "refreshed",
+    Narrowed: "narrowed",
+    Widened: "widened",
+    Revoked: "revoked",
+    Expired: "expired",
+}
+_TYPES = {name: cls for cls, name in _NAMES.items()}
+assert set(_NAMES) == set(EVENT_TYPES)
+
+
+class AuditLog:
+    """An append-only JSON Lines audit sink at ``path``.
+
+    ``durable=True`` also fsyncs every line, surviving a machine crash, not only a process kill.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+        self.path = Path(path)
+        self.durable = durable
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        except OSError as error:
+            raise AuditError(
+                error.errno, f"cannot open audit log {self.path}: {error.strerror}"
+            ) from None
+
+    def write(self, event: LedgerEvent) -> None:
+        """Append ``event`` as one line; raise :class:`AuditError` if it is not all written."""
+        data = (
+            json.dumps(encode_event(event), sort_keys=True, separators=(",", ":")) + "\n"
+        ).encode()
+        if self._fd is None:
+            raise AuditError(f"audit log {self.path} is closed")
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise AuditError(f"audit log {self.path}: wrote {written} of {len(data)} bytes")
+            if self.durable:
+                os.fsync(self._fd)
+        except OSError as error:
+            if isinstance(error, AuditError):
+                raise
+            raise AuditError(
+                error.errno, f"cannot write audit log {self.path}: {error.strerror}"
+            ) from None
+
+    def close(self) -> None:
+        """Close the file; later writes raise :class:`AuditError`."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AuditLog({str(self.path)!r})"
+
+
+def encode_event(event: LedgerEvent) -> dict[str, Any]:
+    """The JSON object of one event: ``{"event": "granted", "seq": 1, "at": ..., ...}``."""
+
+    def value(item: object) -> object:
+        match item:
+            case frozenset():
+                return sorted(item)
+            case Principal():
+                return str(item)
+            case IssuedToken():
+                return {
+                    field.name: value(getattr(item, field.name))
+                    for field in attrs.fields(IssuedToken)
+                }
+            case TokenKind():
+                return item.value
+            case tuple():
+                return [value(element) for element in item]
+        return item
+
+    encoded = {
+        field.name: value(getattr(event, field.name)) for field in attrs.fields(type(event))
+    }
+    encoded["event"] = _NAMES[type(event)]
+    return encoded
+
+
+def decode_event(obj: object) -> LedgerEvent:
+    """The event an :func:`encode_event` object describes; :class:`AuditLogError` if none."""
+    if not isinstance(obj, dict):
+        raise AuditLogError(f"expected a JSON object, got {type(obj).__name__}")
+    name = obj.get("event")
+    cls = _TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise AuditLogError(f"unknown event {name!r}")
+    expected = {field.name for field in attrs.fields(cls)}
+    extra = set(obj) - expected - {"event"}
+    if extra:
+        raise AuditLogError(f"unexpected fields {sorted(extra)!r} in a {name} event")
+    missing = expected - set(obj)
+    if missing:
+        raise AuditLogError(f"missing fields {sorted(missing)!r} in a {name} event")
+    try:
+        fields: dict[str, Any] = {key: _decode_field(key, obj[key]) for key in expected}
+        return cls(**fields)
+    except (JitchaosError, TypeError, ValueError) as error:
+        if isinstance(error, AuditLogError):
+            raise
+        raise AuditLogError(f"bad {name} event: {error}") from None
+
+
+def _decode_field(key: str, raw: object) -> object:
+    decoders: dict[str, Callable[[object], object]] = {
+        "seq": _int,
+        "at": _number,
+        "principal": lambda v: Principal.parse(_str(v)),
+        "scopes": _str_set,
+        "previous": _str_set,
+        "tokens": _tokens,
+        "fingerprints": _str_tuple,
+        "grant_ids": _str_tuple,
+    }
+    return decoders.get(key, _str)(raw)
+
+
+def _int(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise AuditLogError(f"{raw!r} is not a positive integer")
+    return raw
+
+
+def _number(raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise AuditLogError(f"{raw!r} is not a finite number")
+    return float(raw)
+
+
+def _str(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise AuditLogError(f"{raw!r} is not a string")
+    return raw
+
+
+def _str_tuple(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise AuditLogError(f"{raw!r} is not a list")
+    return tuple(_str(item) for item in raw)
+
+
+def _str_set(raw: object) -> frozenset[str]:
+    return frozenset(_str_tuple(raw))
+
+
+def _tokens(raw: object) -> tuple[IssuedToken, ...]:
+    if not isinstance(raw, list):
+        raise AuditLogError(f"{raw!r} is not a list of tokens")
+    tokens = []
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != {
+            "fingerprint",
+            "kind",
+            "issued_at",
+            "expires_at",
+            "scopes",
+            "kid",
+        }:
+            raise AuditLogError(f"{item!r} is not a token record")
+        kid = item["kid"]
+        tokens.append(
+            IssuedToken(
+                fingerprint=_str(item["fingerprint"]),
+                kind=TokenKind(_str(item["kind"])),
+                issued_at=_number(item["issued_at"]),
+                expires_at=_number(item["expires_at"]),
+                scopes=_str_set(item["scopes"]),
+                kid=None if kid is None else _str(kid),
+            )
+        )
+    return tuple(tokens)
+
+
+@attrs.frozen
+class MalformedLine:
+    """A line of an audit log that is not a well-formed event, or that does not fit the ones
+    before it."""
+
+    line: int
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class AuditReport:
+    """What an audit log says: its events, the grants still open at its end, its bad lines."""
+
+    path: str
+    events: tuple[LedgerEvent, ...]
+    at: float | None
+    """The reference time: open grants are those still usable then."""
+    open_grants: tuple[Grant, ...]
+    malformed: tuple[MalformedLine, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every grant was closed and every line is a well-formed event."""
+        return not self.open_grants and not self.malformed
+
+    def format(self) -> str:
+        """The report as text, one finding per line."""
+        grants = {e.grant_id for e in self.events if isinstance(e, Granted)}
+        lines = [f"audit log {self.path}: {len(self.events)} events, {len(grants)} grants"]
+        if self.open_grants:
+            lines.append(f"{len(self.open_grants)} grants still open at {self.at:g}:")
+            lines += [
+                f"  {g.grant_id} {g.principal} via client {g.client_id} "
+                f"scopes [{' '.join(sorted(g.scopes))}] granted at {g.issued_at:g}"
+                for g in self.open_grants
+            ]
+        if self.malformed:
+            lines.append(f"{len(self.malformed)} malformed lines:")
+            lines += [f"  line {m.line}: {m.reason}" for m in self.malformed]
+        if self.ok:
+            lines.append("every grant was closed; every line is well formed")
+        return "\n".join(lines)
+
+
+def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> AuditReport:
+    """Read an audit log and report open grants (at ``at``, default the last event's time) and
+    malformed lines. A file that cannot be read, is not UTF-8 text, or holds no event at all
+    while holding other lines, raises :class:`~jitchaos.errors.AuditLogError`.
+    """
+    if at is not None and (
+        isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at)
+    ):
+        raise InvalidArgument(f"at={at!r} must be a finite number of seconds")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise AuditLogError(f"audit log {path} does not exist") from None
+    except IsADirectoryError:
+        raise AuditLogError(f"audit log {path} is a directory") from None
+    except OSError as error:
+        raise AuditLogError(f"cannot read audit log {path}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_line = data.count(b"\n", 0, error.start) + 1
+        raise AuditLogError(f"audit log {path} is not UTF-8 text (line {bad_line})") from None
+
+    events: list[LedgerEvent] = []
+    malformed: list[MalformedLine] = []
+    line_of: dict[int, int] = {}
+    for number, line in _numbered_lines(text):
+        try:
+            event = decode_event(json.loads(line))
+        except json.JSONDecodeError as error:
+            malformed.append(MalformedLine(number, f"not JSON ({error.msg})"))
+            continue
+        except (AuditLogError, RecursionError) as error:
+            malformed.append(MalformedLine(number, str(error)))
+            continue
+        expected = events[-1].seq + 1 if events else 1
+        if event.seq != expected:
+            malformed.append(
+                MalformedLine(
+                    number,
+                    f"event seq {event.seq} where {expected} was expected "
+                    "(events missing or out of order)",
+                )
+            )
+        events.append(event)
+        line_of[id(event)] = number
+    if malformed and not events:
+        raise AuditLogError(
+            f"audit log {path} holds no audit event "
+            f"(line {malformed[0].line}: {malformed[0].reason})"
+        )
+
+    def misfit(event: LedgerEvent, problem: str) -> None:
+        malformed.append(MalformedLine(line_of[id(event)], problem))
+
+    ledger = Ledger.replay(events, on_error=misfit)
+    reference = at if at is not None else (events[-1].at if events else None)
+    open_grants = ledger.open_grants(reference) if reference is not None else ()
+    return AuditReport(
+        path=str(path),
+        events=ledger.events,
+        at=reference,
+        open_grants=open_grants,
+        malformed=tuple(sorted(malformed, key=lambda m: m.line)),
+    )
+
+
+def _numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield number, line

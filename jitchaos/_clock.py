@@ -1,0 +1,117 @@
+"""One notion of "now" for the IdP, the proxy and the ledger.
+
+Tokens expire because a clock says so, not because a test slept. A :class:`ManualClock` moves
+only when told to; :meth:`ManualClock.freeze` also moves ``time.time()`` and ``datetime.now()``
+for code running in the test process (through freezegun, with ``real_asyncio=True`` so event
+loops keep real monotonic time and ``asyncio.sleep`` still returns). Services in other processes
+read real time; for them use :class:`SystemClock` and short real TTLs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
+
+from jitchaos.errors import InvalidArgument
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything that tells the current time as POSIX seconds."""
+
+    def now(self) -> float:
+        """Return the current time in seconds since the epoch."""
+        ...
+
+
+class SystemClock:
+    """The wall clock, for services that run in other processes and see real time."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+class ManualClock:
+    """A clock that moves only when a test moves it.
+
+    ``start`` defaults to the current wall-clock second, so tokens minted on it also look
+    plausible to code that reads real time until the clock is moved.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        if start is None:
+            start = float(int(time.time()))
+        _check_time("start", start)
+        self._now = float(start)
+        self._lock = threading.Lock()
+        self._frozen: Any = None  # freezegun's time factory while frozen
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds`` (>= 0) and return the new time."""
+        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+            raise InvalidArgument(
+                f"seconds={seconds!r} must be a finite number >= 0; the clock never goes back"
+            )
+        return self.set(self._now + seconds)
+
+    def set(self, when: float) -> float:
+        """Move the clock to ``when``, which may not be earlier than now."""
+        _check_time("when", when)
+        with self._lock:
+            if when < self._now:
+                raise InvalidArgument(
+                    f"when={when!r} is before now ({self._now!r}); the clock never goes back"
+                )
+            self._now = float(when)
+            if self._frozen is not None:
+                self._frozen.move_to(_as_datetime(self._now))
+        return self._now
+
+    @contextmanager
+    def freeze(self) -> Iterator[ManualClock]:
+        """Make ``time.time()`` and ``datetime.now()`` in this process follow this clock.
+
+        Inside the block, moving the clock also moves freezegun's frozen time, so a service or
+        client library running in the test process sees a token expire the moment the clock
+        passes its ``exp``. Event loops keep real monotonic time (``real_asyncio=True``).
+        """
+        import freezegun  # imported here: freezegun patches modules only when started
+
+        if self._frozen is not None:
+            raise InvalidArgument("this clock is already frozen; freeze() does not nest")
+        with freezegun.freeze_time(_as_datetime(self._now), real_asyncio=True) as frozen:
+            self._frozen = frozen
+            try:
+                yield self
+            finally:
+                self._frozen = None
+
+    def __repr__(self) -> str:
+        return f"ManualClock(start={self._now!r})"
+
+
+def _check_time(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidArgument(f"{name}={value!r} must be a finite number of seconds >= 0")
+
+
+def _as_datetime(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)

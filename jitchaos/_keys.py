@@ -1,0 +1,143 @@
+"""Signing keys generated per run: the current key signs, earlier keys stay published.
+
+A :class:`KeyRing` is what the IdP signs with and what its JWKS endpoint renders. Key rotation
+is the moment resource servers with a JWKS cache break, so the ring makes every shape of it one
+call: :meth:`KeyRing.rotate` adds a kid and signs with it, :meth:`KeyRing.remove` withdraws one.
+Private keys are generated in memory by ``cryptography`` and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from typing import Literal
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from jitchaos.errors import ConfigError, InvalidArgument
+
+__all__ = ["ALGORITHMS", "KeyRing", "SigningKey"]
+
+Algorithm = Literal["RS256", "ES256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256")
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@attrs.frozen
+class SigningKey:
+    """One asymmetric key: its key id, algorithm and private half (kept out of the repr)."""
+
+    kid: str
+    """RFC 7638 JWK thumbprint of the public key."""
+    algorithm: Algorithm
+    """The JWS ``alg`` this key signs with."""
+    private_key: PrivateKey = attrs.field(repr=False)
+    """The private key; never serialised."""
+
+    @classmethod
+    def generate(cls, algorithm: Algorithm = "RS256") -> SigningKey:
+        """Generate a fresh key for ``algorithm`` (RS256: RSA 2048, ES256: P-256)."""
+        private_key: PrivateKey
+        if algorithm == "RS256":
+            private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        elif algorithm == "ES256":
+            private_key = ec.generate_private_key(ec.SECP256R1())
+        else:
+            raise ConfigError(
+                f"algorithm={algorithm!r} is not supported; choose one of {', '.join(ALGORITHMS)}"
+            )
+        return cls(
+            kid=_thumbprint(_public_members(private_key)),
+            algorithm=algorithm,
+            private_key=private_key,
+        )
+
+    def public_jwk(self) -> dict[str, str]:
+        """The public key as a JWK with ``kid``, ``alg`` and ``use``, as a JWKS publishes it."""
+        jwk = _public_members(self.private_key)
+        jwk.update(kid=self.kid, alg=self.algorithm, use="sig")
+        return jwk
+
+
+class KeyRing:
+    """The keys an issuer signs with and publishes.
+
+    Thread-safe: tests rotate keys from their own thread while the IdP signs on its event loop.
+    """
+
+    def __init__(self, algorithm: Algorithm = "RS256") -> None:
+        self._lock = threading.Lock()
+        first = SigningKey.generate(algorithm)
+        self._keys: tuple[SigningKey, ...] = (first,)
+        self._current = first
+
+    @property
+    def current(self) -> SigningKey:
+        """The key new tokens are signed with."""
+        return self._current
+
+    @property
+    def keys(self) -> tuple[SigningKey, ...]:
+        """Every published key, oldest first."""
+        return self._keys
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The algorithm of the current key."""
+        return self._current.algorithm
+
+    def get(self, kid: str) -> SigningKey | None:
+        """The published key with ``kid``, or None once it was removed (or never existed)."""
+        return next((key for key in self._keys if key.kid == kid), None)
+
+    def rotate(self, algorithm: Algorithm | None = None) -> SigningKey:
+        """Generate a new key, sign with it from now on, and keep publishing the old ones."""
+        key = SigningKey.generate(algorithm or self._current.algorithm)
+        with self._lock:
+            self._keys = (*self._keys, key)
+            self._current = key
+        return key
+
+    def remove(self, kid: str) -> SigningKey:
+        """Stop publishing the key ``kid``; tokens it signed no longer verify."""
+        with self._lock:
+            key = self.get(kid)
+            if key is None:
+                raise InvalidArgument(f"kid={kid!r} names no published key")
+            if key is self._current:
+                raise InvalidArgument(
+                    f"kid={kid!r} is the current signing key; rotate() before removing it"
+                )
+            self._keys = tuple(k for k in self._keys if k is not key)
+        return key
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The JSON Web Key Set (RFC 7517 §5) of every published key."""
+        return {"keys": [key.public_jwk() for key in self._keys]}
+
+    def __repr__(self) -> str:
+        kids = ", ".join(key.kid for key in self._keys)
+        return f"<KeyRing current={self._current.kid} published=[{kids}]>"
+
+
+def _public_members(private_key: PrivateKey) -> dict[str, str]:
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        jwk = RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    else:
+        jwk = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    return {name: str(value) for name, value in jwk.items()}
+
+
+def _thumbprint(jwk: dict[str, str]) -> str:
+    # RFC 7638 §3: the required members only, sorted, no whitespace.
+    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}[jwk["kty"]]
+    canonical = json.dumps(
+        {name: jwk[name] for name in required}, separators=(",", ":"), sort_keys=True
+    )
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -1,0 +1,745 @@
+"""The ledger: the ground truth of every grant and what happened to it.
+
+Every change (grant, refresh, narrow, widen, revoke, expire) is an immutable event. The ledger
+writes each event to its audit sink *before* applying it, so an action the audit cannot record
+never happens (fail closed). From the events it answers the one question the checker asks:
+at time t, allowing a staleness of s seconds, must this token be allowed for these scopes, must it
+be denied, or is either acceptable (:meth:`Ledger.verdict`)?
+
+Tokens appear only as fingerprints; the ledger never sees a raw token.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Protocol, TypeVar
+
+import attrs
+
+from jitchaos._clock import Clock, ManualClock
+from jitchaos.errors import InvalidArgument, LedgerError
+
+__all__ = [
+    "Expired",
+    "Grant",
+    "Granted",
+    "IssuedToken",
+    "Ledger",
+    "LedgerEvent",
+    "Narrowed",
+    "Outcome",
+    "Principal",
+    "PrincipalKind",
+    "Refreshed",
+    "Revoked",
+    "TokenKind",
+    "TokenRecord",
+    "TokenStatus",
+    "Verdict",
+    "Widened",
+]
+
+
+class PrincipalKind(enum.Enum):
+    """Who holds access: a user (subject) or a service (client)."""
+
+    SUBJECT = "subject"
+    CLIENT = "client"
+
+
+def _scope_set(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str):
+        raise InvalidArgument(f"scopes={value!r} must be a collection of scope names, not a str")
+    return frozenset(value)
+
+
+@attrs.frozen(order=True)
+class Principal:
+    """Who holds a grant; written ``subject:alice`` or ``client:billing``."""
+
+    kind: PrincipalKind = attrs.field(validator=attrs.validators.instance_of(PrincipalKind))
+    """Whether this is a user or a service."""
+    name: str = attrs.field(
+        validator=attrs.validators.and_(
+            attrs.validators.instance_of(str), attrs.validators.min_len(1)
+        )
+    )
+    """The user name or the client id."""
+
+    @classmethod
+    def subject(cls, name: str) -> Principal:
+        """A user."""
+        return cls(PrincipalKind.SUBJECT, name)
+
+    @classmethod
+    def client(cls, name: str) -> Principal:
+        """A service acting for itself (client_credentials)."""
+        return cls(PrincipalKind.CLIENT, name)
+
+    @classmethod
+    def parse(cls, text: str) -> Principal:
+        """The principal written as ``kind:name``."""
+        kind, sep, name = text.partition(":")
+        try:
+            return cls(PrincipalKind(kind), name) if sep else cls._bad(text)
+        except (ValueError, TypeError):
+            return cls._bad(text)
+
+    @classmethod
+    def _bad(cls, text: str) -> Principal:
+        raise InvalidArgument(f"principal={text!r} is not 'subject:NAME' or 'client:NAME'")
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+
+class TokenKind(enum.Enum):
+    """What a token is for; a refresh token is never an access token."""
+
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+@attrs.frozen(kw_only=True)
+class IssuedToken:
+    """One issued token as the ledger knows it: by fingerprint, never raw."""
+
+    fingerprint: str
+    """Truncated SHA-256 of the raw token (:func:`jitchaos.fingerprint`)."""
+    kind: TokenKind
+    """Access or refresh token."""
+    issued_at: float
+    """``iat``/``nbf``: not valid before."""
+    expires_at: float
+    """``exp``: not valid from this instant on."""
+    scopes: frozenset[str] = attrs.field(converter=_scope_set)
+    """The scopes the token carries (an access token's ``scope`` claim)."""
+    kid: str | None = None
+    """Key id that signed it, for JWTs."""
+
+
+class TokenStatus(enum.Enum):
+    """Where one token stands at a given time."""
+
+    ACTIVE = "active"
+    NOT_YET_VALID = "not-yet-valid"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    SPENT = "spent"
+    """A refresh token already exchanged (rotation): presenting it again is reuse."""
+
+
+# Events. Each carries its position (seq, from 1) and time (at).
+
+
+@attrs.frozen(kw_only=True)
+class Granted:
+    """A new grant was issued to a principal, with its first tokens."""
+
+    seq: int
+    at: float
+    grant_id: str
+    principal: Principal
+    client_id: str
+    scopes: frozenset[str] = attrs.field(converter=_scope_set)
+    tokens: tuple[IssuedToken, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Refreshed:
+    """A refresh token was exchanged (and spent) for new tokens of the same grant."""
+
+    seq: int
+    at: float
+    grant_id: str
+    spent: str
+    """Fingerprint of the refresh token that was exchanged."""
+    tokens: tuple[IssuedToken, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Narrowed:
+    """A grant lost scopes (a role change): its tokens now allow only ``scopes``."""
+
+    seq: int
+    at: float
+    grant_id: str
+    scopes: frozenset[str] = attrs.field(converter=_scope_set)
+    previous: frozenset[str] = attrs.field(converter=_scope_set)
+
+
+@attrs.frozen(kw_only=True)
+class Widened:
+    """A grant gained scopes; tokens issued from now on may carry them."""
+
+    seq: int
+    at: float
+    grant_id: str
+    scopes: frozenset[str] = attrs.field(converter=_scope_set)
+    previous: frozenset[str] = attrs.field(converter=_scope_set)
+
+
+@attrs.frozen(kw_only=True)
+class Revoked:
+    """Tokens were revoked; ``reason`` says why (logout, reuse detection, key removed, ...)."""
+
+    seq: int
+    at: float
+    reason: str
+    fingerprints: tuple[str, ...]
+    grant_ids: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Expired:
+    """Tokens were made expired now, before their ``exp`` (an early expiry)."""
+
+    seq: int
+    at: float
+    reason: str
+    fingerprints: tuple[str, ...]
+    grant_ids: tuple[str, ...]
+
+
+LedgerEvent = Granted | Refreshed | Narrowed | Widened | Revoked | Expired
+_E = TypeVar("_E", Granted, Refreshed, Narrowed, Widened, Revoked, Expired)
+EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
+    Granted,
+    Refreshed,
+    Narrowed,
+    Widened,
+    Revoked,
+    Expired,
+)
+
+
+@attrs.frozen(kw_only=True)
+class Grant:
+    """A snapshot of one grant: who, which client, and how its scopes changed over time."""
+
+    grant_id: str
+    principal: Principal
+    client_id: str
+    issued_at: float
+    scope_history: tuple[tuple[float, frozenset[str]], ...]
+    """``(since, scopes)`` pairs, oldest first."""
+    fingerprints: tuple[str, ...]
+    """Every token issued under this grant, in order."""
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The scopes the grant allows now."""
+        return self.scope_history[-1][1]
+
+    def scopes_at(self, at: float) -> frozenset[str]:
+        """The scopes the grant allowed at time ``at``."""
+        current = self.scope_history[0][1]
+        for since, scopes in self.scope_history:
+            if since > at:
+                break
+            current = scopes
+        return current
+
+
+@attrs.frozen(kw_only=True)
+class TokenRecord:
+    """A snapshot of one token and what happened to it."""
+
+    token: IssuedToken
+    grant_id: str
+    principal: Principal
+    client_id: str
+    revoked_at: float | None = None
+    expired_at: float | None = None
+    """When the token was made expired early, if it was."""
+    spent_at: float | None = None
+    """When a refresh token was exchanged."""
+
+    def status(self, at: float) -> TokenStatus:
+        """Where the token stands at time ``at``."""
+        if self.revoked_at is not None and at >= self.revoked_at:
+            return TokenStatus.REVOKED
+        if at >= self.token.expires_at or (self.expired_at is not None and at >= self.expired_at):
+            return TokenStatus.EXPIRED
+        if self.spent_at is not None and at >= self.spent_at:
+            return TokenStatus.SPENT
+        if at < self.token.issued_at:
+            return TokenStatus.NOT_YET_VALID
+        return TokenStatus.ACTIVE
+
+
+class Outcome(enum.Enum):
+    """The three-valued answer of the ground truth."""
+
+    MUST_ALLOW = "must-allow"
+    MUST_DENY = "must-deny"
+    EITHER = "either"
+    """Inside an allowed staleness or leeway window: allowing and denying are both correct."""
+
+
+@attrs.frozen
+class Verdict:
+    """What the ledger says about one use of a token, and why."""
+
+    outcome: Outcome
+    reason: str
+    evidence: tuple[LedgerEvent, ...] = ()
+    """The ledger events that prove the outcome, oldest first."""
+
+
+class AuditSink(Protocol):
+    """Where the ledger writes each event before applying it."""
+
+    def write(self, event: LedgerEvent) -> None:
+        """Persist ``event`` or raise :class:`~jitchaos.errors.AuditError`."""
+        ...
+
+
+class Ledger:
+    """The ground truth: every grant and what happened to it.
+
+    Thread-safe; every mutation is written to ``audit`` (when given) before it takes effect.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, audit: AuditSink | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.audit = audit
+        self._lock = threading.RLock()
+        self._events: list[LedgerEvent] = []
+        self._grants: dict[str, Grant] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+
+    @classmethod
+    def replay(
+        cls,
+        events: Iterable[LedgerEvent],
+        *,
+        on_error: Callable[[LedgerEvent, str], None] | None = None,
+    ) -> Ledger:
+        """A ledger rebuilt from recorded events (an audit log), with no audit sink.
+
+        An event that does not fit (it names a grant or token no earlier event created)
+        raises :class:`~jitchaos.errors.LedgerError`, or, with ``on_error``, is reported to it
+        and skipped.
+        """
+        ledger = cls()
+        for event in events:
+            problem = ledger._misfit(event)
+            if problem is not None:
+                if on_error is None:
+                    raise LedgerError(f"event {event.seq} does not fit: {problem}")
+                on_error(event, problem)
+                continue
+            ledger._apply(event)
+            ledger._events.append(event)
+        return ledger
+
+    # Reading.
+
+    @property
+    def events(self) -> tuple[LedgerEvent, ...]:
+        """Every event, in order."""
+        with self._lock:
+            return tuple(self._events)
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        """Every grant, in issue order."""
+        with self._lock:
+            return tuple(self._grants.values())
+
+    def get_grant(self, grant_id: str) -> Grant:
+        """The grant ``grant_id``; raises :class:`~jitchaos.errors.LedgerError` when unknown."""
+        with self._lock:
+            try:
+                return self._grants[grant_id]
+            except KeyError:
+                raise LedgerError(f"grant_id={grant_id!r} names no grant") from None
+
+    def lookup(self, fingerprint: str) -> TokenRecord | None:
+        """The record of the token with this fingerprint, or None if it was never issued."""
+        with self._lock:
+            return self._tokens.get(fingerprint)
+
+    def open_grants(self, at: float) -> tuple[Grant, ...]:
+        """Grants that still hold a usable token (active or not yet valid) at time ``at``."""
+        usable = {TokenStatus.ACTIVE, TokenStatus.NOT_YET_VALID}
+        with self._lock:
+            return tuple(
+                grant
+                for grant in self._grants.values()
+                if any(self._tokens[fp].status(at) in usable for fp in grant.fingerprints)
+            )
+
+    # Changing. Each method records exactly one event, or none when nothing changes.
+
+    def grant(
+        self,
+        *,
+        principal: Principal,
+        client_id: str,
+        scopes: Collection[str],
+        tokens: Sequence[IssuedToken],
+    ) -> Granted:
+        """Record a new grant to ``principal`` through ``client_id`` and its first tokens."""
+        scope_set = _scope_set(scopes)
+        with self._lock:
+            self._check_new_tokens(tokens, scope_set)
+            return self._commit(
+                lambda seq, at: Granted(
+                    seq=seq,
+                    at=at,
+                    grant_id=f"g{len(self._grants) + 1}",
+                    principal=principal,
+                    client_id=client_id,
+                    scopes=scope_set,
+                    tokens=tuple(tokens),
+                )
+            )
+
+    def refresh(self, spent: str, *, tokens: Sequence[IssuedToken]) -> Refreshed:
+        """Record that refresh token ``spent`` (a fingerprint) was exchanged for ``tokens``."""
+        with self._lock:
+            record = self._tokens.get(spent)
+            if record is None or record.token.kind is not TokenKind.REFRESH:
+                raise LedgerError(f"spent={spent!r} names no refresh token")
+            status = record.status(self.clock.now())
+            if status is not TokenStatus.ACTIVE:
+                raise LedgerError(f"refresh token {spent} is {status.value}, not active")
+            self._check_new_tokens(tokens, self._grants[record.grant_id].scopes)
+            return self._commit(
+                lambda seq, at: Refreshed(
+                    seq=seq, at=at, grant_id=record.grant_id, spent=spent, tokens=tuple(tokens)
+                )
+            )
+
+    def narrow(self, grant_id: str, scopes: Collection[str]) -> Narrowed | None:
+        """Reduce the grant's scopes to ``scopes`` (a subset); None when nothing changes."""
+        scope_set = _scope_set(scopes)
+        with self._lock:
+            previous = self.get_grant(grant_id).scopes
+            if not scope_set <= previous:
+                raise InvalidArgument(
+                    f"scopes={sorted(scope_set)!r} is not a subset of the grant's "
+                    f"{sorted(previous)!r}; use widen() to add scopes"
+                )
+            if scope_set == previous:
+                return None
+            return self._commit(
+                lambda seq, at: Narrowed(
+                    seq=seq, at=at, grant_id=grant_id, scopes=scope_set, previous=previous
+                )
+            )
+
+    def widen(self, grant_id: str, scopes: Collection[str]) -> Widened | None:
+        """Extend the grant's scopes to ``scopes`` (a superset); None when nothing changes."""
+        scope_set = _scope_set(scopes)
+        with self._lock:
+            previous = self.get_grant(grant_id).scopes
+            if not scope_set >= previous:
+                raise InvalidArgument(
+                    f"scopes={sorted(scope_set)!r} is not a superset of the grant's "
+                    f"{sorted(previous)!r}; use narrow() to remove scopes"
+                )
+            if scope_set == previous:
+                return None
+            return self._commit(
+                lambda seq, at: Widened(
+                    seq=seq, at=at, grant_id=grant_id, scopes=scope_set, previous=previous
+                )
+            )
+
+    def revoke(
+        self,
+        *,
+        token: str | None = None,
+        grant: str | None = None,
+        principal: Principal | None = None,
+        kid: str | None = None,
+        reason: str = "revoked",
+    ) -> Revoked | None:
+        """Revoke one token, a grant with its refresh-token family, every grant of a principal,
+        or every token signed by key ``kid``. Exactly one selector; None when nothing was live.
+        """
+        with self._lock:
+            fingerprints = self._select(token=token, grant=grant, principal=principal, kid=kid)
+            if not fingerprints:
+                return None
+            return self._commit(
+                lambda seq, at: Revoked(
+                    seq=seq,
+                    at=at,
+                    reason=reason,
+                    fingerprints=fingerprints,
+                    grant_ids=self._grant_ids(fingerprints),
+                )
+            )
+
+    def expire(
+        self,
+        *,
+        token: str | None = None,
+        grant: str | None = None,
+        principal: Principal | None = None,
+        reason: str = "expired early",
+    ) -> Expired | None:
+        """Make tokens expired now, before their ``exp``; selectors as in :meth:`revoke`."""
+        with self._lock:
+            fingerprints = self._select(token=token, grant=grant, principal=principal, kid=None)
+            if not fingerprints:
+                return None
+            return self._commit(
+                lambda seq, at: Expired(
+                    seq=seq,
+                    at=at,
+                    reason=reason,
+                    fingerprints=fingerprints,
+                    grant_ids=self._grant_ids(fingerprints),
+                )
+            )
+
+    # The ground truth.
+
+    def verdict(
+        self,
+        fingerprint: str,
+        *,
+        at: float,
+        scopes: Collection[str] = frozenset(),
+        staleness: float = 0.0,
+        leeway: float = 0.0,
+    ) -> Verdict:
+        """Must a request bearing this token, needing ``scopes``, be allowed at time ``at``?
+
+        ``staleness`` is how long after a revocation, early expiry, narrowing or widening a
+        service may still act on what it knew before (a cache the policy allows): inside that
+        window both answers are correct (:attr:`Outcome.EITHER`). ``leeway`` is the clock
+        disagreement allowed around ``exp`` and ``nbf``: within ``leeway`` of either edge, both
+        answers are correct too.
+        """
+        needed = _scope_set(scopes)
+        for name, value in (("at", at), ("staleness", staleness), ("leeway", leeway)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or (name != "at" and value < 0)
+            ):
+                raise InvalidArgument(
+                    f"{name}={value!r} must be a finite number" + ("" if name == "at" else " >= 0")
+                )
+        with self._lock:
+            record = self._tokens.get(fingerprint)
+            if record is None:
+                return Verdict(Outcome.MUST_DENY, "the token was never issued")
+            grant = self._grants[record.grant_id]
+            evidence = self._evidence(record, at)
+            token = record.token
+            if token.kind is TokenKind.REFRESH:
+                return Verdict(
+                    Outcome.MUST_DENY, "a refresh token is not an access token", evidence
+                )
+            if at < token.issued_at - leeway:
+                return Verdict(
+                    Outcome.MUST_DENY,
+                    f"not valid before {token.issued_at:g} (at {at:g})",
+                    evidence,
+                )
+            if at >= token.expires_at + leeway:
+                return Verdict(
+                    Outcome.MUST_DENY, f"expired at {token.expires_at:g} (at {at:g})", evidence
+                )
+            low = min(max(at - staleness, token.issued_at), at)
+            changes = sorted(t for t in self._change_times(record, grant) if low < t <= at)
+            reasons = [_deny_reason(record, grant, t, needed) for t in (low, *changes, at)]
+            if all(reason is None for reason in reasons):
+                if at >= token.expires_at - leeway or at < token.issued_at + leeway:
+                    return Verdict(
+                        Outcome.EITHER, f"within the {leeway:g}s leeway of nbf or exp", evidence
+                    )
+                return Verdict(Outcome.MUST_ALLOW, "the token is valid for these scopes", evidence)
+            if all(reason is not None for reason in reasons):
+                return Verdict(Outcome.MUST_DENY, str(reasons[-1]), evidence)
+            changed_at = changes[-1] if changes else at
+            return Verdict(
+                Outcome.EITHER,
+                f"within the {staleness:g}s staleness allowed after the change at {changed_at:g}",
+                evidence,
+            )
+
+    # Internals.
+
+    def _commit(self, build: Callable[[int, float], _E]) -> _E:
+        event = build(len(self._events) + 1, self.clock.now())
+        if self.audit is not None:
+            self.audit.write(event)  # raises AuditError: nothing below happens
+        self._apply(event)
+        self._events.append(event)
+        return event
+
+    def _apply(self, event: LedgerEvent) -> None:
+        match event:
+            case Granted():
+                self._grants[event.grant_id] = Grant(
+                    grant_id=event.grant_id,
+                    principal=event.principal,
+                    client_id=event.client_id,
+                    issued_at=event.at,
+                    scope_history=((event.at, event.scopes),),
+                    fingerprints=tuple(t.fingerprint for t in event.tokens),
+                )
+                self._add_tokens(event.grant_id, event.tokens)
+            case Refreshed():
+                self._tokens[event.spent] = attrs.evolve(
+                    self._tokens[event.spent], spent_at=event.at
+                )
+                grant = self._grants[event.grant_id]
+                self._grants[event.grant_id] = attrs.evolve(
+                    grant,
+                    fingerprints=grant.fingerprints + tuple(t.fingerprint for t in event.tokens),
+                )
+                self._add_tokens(event.grant_id, event.tokens)
+            case Narrowed() | Widened():
+                grant = self._grants[event.grant_id]
+                self._grants[event.grant_id] = attrs.evolve(
+                    grant, scope_history=(*grant.scope_history, (event.at, event.scopes))
+                )
+            case Revoked():
+                for fp in event.fingerprints:
+                    self._tokens[fp] = attrs.evolve(self._tokens[fp], revoked_at=event.at)
+            case Expired():
+                for fp in event.fingerprints:
+                    self._tokens[fp] = attrs.evolve(self._tokens[fp], expired_at=event.at)
+
+    def _misfit(self, event: LedgerEvent) -> str | None:
+        """Why ``event`` cannot be applied to the current state, or None."""
+        match event:
+            case Granted():
+                if event.grant_id in self._grants:
+                    return f"grant {event.grant_id} was already issued"
+                return self._misfit_tokens(event.tokens)
+            case Refreshed():
+                if event.grant_id not in self._grants:
+                    return f"grant {event.grant_id} was never issued"
+                if event.spent not in self._tokens:
+                    return f"refresh token {event.spent} was never issued"
+                return self._misfit_tokens(event.tokens)
+            case Narrowed() | Widened():
+                if event.grant_id not in self._grants:
+                    return f"grant {event.grant_id} was never issued"
+            case Revoked() | Expired():
+                unknown = [fp for fp in event.fingerprints if fp not in self._tokens]
+                if unknown:
+                    return f"token {unknown[0]} was never issued"
+        return None
+
+    def _misfit_tokens(self, tokens: Iterable[IssuedToken]) -> str | None:
+        for token in tokens:
+            if token.fingerprint in self._tokens:
+                return f"token {token.fingerprint} was already issued"
+        return None
+
+    def _add_tokens(self, grant_id: str, tokens: Iterable[IssuedToken]) -> None:
+        grant = self._grants[grant_id]
+        for token in tokens:
+            self._tokens[token.fingerprint] = TokenRecord(
+                token=token,
+                grant_id=grant_id,
+                principal=grant.principal,
+                client_id=grant.client_id,
+            )
+
+    def _check_new_tokens(self, tokens: Sequence[IssuedToken], allowed: frozenset[str]) -> None:
+        if not tokens:
+            raise InvalidArgument("tokens=() must hold at least one issued token")
+        for token in tokens:
+            if not isinstance(token, IssuedToken):
+                raise InvalidArgument(f"tokens must be IssuedToken values, not {token!r}")
+            if token.fingerprint in self._tokens:
+                raise InvalidArgument(f"token {token.fingerprint} was already issued")
+            if not token.scopes <= allowed:
+                raise InvalidArgument(
+                    f"token {token.fingerprint} carries {sorted(token.scopes)!r}, more than the "
+                    f"grant's {sorted(allowed)!r}"
+                )
+            if not token.issued_at < token.expires_at:
+                raise InvalidArgument(
+                    f"token {token.fingerprint} expires ({token.expires_at!r}) before it is "
+                    f"issued ({token.issued_at!r})"
+                )
+
+    def _select(
+        self, *, token: str | None, grant: str | None, principal: Principal | None, kid: str | None
+    ) -> tuple[str, ...]:
+        given = [
+            name
+            for name, value in (
+                ("token", token),
+                ("grant", grant),
+                ("principal", principal),
+                ("kid", kid),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise InvalidArgument(
+                f"give exactly one of token, grant, principal, kid (got {given or 'none'})"
+            )
+        if token is not None:
+            if token not in self._tokens:
+                raise LedgerError(f"token={token!r} names no issued token")
+            candidates: Iterable[str] = (token,)
+        elif grant is not None:
+            candidates = self.get_grant(grant).fingerprints
+        elif principal is not None:
+            candidates = (
+                fp
+                for g in self._grants.values()
+                if g.principal == principal
+                for fp in g.fingerprints
+            )
+        else:
+            candidates = (fp for fp, record in self._tokens.items() if record.token.kid == kid)
+        now = self.clock.now()
+        live = {TokenStatus.ACTIVE, TokenStatus.NOT_YET_VALID}
+        return tuple(fp for fp in candidates if self._tokens[fp].status(now) in live)
+
+    def _grant_ids(self, fingerprints: Iterable[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self._tokens[fp].grant_id for fp in fingerprints))
+
+    def _change_times(self, record: TokenRecord, grant: Grant) -> list[float]:
+        times = [since for since, _ in grant.scope_history[1:]]
+        times += [t for t in (record.revoked_at, record.expired_at) if t is not None]
+        return times
+
+    def _evidence(self, record: TokenRecord, at: float) -> tuple[LedgerEvent, ...]:
+        fp, grant_id = record.token.fingerprint, record.grant_id
+
+        def concerns(event: LedgerEvent) -> bool:
+            match event:
+                case Granted() | Refreshed():
+                    return any(t.fingerprint == fp for t in event.tokens)
+                case Narrowed() | Widened():
+                    return event.grant_id == grant_id
+                case Revoked() | Expired():
+                    return fp in event.fingerprints
+
+        return tuple(e for e in self._events if e.at <= at and concerns(e))
+
+
+def _deny_reason(
+    record: TokenRecord, grant: Grant, at: float, needed: frozenset[str]
+) -> str | None:
+    """Why the token must be denied at ``at`` (ignoring its own exp/nbf), or None."""
+    if record.revoked_at is not None and at >= record.revoked_at:
+        return f"revoked at {record.revoked_at:g}"
+    if record.expired_at is not None and at >= record.expired_at:
+        return f"expired early at {record.expired_at:g}"
+    allowed = record.token.scopes & grant.scopes_at(at)
+    missing = needed - allowed
+    if missing:
+        return f"scopes {sorted(missing)!r} not granted at {at:g} (allowed {sorted(allowed)!r})"
+    return None

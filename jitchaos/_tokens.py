@@ -1,0 +1,156 @@
+"""JWT access tokens (RFC 9068) minted and verified with PyJWT, and token fingerprints.
+
+A raw token is a credential: nothing jitchaos records (ledger, audit, history, notebooks) holds
+one. Everything refers to a token by its :func:`fingerprint` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import jwt
+
+from jitchaos._keys import KeyRing, SigningKey
+from jitchaos.errors import InvalidToken
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "fingerprint",
+    "format_scopes",
+    "mint_access_token",
+    "mint_id_token",
+    "parse_scopes",
+    "verify_access_token",
+]
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+"""The JOSE ``typ`` of an access token (RFC 9068 §2.1); ID tokens carry ``JWT``."""
+
+_REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id")
+
+
+def fingerprint(token: str) -> str:
+    """A stable, non-reversible name for a token: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def format_scopes(scopes: Collection[str]) -> str:
+    """The space-delimited ``scope`` value (RFC 6749 §3.3), sorted so equal sets look equal."""
+    return " ".join(sorted(scopes))
+
+
+def parse_scopes(value: str) -> frozenset[str]:
+    """The scope set of a space-delimited ``scope`` value (RFC 6749 §3.3)."""
+    return frozenset(value.split())
+
+
+def mint_access_token(
+    key: SigningKey,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    client_id: str,
+    scopes: Collection[str],
+    issued_at: int,
+    expires_at: int,
+    jti: str | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> str:
+    """Sign an RFC 9068 access token with ``key`` (usually a key ring's ``current``)."""
+    claims: dict[str, Any] = dict(extra_claims or {})
+    claims.update(
+        iss=issuer,
+        sub=subject,
+        aud=audience,
+        client_id=client_id,
+        scope=format_scopes(scopes),
+        iat=issued_at,
+        nbf=issued_at,
+        exp=expires_at,
+        jti=jti or uuid.uuid4().hex,
+    )
+    return jwt.encode(
+        claims,
+        key.private_key,
+        algorithm=key.algorithm,
+        headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE},
+    )
+
+
+def mint_id_token(
+    key: SigningKey,
+    *,
+    issuer: str,
+    client_id: str,
+    subject: str,
+    issued_at: int,
+    expires_at: int,
+    nonce: str | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> str:
+    """Sign an OpenID Connect ID token (audience: the client) with ``key``."""
+    claims: dict[str, Any] = dict(extra_claims or {})
+    claims.update(
+        iss=issuer, sub=subject, aud=client_id, iat=issued_at, exp=expires_at, auth_time=issued_at
+    )
+    if nonce is not None:
+        claims["nonce"] = nonce
+    return jwt.encode(
+        claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"}
+    )
+
+
+def verify_access_token(
+    token: str,
+    keys: KeyRing,
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: float = 0.0,
+) -> dict[str, Any]:
+    """Verify ``token`` as this issuer's access token at time ``now`` and return its claims.
+
+    Signature (key by ``kid``, algorithm pinned to the key's), ``typ``, issuer, audience and the
+    presence of every RFC 9068 claim are checked by PyJWT; the temporal claims are checked here
+    against ``now``, because PyJWT reads the wall clock and jitchaos time is an injected clock.
+    Raises :class:`~jitchaos.errors.InvalidToken` naming what is wrong.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        raise InvalidToken(f"not a JWS compact token: {error}") from None
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidToken(f"kid {kid!r} names no published key")
+    if header.get("typ") != ACCESS_TOKEN_TYPE:
+        raise InvalidToken(f"typ {header.get('typ')!r} is not {ACCESS_TOKEN_TYPE!r}")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.private_key.public_key(),
+            algorithms=[key.algorithm],
+            audience=audience,
+            issuer=issuer,
+            options={
+                "require": list(_REQUIRED_CLAIMS),
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.PyJWTError as error:
+        raise InvalidToken(str(error)) from None
+    for name in ("exp", "nbf", "iat"):
+        if isinstance(claims[name], bool) or not isinstance(claims[name], int | float):
+            raise InvalidToken(f"{name} claim {claims[name]!r} is not a NumericDate")
+    if now >= claims["exp"] + leeway:
+        raise InvalidToken(f"expired at {claims['exp']} (now {now})")
+    if now < claims["nbf"] - leeway:
+        raise InvalidToken(f"not valid before {claims['nbf']} (now {now})")
+    return claims
