@@ -337,7 +337,8 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         malformed.append(MalformedLine(line_of[id(event)], problem))
 
     ledger = Ledger.replay(events, on_error=misfit)
-    reference = at if at is not None else (events[-1].at if events else None)
+    applied = ledger.events
+    reference = at if at is not None else (max(e.at for e in applied) if applied else None)
     open_grants = ledger.open_grants(reference) if reference is not None else ()
     return AuditReport(
         path=str(path),

@@ -61,7 +61,12 @@ class ManualClock:
 
     def advance(self, seconds: float) -> float:
         """Move the clock forward by ``seconds`` (>= 0) and return the new time."""
-        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise InvalidArgument(
                 f"seconds={seconds!r} must be a finite number >= 0; the clock never goes back"
             )

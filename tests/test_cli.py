@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.common.cli import run_cli, serving_idp
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["idp"], "give at least one --client"),
+        (["idp", "--client", "svc"], "is not ID:SECRET:SCOPES"),
+        (["idp", "--client", 'svc:s:bad"scope'], "scope-token"),
+        (["idp", "--client", "svc:s:read", "--client", "svc:t:read"], "configured twice"),
+        (["idp", "--client", "svc:s:read", "--user", "alice"], "is not NAME:SCOPES"),
+        (["idp", "--client", "svc:s:read", "--ttl", "0"], "must be at least 1"),
+        (["idp", "--client", "svc:s:read", "--ttl", "soon"], "not a whole number"),
+        (["idp", "--client", "svc:s:read", "--ttl", "7200", "--max-ttl", "60"], "exceeds max_ttl"),
+        (["idp", "--client", "svc:s:read", "--port", "70000"], "not a port number"),
+        (["idp", "--client", "svc:s:read", "--algorithm", "HS256"], "invalid choice"),
+        (
+            ["idp", "--client", "svc:s:read", "--audit", "/nonexistent/dir/audit.jsonl"],
+            "cannot open audit log",
+        ),
+        (["idp", "--client", "svc:s:read", "--host", "256.1.1.1"], "cannot listen on"),
+        (["nonsense"], "invalid choice"),
+        ([], "required"),
+        (["audit"], "required"),
+        (["audit", "/nonexistent.jsonl"], "does not exist"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert lines[0].startswith("jitchaos")
+    assert "Traceback" not in result.stderr
+
+
+def test_idp_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    with serving_idp(
+        "--client",
+        "svc:s3cret:read,write",
+        "--user",
+        "alice:read",
+        "--client",
+        "web::openid,read",
+        "--ttl",
+        "120",
+        "--audit",
+        str(audit),
+    ) as (process, issuer):
+        assert issuer.startswith("http://127.0.0.1:")
+        assert process.stdout is not None
+        discovery = process.stdout.readline().split("discovery ", 1)[1].strip()
+        metadata = requests.get(discovery, timeout=10).json()
+        assert metadata["issuer"] == issuer
+        token = requests.post(
+            metadata["token_endpoint"],
+            auth=("svc", "s3cret"),
+            timeout=10,
+            data={"grant_type": "client_credentials", "scope": "read"},
+        ).json()
+        assert token["expires_in"] == 120
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert "stopped" in process.stdout.read()
+    assert len(audit.read_text().splitlines()) == 1
+
+
+def test_idp_stops_on_ctrl_c() -> None:
+    with serving_idp("--client", "svc:s:read") as (process, _issuer):
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
+
+
+def test_audit_command(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with serving_idp("--client", "svc:s3cret:read", "--audit", str(log)) as (process, issuer):
+        token = requests.post(
+            f"{issuer}/token",
+            auth=("svc", "s3cret"),
+            timeout=10,
+            data={"grant_type": "client_credentials"},
+        ).json()["access_token"]
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+    found = run_cli("audit", str(log))
+    assert found.returncode == 1
+    assert "1 grants still open" in found.stdout
+    assert token not in found.stdout
+    as_json = json.loads(run_cli("audit", str(log), "--json").stdout)
+    assert as_json["open_grants"][0]["principal"] == "client:svc"
+    closed = run_cli("audit", str(log), "--at", "99999999999")
+    assert closed.returncode == 0
+    assert "every grant was closed" in closed.stdout
+    log.write_bytes(b"\x00\xff")
+    corrupt = run_cli("audit", str(log))
+    assert corrupt.returncode == 2
+    assert "not UTF-8" in corrupt.stderr

@@ -1,0 +1,104 @@
+"""The public names are exactly those re-exported in each package's __all__."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+import jitchaos
+from jitchaos.errors import JitchaosError
+
+EXPECTED = {
+    "jitchaos": {
+        "AuditError",
+        "AuditLog",
+        "AuditLogError",
+        "AuditReport",
+        "Clock",
+        "ConfigError",
+        "Expired",
+        "Grant",
+        "Granted",
+        "InvalidArgument",
+        "InvalidToken",
+        "IssuedToken",
+        "JitchaosError",
+        "KeyRing",
+        "Ledger",
+        "LedgerError",
+        "LedgerEvent",
+        "MalformedLine",
+        "ManualClock",
+        "Narrowed",
+        "Outcome",
+        "Principal",
+        "PrincipalKind",
+        "Refreshed",
+        "Revoked",
+        "SigningKey",
+        "SystemClock",
+        "TokenKind",
+        "TokenRecord",
+        "TokenStatus",
+        "Verdict",
+        "Widened",
+        "fingerprint",
+        "mint_access_token",
+        "read_audit",
+        "verify_access_token",
+    },
+    "jitchaos.idp": {
+        "ClientConfig",
+        "EmbeddedIdP",
+        "IdPConfig",
+        "UserConfig",
+        "parse_client",
+        "parse_user",
+    },
+    "jitchaos.strategies": {"claims", "scopes"},
+    "jitchaos.errors": {
+        "AuditError",
+        "AuditLogError",
+        "ConfigError",
+        "InvalidArgument",
+        "InvalidToken",
+        "JitchaosError",
+        "LedgerError",
+    },
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(EXPECTED))
+def test_exported_names(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert set(module.__all__) == EXPECTED[module_name]
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
+        and getattr(value, "__module__", module_name).startswith("jitchaos")
+    }
+    public -= {"annotations"}
+    assert public <= set(module.__all__), public - set(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name)
+
+
+def test_error_tree() -> None:
+    from hypothesis.errors import InvalidArgument as HypothesisInvalidArgument
+
+    assert issubclass(jitchaos.InvalidArgument, HypothesisInvalidArgument)
+    assert issubclass(jitchaos.InvalidArgument, TypeError)
+    for error, builtin in (
+        (jitchaos.ConfigError, ValueError),
+        (jitchaos.InvalidToken, ValueError),
+        (jitchaos.LedgerError, LookupError),
+        (jitchaos.AuditError, OSError),
+        (jitchaos.AuditLogError, ValueError),
+    ):
+        assert issubclass(error, JitchaosError)
+        assert issubclass(error, builtin)
+        assert error.__name__ in (jitchaos.errors.__doc__ or "")

@@ -1,0 +1,69 @@
+"""The wheel installs into a fresh virtual environment and imports without the source tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = dist.glob("jitchaos-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "jitchaos/py.typed" in names
+    assert "jitchaos/strategies/__init__.py" in names
+    assert not any(n.startswith(("tests/", "strategies/")) for n in names)
+
+    env = tmp_path / "fresh"
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    probe = (
+        "import jitchaos, jitchaos.strategies, jitchaos.idp; "
+        "print(jitchaos.__file__); print(jitchaos.strategies.scopes)"
+    )
+    result = subprocess.run(
+        [str(python), "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert str(env) in result.stdout.splitlines()[0]  # the installed copy, not the source tree
+    cli = subprocess.run(
+        [str(env / "bin" / "jitchaos"), "audit", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 2
+    assert "does not exist" in cli.stderr
