@@ -552,9 +552,17 @@ class Ledger:
                 return Verdict(
                     Outcome.MUST_DENY, f"expired at {token.expires_at:g} (at {at:g})", evidence
                 )
+            # The truth is piecewise constant between changes: sample it where the window
+            # starts, at each change inside the window, and just before each such change (a
+            # change at the very instant the token was issued still had a "before").
             low = min(max(at - staleness, token.issued_at), at)
-            changes = sorted(t for t in self._change_times(record, grant) if low < t <= at)
+            changes = sorted(
+                t
+                for t in self._change_times(record, grant)
+                if at - staleness < t <= at and t >= token.issued_at
+            )
             reasons = [_deny_reason(record, grant, t, needed) for t in (low, *changes, at)]
+            reasons += [_deny_reason(record, grant, t, needed, before=True) for t in changes]
             if all(reason is None for reason in reasons):
                 if at >= token.expires_at - leeway or at < token.issued_at + leeway:
                     return Verdict(
@@ -731,14 +739,26 @@ class Ledger:
 
 
 def _deny_reason(
-    record: TokenRecord, grant: Grant, at: float, needed: frozenset[str]
+    record: TokenRecord, grant: Grant, at: float, needed: frozenset[str], *, before: bool = False
 ) -> str | None:
-    """Why the token must be denied at ``at`` (ignoring its own exp/nbf), or None."""
-    if record.revoked_at is not None and at >= record.revoked_at:
+    """Why the token must be denied at ``at`` (ignoring its own exp/nbf), or None.
+
+    ``before`` asks about the instant just before ``at``: changes made at ``at`` not yet applied.
+    """
+
+    def happened(when: float | None) -> bool:
+        return when is not None and (when < at if before else when <= at)
+
+    if happened(record.revoked_at):
         return f"revoked at {record.revoked_at:g}"
-    if record.expired_at is not None and at >= record.expired_at:
+    if happened(record.expired_at):
         return f"expired early at {record.expired_at:g}"
-    allowed = record.token.scopes & grant.scopes_at(at)
+    scopes = grant.scope_history[0][1]
+    for since, changed in grant.scope_history:
+        if not happened(since):
+            break
+        scopes = changed
+    allowed = record.token.scopes & scopes
     missing = needed - allowed
     if missing:
         return f"scopes {sorted(missing)!r} not granted at {at:g} (allowed {sorted(allowed)!r})"

@@ -308,3 +308,12 @@ def test_replaying_the_events_gives_the_same_truth(data: st.DataObject) -> None:
         fp, at=at, scopes=scopes, staleness=staleness
     )
     assert [e.seq for e in ledger.events] == list(range(1, len(ledger.events) + 1))
+
+
+def test_a_change_at_the_instant_of_issue_still_has_a_before(ledger: Ledger) -> None:
+    # Granted and narrowed in the same clock second: a service may have seen read+write.
+    granted, access, _ = new_grant(ledger)
+    ledger.narrow(granted.grant_id, {"read"})
+    assert outcome(ledger, access, 1000, {"write"}) is Outcome.MUST_DENY
+    assert outcome(ledger, access, 1030, {"write"}, staleness=60) is Outcome.EITHER
+    assert outcome(ledger, access, 1060, {"write"}, staleness=60) is Outcome.MUST_DENY
