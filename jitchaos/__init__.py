@@ -22,6 +22,7 @@ from jitchaos._ledger import (
     Verdict,
     Widened,
 )
+from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
     AuditError,
@@ -36,6 +37,8 @@ from jitchaos.errors import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AtStep",
+    "AtTime",
     "AuditError",
     "AuditLog",
     "AuditLogError",
@@ -56,16 +59,21 @@ __all__ = [
     "MalformedLine",
     "ManualClock",
     "Narrowed",
+    "OnEvent",
+    "OnRequest",
     "Outcome",
     "Principal",
     "PrincipalKind",
     "Refreshed",
     "Revoked",
+    "Schedule",
+    "Scheduled",
     "SigningKey",
     "SystemClock",
     "TokenKind",
     "TokenRecord",
     "TokenStatus",
+    "Trigger",
     "Verdict",
     "Widened",
     "fingerprint",

@@ -1,4 +1,5 @@
-"""The ``jitchaos`` command: ``idp`` serves the embedded IdP, ``audit`` reads an audit log.
+"""The ``jitchaos`` command: ``idp`` serves the embedded IdP, ``audit`` reads an audit log,
+``faults`` lists the fault catalogue.
 
 User mistakes end in one line on stderr and exit status 2, never a traceback.
 """
@@ -17,6 +18,7 @@ from typing import NoReturn, TypeVar
 from jitchaos._audit import encode_event, read_audit
 from jitchaos._keys import ALGORITHMS
 from jitchaos.errors import AuditError, AuditLogError, ConfigError
+from jitchaos.faults import FAULTS
 from jitchaos.idp import EmbeddedIdP, IdPConfig, parse_client, parse_user
 
 __all__ = ["main"]
@@ -132,6 +134,12 @@ def _build_parser() -> _Parser:
         help="append every ledger event to this JSON Lines audit log",
     )
 
+    commands.add_parser(
+        "faults",
+        help="list the registered faults",
+        description="List the registered faults, one line each.",
+    )
+
     audit = commands.add_parser(
         "audit",
         help="report open grants and bad lines of an audit log",
@@ -224,11 +232,18 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _run_faults(args: argparse.Namespace) -> int:
+    width = max(len(name) for name in FAULTS)
+    for name, fault in FAULTS.items():
+        print(f"{name:<{width}}  {fault.summary}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    runners = {"idp": _run_idp, "audit": _run_audit}
+    runners = {"idp": _run_idp, "audit": _run_audit, "faults": _run_faults}
     try:
         return runners[args.command](args)
     except _UsageError as error:

@@ -12,6 +12,13 @@ from jitchaos.errors import JitchaosError
 
 EXPECTED = {
     "jitchaos": {
+        "AtStep",
+        "AtTime",
+        "OnEvent",
+        "OnRequest",
+        "Schedule",
+        "Scheduled",
+        "Trigger",
         "AuditError",
         "AuditLog",
         "AuditLogError",
@@ -57,7 +64,22 @@ EXPECTED = {
         "parse_client",
         "parse_user",
     },
-    "jitchaos.strategies": {"claims", "scopes"},
+    "jitchaos.strategies": {"claims", "faults", "scopes"},
+    "jitchaos.faults": {
+        "ENDPOINTS",
+        "FAULTS",
+        "AnyFault",
+        "ClockSkew",
+        "Endpoint",
+        "Expire",
+        "Fault",
+        "HoldRefresh",
+        "Latency",
+        "Narrow",
+        "Outage",
+        "Revoke",
+        "RotateKeys",
+    },
     "jitchaos.errors": {
         "AuditError",
         "AuditLogError",

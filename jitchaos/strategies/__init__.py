@@ -1,6 +1,7 @@
-"""Hypothesis strategies for the auth world: scopes and claims (more arrive with the hostile-token
-catalogue, faults and schedules)."""
+"""Hypothesis strategies for the auth world: scopes, claims and faults (more arrive with the
+hostile-token catalogue, schedules and policies)."""
 
 from jitchaos.strategies._claims import claims, scopes
+from jitchaos.strategies._faults import faults
 
-__all__ = ["claims", "scopes"]
+__all__ = ["claims", "faults", "scopes"]

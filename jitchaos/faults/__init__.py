@@ -1,0 +1,56 @@
+"""The fault catalogue: one module per fault kind, and the registry by name.
+
+Adding a fault is adding one file: a frozen attrs class with ``kind``, ``summary`` and a module
+docstring saying what it does to the auth world and which class of bug it exposes, plus its entry
+in :data:`FAULTS` below (a literal, not an import side effect).
+"""
+
+from collections.abc import Mapping
+
+from jitchaos.faults._base import ENDPOINTS, Endpoint, Fault
+from jitchaos.faults._clock_skew import ClockSkew
+from jitchaos.faults._expire import Expire
+from jitchaos.faults._hold_refresh import HoldRefresh
+from jitchaos.faults._latency import Latency
+from jitchaos.faults._narrow import Narrow
+from jitchaos.faults._outage import Outage
+from jitchaos.faults._revoke import Revoke
+from jitchaos.faults._rotate_keys import RotateKeys
+
+AnyFault = Expire | Revoke | Narrow | RotateKeys | Outage | Latency | ClockSkew | HoldRefresh
+
+FAULTS: Mapping[str, type[AnyFault]] = {
+    "expire": Expire,
+    "revoke": Revoke,
+    "narrow": Narrow,
+    "rotate_keys": RotateKeys,
+    "outage": Outage,
+    "latency": Latency,
+    "clock_skew": ClockSkew,
+    "hold_refresh": HoldRefresh,
+}
+
+__all__ = [
+    "ENDPOINTS",
+    "FAULTS",
+    "AnyFault",
+    "ClockSkew",
+    "Endpoint",
+    "Expire",
+    "Fault",
+    "HoldRefresh",
+    "Latency",
+    "Narrow",
+    "Outage",
+    "Revoke",
+    "RotateKeys",
+]
+
+
+def _teach_hypothesis() -> None:
+    from jitchaos.strategies._faults import register_fault_types
+
+    register_fault_types()
+
+
+_teach_hypothesis()

@@ -1,0 +1,36 @@
+"""narrow: a role change takes scopes away from a live grant.
+
+The grant's scopes become ``scopes`` (intersected with what it had): at issue, refresh and
+introspection, and ``roles``/``groups`` claims are dropped. Exposes permission caches keyed by
+subject (narrowed-scope-honoured) and clients that choke on a token response whose scope differs
+from the request.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from jitchaos.errors import InvalidArgument
+from jitchaos.faults._base import check_target
+
+
+def _scopes(value: object) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, frozenset | set | list | tuple):
+        raise InvalidArgument(f"scopes={value!r} must be a collection of scope names")
+    if not all(isinstance(scope, str) and scope and " " not in scope for scope in value):
+        raise InvalidArgument(f"scopes={value!r} must hold non-empty scope names without spaces")
+    return frozenset(value)
+
+
+@attrs.frozen(kw_only=True)
+class Narrow:
+    """Reduce the target grant's scopes."""
+
+    kind: ClassVar[str] = "narrow"
+    summary: ClassVar[str] = "reduce the scopes of a live grant (roles and groups dropped)"
+
+    scopes: frozenset[str] = attrs.field(factory=frozenset, converter=_scopes)
+    """What the grant keeps (intersected with what it had); empty keeps nothing."""
+    target: str = attrs.field(default="request", validator=check_target)

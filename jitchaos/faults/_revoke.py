@@ -1,0 +1,27 @@
+"""revoke: a token, a refresh-token family or a principal loses access mid-session.
+
+With ``delay``, the IdP acknowledges the revocation at once but honours it only ``delay``
+seconds later (propagation delay). Exposes services that trust a JWT until ``exp`` or cache
+introspection longer than their policy allows (revoked-token-accepted), and clients that never
+fetch a fresh token after a 401 (no-recovery-after-revoke).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from jitchaos.faults._base import check_seconds, check_target
+
+
+@attrs.frozen(kw_only=True)
+class Revoke:
+    """Revoke the target's tokens."""
+
+    kind: ClassVar[str] = "revoke"
+    summary: ClassVar[str] = "revoke a token, a refresh family or a principal (optional delay)"
+
+    target: str = attrs.field(default="request", validator=check_target)
+    delay: float = attrs.field(default=0.0, validator=check_seconds)
+    """Seconds between acknowledging the revocation and honouring it."""
