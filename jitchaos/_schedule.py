@@ -17,7 +17,20 @@ from typing import Any, Literal
 import attrs
 
 from jitchaos.errors import InvalidArgument
-from jitchaos.faults import ENDPOINTS, FAULTS, AnyFault, Endpoint
+from jitchaos.faults import (
+    ENDPOINTS,
+    FAULTS,
+    AnyFault,
+    ClockSkew,
+    Endpoint,
+    Expire,
+    HoldRefresh,
+    Latency,
+    Narrow,
+    Outage,
+    Revoke,
+    RotateKeys,
+)
 
 __all__ = ["AtStep", "AtTime", "OnEvent", "OnRequest", "Schedule", "Scheduled", "Trigger"]
 
@@ -216,17 +229,6 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _seeded_fault(kind: str, rng: random.Random, endpoint: Endpoint) -> AnyFault:
     """A fault of ``kind`` with parameters drawn from the expansion's own generator."""
-    from jitchaos.faults import (
-        ClockSkew,
-        Expire,
-        HoldRefresh,
-        Latency,
-        Narrow,
-        Outage,
-        Revoke,
-        RotateKeys,
-    )
-
     match kind:
         case "expire":
             return Expire(issued_ttl=rng.choice([None, 5, 30]))
