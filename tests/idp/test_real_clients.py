@@ -67,14 +67,19 @@ def authorize(idp: EmbeddedIdP, session: OAuth2Session, user: str) -> dict[str, 
     )
 
 
-def test_authlib_authorization_code_with_pkce_and_refresh(idp: EmbeddedIdP) -> None:
-    session = OAuth2Session(
+def web_session() -> OAuth2Session:
+    """The confidential web client, asking for a user's openid, read and write."""
+    return OAuth2Session(
         "web",
         "web-secret",
         scope="openid read write",
         redirect_uri=REDIRECT,
         code_challenge_method="S256",
     )
+
+
+def test_authlib_authorization_code_with_pkce_and_refresh(idp: EmbeddedIdP) -> None:
+    session = web_session()
     token = authorize(idp, session, "alice")
     assert validate(idp, token["access_token"])["sub"] == "alice"
     id_claims = jwt.decode(token["id_token"], options={"verify_signature": False})
@@ -108,13 +113,7 @@ def test_authlib_public_client_with_pkce(idp: EmbeddedIdP) -> None:
 
 
 def test_authlib_refresh_narrowed_scope(idp: EmbeddedIdP) -> None:
-    session = OAuth2Session(
-        "web",
-        "web-secret",
-        scope="openid read write",
-        redirect_uri=REDIRECT,
-        code_challenge_method="S256",
-    )
+    session = web_session()
     token = authorize(idp, session, "alice")
     narrowed = session.refresh_token(
         f"{idp.url}/token", refresh_token=token["refresh_token"], scope="read"
