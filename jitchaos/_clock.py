@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "OffsetClock", "SystemClock"]
 
 
 @runtime_checkable
@@ -39,6 +39,45 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return "SystemClock()"
+
+
+class OffsetClock:
+    """The wall clock plus an offset that only grows: time flows, and a driver may jump it.
+
+    For a standalone proxy in front of staging: tokens age in real time, and the control API
+    can still move "now" forward (tokens the IdP issued expire at once for the ledger and the
+    IdP; services in other processes keep reading their own clocks).
+    """
+
+    def __init__(self, offset: float = 0.0) -> None:
+        _check_time("offset", offset)
+        self._offset = float(offset)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Jump forward by ``seconds`` (>= 0) and return the new time."""
+        _check_time("seconds", seconds)
+        with self._lock:
+            self._offset += seconds
+        return self.now()
+
+    def set(self, when: float) -> float:
+        """Jump to ``when``, which may not be earlier than now."""
+        _check_time("when", when)
+        with self._lock:
+            now = self.now()
+            if when < now:
+                raise InvalidArgument(
+                    f"when={when!r} is before now ({now!r}); the clock never goes back"
+                )
+            self._offset += when - now
+        return self.now()
+
+    def __repr__(self) -> str:
+        return f"OffsetClock(offset={self._offset!r})"
 
 
 class ManualClock:

@@ -103,6 +103,20 @@ class KeyRing:
             self._current = key
         return key
 
+    def rekey(self) -> SigningKey:
+        """Keep the current kid but put a new key behind it (a botched rotation).
+
+        Tokens the old key signed stop verifying although their kid is still published:
+        only a verifier that refetches the JWKS on a signature failure recovers.
+        """
+        old = self._current
+        fresh = SigningKey.generate(old.algorithm)
+        key = SigningKey(kid=old.kid, algorithm=old.algorithm, private_key=fresh.private_key)
+        with self._lock:
+            self._keys = tuple(key if k is old else k for k in self._keys)
+            self._current = key
+        return key
+
     def remove(self, kid: str) -> SigningKey:
         """Stop publishing the key ``kid``; tokens it signed no longer verify."""
         with self._lock:

@@ -32,7 +32,17 @@ from jitchaos.faults import (
     RotateKeys,
 )
 
-__all__ = ["AtStep", "AtTime", "OnEvent", "OnRequest", "Schedule", "Scheduled", "Trigger"]
+__all__ = [
+    "AtStep",
+    "AtTime",
+    "OnEvent",
+    "OnRequest",
+    "Schedule",
+    "Scheduled",
+    "Trigger",
+    "fault_from_json",
+    "fault_to_json",
+]
 
 
 def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -173,7 +183,7 @@ class Schedule:
         return [
             {
                 "trigger": {"type": names[type(e.trigger)], **attrs.asdict(e.trigger)},
-                "fault": {"kind": e.fault.kind, **_jsonable(attrs.asdict(e.fault))},
+                "fault": fault_to_json(e.fault),
             }
             for e in self.entries
         ]
@@ -203,6 +213,18 @@ class Schedule:
             return cls.from_json(json.loads(text))
         except json.JSONDecodeError as error:
             raise InvalidArgument(f"the schedule is not JSON: {error}") from None
+
+
+def fault_from_json(data: object, *, where: str = "fault") -> AnyFault:
+    """The fault ``{"kind": ..., field: value, ...}`` describes; errors name what is wrong."""
+    if isinstance(data, dict) and "kind" in data:
+        return _build(where, "fault", "kind", FAULTS, data)  # type: ignore[no-any-return]
+    raise InvalidArgument(f"{where} must be an object with a 'kind', one of {', '.join(FAULTS)}")
+
+
+def fault_to_json(fault: AnyFault) -> dict[str, Any]:
+    """The fault as JSON-ready data (``fault_from_json`` reads it back)."""
+    return {"kind": fault.kind, **_jsonable(attrs.asdict(fault))}
 
 
 def _build(where: str, part: str, tag: str, registry: Any, raw: object) -> Any:

@@ -9,7 +9,8 @@ these. Each error also subclasses the builtin it resembles, so callers may catch
     ├── InvalidToken         (also ValueError)   a token that fails verification
     ├── LedgerError          (also LookupError)  an operation names no known grant or token
     ├── AuditError           (also OSError)      the audit sink cannot be written; action refused
-    └── AuditLogError        (also ValueError)   an audit file cannot be read or parsed
+    ├── AuditLogError        (also ValueError)   an audit file cannot be read or parsed
+    └── ControlError         (also ConnectionError) the proxy's control API refused a request
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "AuditError",
     "AuditLogError",
     "ConfigError",
+    "ControlError",
     "InvalidArgument",
     "InvalidToken",
     "JitchaosError",
@@ -53,3 +55,12 @@ class AuditError(JitchaosError, OSError):
 
 class AuditLogError(JitchaosError, ValueError):
     """An audit log file is missing, unreadable or not JSON Lines."""
+
+
+class ControlError(JitchaosError, ConnectionError):
+    """The chaos proxy's control API refused a request or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status it answered, or None when it could not be reached."""

@@ -82,3 +82,18 @@ def test_private_key_stays_out_of_repr() -> None:
     key = KeyRing().current
     assert "private" not in repr(key)
     assert key.kid in repr(key)
+
+
+def test_rekey_keeps_the_kid_but_old_signatures_fail() -> None:
+    ring = KeyRing()
+    old = ring.current
+    signed = jwt.encode({"sub": "x"}, old.private_key, algorithm="RS256")
+    new = ring.rekey()
+    assert new.kid == old.kid
+    assert ring.current is new
+    assert [k.kid for k in ring.keys] == [old.kid]
+    public = jwt.PyJWK(ring.jwks()["keys"][0]).key
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(signed, public, algorithms=["RS256"])
+    resigned = jwt.encode({"sub": "x"}, new.private_key, algorithm="RS256")
+    assert jwt.decode(resigned, public, algorithms=["RS256"]) == {"sub": "x"}

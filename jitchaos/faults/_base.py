@@ -1,21 +1,47 @@
-"""What every fault shares: its target and endpoint vocabularies, and its validators.
+"""What every fault shares: vocabularies, validators, and the contract for how a fault acts.
 
 A fault is plain data: a frozen attrs value whose repr is a valid constructor call (so a repro
 notebook can replay it), validated on construction (so ``st.builds`` infers valid values), with a
 ``kind`` (its registry name) and a one-line ``summary`` (what ``jitchaos faults`` prints).
+
+How it acts, in the same file: when its trigger fires, the proxy calls ``fault.fire(world)``.
+The fault changes the auth world at once through :class:`World` (revoke, expire, narrow, rotate
+keys: each a ledger event, so the ground truth knows) and may return an :class:`Effect` that
+goes on acting on later traffic through three hooks: :meth:`Effect.before` (before an IdP
+request is forwarded: answer it, delay it, hold it), :meth:`Effect.on_issue` (edit the access
+token being issued before it is minted) and :meth:`Effect.on_token` (act on the next token a
+request carries or is issued: what the target ``"request"`` means). Effects never draw random
+numbers; everything they do follows from the fault's fields, the clock and the traffic.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from typing import Any, ClassVar, Literal, Protocol, get_args
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args
 
 import attrs
 
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["ENDPOINTS", "Endpoint", "Fault", "check_seconds", "check_target"]
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+__all__ = [
+    "ENDPOINTS",
+    "Answer",
+    "Effect",
+    "Endpoint",
+    "Exchange",
+    "Fault",
+    "Issue",
+    "NotApplicable",
+    "World",
+    "check_seconds",
+    "check_target",
+]
 
 Endpoint = Literal["token", "introspection", "revocation", "jwks", "userinfo", "discovery"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
@@ -25,11 +51,122 @@ ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 _TARGET = re.compile(r"request|token:[0-9a-f]{16}|grant:\S+|principal:(subject|client):\S+")
 
 
+class NotApplicable(Exception):
+    """The fault cannot act here (say, rotating keys in front of an IdP whose keys the proxy
+    does not hold); the proxy records it as skipped, with this message as the reason."""
+
+
+@attrs.frozen
+class Answer:
+    """A response a fault gives instead of the IdP's."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+@attrs.frozen
+class Exchange:
+    """One IdP-side request, as effects see it."""
+
+    endpoint: Endpoint | Literal["other"]
+    """Which IdP endpoint it is for."""
+    refresh: bool = False
+    """Whether it is a refresh_token grant on the token endpoint."""
+
+
+@attrs.define
+class Issue:
+    """The access token being issued, as effects may edit it before it is (re-)minted."""
+
+    issued_at: float
+    """``iat``."""
+    not_before: float
+    """``nbf`` (``iat`` when the IdP sets none)."""
+    expires_at: float
+    """``exp``."""
+    scopes: frozenset[str]
+    """The scopes it will carry (and the response's ``scope``)."""
+    drop_roles: bool = False
+    """Drop ``roles``/``groups``-style claims."""
+
+
+class World(Protocol):
+    """What a fault may change: the proxy implements it; each change is a ledger event.
+
+    ``target`` is a fault target other than ``"request"`` (see :func:`check_target`). Each
+    method returns a one-line account of what changed (fingerprints, never raw tokens) and
+    raises :class:`NotApplicable` when it cannot act.
+    """
+
+    def now(self) -> float:
+        """The proxy's clock."""
+        ...
+
+    def revoke(self, target: str, *, delay: float) -> str:
+        """Revoke the target's live tokens; honour it only ``delay`` seconds later."""
+        ...
+
+    def expire(self, target: str) -> str:
+        """Make the target's live tokens expired now."""
+        ...
+
+    def narrow(self, target: str, scopes: frozenset[str]) -> str:
+        """Reduce the scopes of the target's grants to their intersection with ``scopes``."""
+        ...
+
+    def rotate_keys(self, mode: str) -> str:
+        """Change the signing keys (``add``, ``remove-old``, ``rekey``)."""
+        ...
+
+
+class Effect:
+    """What a fired fault goes on doing to later traffic. The hooks do nothing by default.
+
+    The proxy drops an effect once :attr:`done` is true.
+    """
+
+    done: bool = False
+
+    def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
+        """Before an IdP request is forwarded: an awaitable that may delay it and may answer
+        it instead of the IdP, or None to leave it alone."""
+        return None
+
+    def on_issue(self, issue: Issue) -> bool:
+        """Edit the access token being issued; True when the effect is used up."""
+        return False
+
+    def on_token(self, fingerprint: str, world: World) -> str | None:
+        """Act on a token a request carries or was just issued; an account when used up."""
+        return None
+
+
 class Fault(Protocol):
     """One change injected into the auth world."""
 
     kind: ClassVar[str]
     summary: ClassVar[str]
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        """Act now; return an account of what changed and what goes on acting, if anything."""
+        ...
+
+
+class OnNextToken(Effect):
+    """Apply a change to the next token a request carries or is issued (target "request")."""
+
+    def __init__(self, act: Callable[[str], str]) -> None:
+        self._act = act
+
+    def on_token(self, fingerprint: str, world: World) -> str | None:
+        self.done = True
+        return self._act(f"token:{fingerprint}")
+
+
+def json_body(**fields: object) -> bytes:
+    """A compact JSON body for an :class:`Answer`."""
+    return json.dumps(fields, separators=(",", ":")).encode()
 
 
 def check_target(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -13,6 +13,7 @@ from typing import ClassVar
 import attrs
 
 from jitchaos.errors import InvalidArgument
+from jitchaos.faults._base import Effect, Issue, World
 
 
 def _finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -29,3 +30,30 @@ class ClockSkew:
 
     seconds: float = attrs.field(default=5.0, validator=_finite)
     exp_at_leeway: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        if self.exp_at_leeway:
+            said = f"the next access token arrives expired by exactly {abs(self.seconds):g}s"
+        else:
+            said = f"the next access token's iat/nbf/exp are shifted by {self.seconds:+g}s"
+        return said, _Skewed(self, world.now())
+
+
+class _Skewed(Effect):
+    def __init__(self, skew: ClockSkew, now: float) -> None:
+        self._skew = skew
+        self._now = now
+
+    def on_issue(self, issue: Issue) -> bool:
+        lifetime = issue.expires_at - issue.not_before
+        if self._skew.exp_at_leeway:
+            # Already expired by exactly the skew: accepted only with leeway >= |seconds|.
+            issue.expires_at = int(self._now - abs(self._skew.seconds))
+            issue.issued_at = issue.not_before = issue.expires_at - lifetime
+        else:
+            shift = int(self._skew.seconds)
+            issue.issued_at += shift
+            issue.not_before += shift
+            issue.expires_at += shift
+        self.done = True
+        return True

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import attrs
 
-from jitchaos.faults._base import check_target
+from jitchaos.faults._base import Effect, Issue, OnNextToken, World, check_target
 
 
 @attrs.frozen(kw_only=True)
@@ -31,3 +31,22 @@ class Expire:
         ),
     )
     """Lifetime in seconds of tokens issued while active; None expires live tokens instead."""
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        if self.issued_ttl is not None:
+            return f"the next access token issued lives {self.issued_ttl}s", _ShortLife(
+                self.issued_ttl
+            )
+        if self.target == "request":
+            return "the next token seen expires", OnNextToken(world.expire)
+        return world.expire(self.target), None
+
+
+class _ShortLife(Effect):
+    def __init__(self, ttl: int) -> None:
+        self._ttl = ttl
+
+    def on_issue(self, issue: Issue) -> bool:
+        issue.expires_at = min(issue.expires_at, issue.issued_at + self._ttl)
+        self.done = True
+        return True

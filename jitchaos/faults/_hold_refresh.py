@@ -7,11 +7,13 @@ that do not lock.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import ClassVar
 
 import attrs
 
-from jitchaos.faults._base import check_seconds
+from jitchaos.faults._base import Answer, Effect, Exchange, World, check_seconds
 
 
 @attrs.frozen(kw_only=True)
@@ -26,3 +28,38 @@ class HoldRefresh:
     )
     timeout: float = attrs.field(default=5.0, validator=check_seconds)
     """Real seconds to wait for the others before releasing what is held."""
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        return (
+            f"the next {self.count} refresh requests are held until all are in flight",
+            _Hold(self),
+        )
+
+
+class _Hold(Effect):
+    """Holds refresh requests until ``count`` have arrived (or ``timeout``), then lets them all
+    through together: the upstream sees truly concurrent refreshes of one refresh token."""
+
+    def __init__(self, hold: HoldRefresh) -> None:
+        self._hold = hold
+        self._arrived = 0
+        self._release: asyncio.Event | None = None
+
+    def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
+        if not exchange.refresh or self._arrived >= self._hold.count:
+            return None
+        self._arrived += 1
+        if self._arrived == self._hold.count:
+            self.done = True
+        return self._wait()
+
+    async def _wait(self) -> None:
+        if self._release is None:
+            self._release = asyncio.Event()
+        if self._arrived >= self._hold.count:
+            self._release.set()
+            return
+        try:
+            await asyncio.wait_for(self._release.wait(), self._hold.timeout)
+        except TimeoutError:
+            self.done = True  # release what is held; later refreshes pass

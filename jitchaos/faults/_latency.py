@@ -7,11 +7,21 @@ overlaps the next, and expiry computed after the network delay.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import ClassVar
 
 import attrs
 
-from jitchaos.faults._base import Endpoint, check_endpoint, check_seconds
+from jitchaos.faults._base import (
+    Answer,
+    Effect,
+    Endpoint,
+    Exchange,
+    World,
+    check_endpoint,
+    check_seconds,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -24,3 +34,31 @@ class Latency:
     endpoint: Endpoint = attrs.field(default="token", validator=check_endpoint)
     seconds: float = attrs.field(default=1.0, validator=check_seconds)
     duration: float = attrs.field(default=30.0, validator=check_seconds)
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        until = world.now() + self.duration
+        return (
+            f"{self.endpoint} delayed {self.seconds:g}s until t={until:g}",
+            _Slow(self, until),
+        )
+
+
+class _Slow(Effect):
+    """Delays every request to the endpoint until ``until`` (clock time), and at least one."""
+
+    def __init__(self, latency: Latency, until: float) -> None:
+        self._latency = latency
+        self._until = until
+        self._hit = False
+
+    def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
+        if exchange.endpoint != self._latency.endpoint:
+            return None
+        if self._hit and world.now() >= self._until:
+            self.done = True
+            return None
+        self._hit = True
+        return self._wait()
+
+    async def _wait(self) -> None:
+        await asyncio.sleep(self._latency.seconds)

@@ -13,7 +13,7 @@ from typing import ClassVar
 import attrs
 
 from jitchaos.errors import InvalidArgument
-from jitchaos.faults._base import check_target
+from jitchaos.faults._base import Effect, Issue, World, check_target
 
 
 def _scopes(value: object) -> frozenset[str]:
@@ -34,3 +34,25 @@ class Narrow:
     scopes: frozenset[str] = attrs.field(factory=frozenset, converter=_scopes)
     """What the grant keeps (intersected with what it had); empty keeps nothing."""
     target: str = attrs.field(default="request", validator=check_target)
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        if self.target == "request":
+            return "the next token issued or seen is narrowed", _NarrowNext(self.scopes)
+        return world.narrow(self.target, self.scopes), None
+
+
+class _NarrowNext(Effect):
+    """At issue: the token carries fewer scopes; on a live token: its grant is narrowed."""
+
+    def __init__(self, scopes: frozenset[str]) -> None:
+        self._scopes = scopes
+
+    def on_issue(self, issue: Issue) -> bool:
+        issue.scopes &= self._scopes
+        issue.drop_roles = True
+        self.done = True
+        return True
+
+    def on_token(self, fingerprint: str, world: World) -> str | None:
+        self.done = True
+        return world.narrow(f"token:{fingerprint}", self._scopes)

@@ -7,11 +7,23 @@ cached errors that outlive the outage, and clients that log users out on a trans
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import ClassVar, Literal
 
 import attrs
 
-from jitchaos.faults._base import Endpoint, check_endpoint, check_seconds, one_of
+from jitchaos.faults._base import (
+    Answer,
+    Effect,
+    Endpoint,
+    Exchange,
+    World,
+    check_endpoint,
+    check_seconds,
+    json_body,
+    one_of,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -27,3 +39,45 @@ class Outage:
     )
     duration: float = attrs.field(default=30.0, validator=check_seconds)
     """How long the outage lasts, in clock seconds."""
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        until = world.now() + self.duration
+        return (
+            f"{self.endpoint} fails ({self.mode}) until t={until:g}",
+            _Failing(self, until),
+        )
+
+
+class _Failing(Effect):
+    """Fails every request to the endpoint until ``until`` (clock time), and at least one."""
+
+    def __init__(self, outage: Outage, until: float) -> None:
+        self._outage = outage
+        self._until = until
+        self._hit = False
+
+    def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
+        if exchange.endpoint != self._outage.endpoint:
+            return None
+        if self._hit and world.now() >= self._until:
+            self.done = True
+            return None
+        self._hit = True
+        return self._answer(world)
+
+    async def _answer(self, world: World) -> Answer:
+        mode = self._outage.mode
+        said = f"jitchaos outage ({mode}) on the {self._outage.endpoint} endpoint"
+        if mode == "timeout":
+            # Hold the request as a dead IdP would; the client's own timeout should fire first.
+            await asyncio.sleep(min(self._outage.duration, _TIMEOUT_HOLD))
+            return Answer(504, json_body(error="temporarily_unavailable", error_description=said))
+        if mode == "malformed":
+            return Answer(200, b'{"keys": [{"kty": "RSA", "n": ')
+        if mode == "empty-keys":
+            return Answer(200, b'{"keys": []}' if self._outage.endpoint == "jwks" else b"{}")
+        return Answer(503, json_body(error="temporarily_unavailable", error_description=said))
+
+
+_TIMEOUT_HOLD = 10.0
+"""Real seconds a timed-out request is held at most before the proxy answers 504."""

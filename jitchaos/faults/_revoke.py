@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import attrs
 
-from jitchaos.faults._base import check_seconds, check_target
+from jitchaos.faults._base import Effect, OnNextToken, World, check_seconds, check_target
 
 
 @attrs.frozen(kw_only=True)
@@ -25,3 +25,11 @@ class Revoke:
     target: str = attrs.field(default="request", validator=check_target)
     delay: float = attrs.field(default=0.0, validator=check_seconds)
     """Seconds between acknowledging the revocation and honouring it."""
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        if self.target == "request":
+            delay = self.delay
+            return "the next token seen is revoked", OnNextToken(
+                lambda target: world.revoke(target, delay=delay)
+            )
+        return world.revoke(self.target, delay=self.delay), None

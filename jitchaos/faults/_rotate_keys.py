@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from jitchaos.faults._base import one_of
+from jitchaos.faults._base import Effect, World, one_of
 
 
 @attrs.frozen(kw_only=True)
@@ -24,3 +24,6 @@ class RotateKeys:
     mode: Literal["add", "remove-old", "rekey"] = attrs.field(
         default="add", validator=one_of("add", "remove-old", "rekey")
     )
+
+    def fire(self, world: World) -> tuple[str, Effect | None]:
+        return world.rotate_keys(self.mode), None

@@ -6,11 +6,11 @@ import base64
 import hashlib
 import secrets
 import urllib.parse
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
-from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
+from jitchaos.idp import ClientConfig, IdPConfig, UserConfig
 
 SERVICE = ClientConfig("svc", "svc-secret", {"read", "write", "admin"})
 WEB = ClientConfig("web", "web-secret", {"openid", "read", "write"})
@@ -21,13 +21,20 @@ BOB = UserConfig("bob", {"read"})
 REDIRECT = "http://127.0.0.1:8765/callback"
 
 
+class Served(Protocol):
+    """Anything with a base URL to send IdP requests to: the embedded IdP or the proxy."""
+
+    @property
+    def url(self) -> str: ...
+
+
 def standard_config(**overrides: Any) -> IdPConfig:
     settings: dict[str, Any] = {"clients": [SERVICE, WEB, SPA, RESOURCE], "users": [ALICE, BOB]}
     settings.update(overrides)
     return IdPConfig(**settings)
 
 
-def client_credentials(idp: EmbeddedIdP, scope: str | None = None, **extra: str) -> dict[str, Any]:
+def client_credentials(idp: Served, scope: str | None = None, **extra: str) -> dict[str, Any]:
     data = {"grant_type": "client_credentials", **extra}
     if scope is not None:
         data["scope"] = scope
@@ -43,7 +50,7 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def user_tokens(
-    idp: EmbeddedIdP,
+    idp: Served,
     user: str = "alice",
     scope: str = "openid read write",
     client: ClientConfig = WEB,
@@ -79,7 +86,7 @@ def user_tokens(
 
 
 def refresh(
-    idp: EmbeddedIdP, refresh_token: str, client: ClientConfig = WEB, **extra: str
+    idp: Served, refresh_token: str, client: ClientConfig = WEB, **extra: str
 ) -> requests.Response:
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
     auth = (client.client_id, client.secret) if client.secret else None
@@ -88,7 +95,7 @@ def refresh(
     return requests.post(f"{idp.url}/token", data=data, auth=auth, timeout=10)
 
 
-def introspect(idp: EmbeddedIdP, token: str, **extra: str) -> dict[str, Any]:
+def introspect(idp: Served, token: str, **extra: str) -> dict[str, Any]:
     response = requests.post(
         f"{idp.url}/introspect",
         data={"token": token, **extra},

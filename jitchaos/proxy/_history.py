@@ -1,0 +1,104 @@
+"""The history: what the services decided and which faults acted, in one ordered record.
+
+Tokens appear only as fingerprints. Decisions and applied faults share one sequence, so a
+timeline (and the checker) sees them in the order they happened.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import attrs
+
+from jitchaos._schedule import fault_to_json
+from jitchaos.faults import AnyFault
+
+__all__ = ["AppliedFault", "Decision", "History"]
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """What a service answered to one request that went through the proxy."""
+
+    seq: int
+    """Position in the history, from 1."""
+    at: float
+    """Clock time of the answer."""
+    step: int
+    """The driving test's step when it was answered."""
+    service: str
+    """Name of the service (``--service NAME=URL``)."""
+    method: str
+    path: str
+    """Request path, without the query (which may hold a token)."""
+    fingerprint: str | None
+    """Fingerprint of the bearer token the request carried, if any."""
+    status: int
+    """HTTP status the service answered (or the proxy, when the service was unreachable)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "decision", **attrs.asdict(self)}
+
+
+@attrs.frozen(kw_only=True)
+class AppliedFault:
+    """A fault that fired (or could not act, ``applied=False``), and what it did."""
+
+    seq: int
+    at: float
+    step: int
+    fault: AnyFault
+    trigger: str
+    """What fired it: a schedule trigger's repr, ``"now"`` (control API), or the fault entry
+    whose lasting effect acted (``"effect of #SEQ"``)."""
+    applied: bool
+    detail: str
+    """One line: what changed (fingerprints and grant ids, never raw tokens), or why not."""
+
+    def to_json(self) -> dict[str, Any]:
+        fields = attrs.asdict(self, recurse=False)
+        fields["fault"] = fault_to_json(self.fault)
+        return {"type": "fault", **fields}
+
+
+class History:
+    """Decisions and applied faults, in order. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[Decision | AppliedFault] = []
+        self._seq = 0
+
+    @property
+    def entries(self) -> tuple[Decision | AppliedFault, ...]:
+        """Everything, in order."""
+        with self._lock:
+            return tuple(self._entries)
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        return tuple(e for e in self.entries if isinstance(e, Decision))
+
+    @property
+    def faults(self) -> tuple[AppliedFault, ...]:
+        return tuple(e for e in self.entries if isinstance(e, AppliedFault))
+
+    def decision(self, **fields: Any) -> Decision:
+        with self._lock:
+            self._seq += 1
+            entry = Decision(seq=self._seq, **fields)
+            self._entries.append(entry)
+        return entry
+
+    def fault(self, **fields: Any) -> AppliedFault:
+        with self._lock:
+            self._seq += 1
+            entry = AppliedFault(seq=self._seq, **fields)
+            self._entries.append(entry)
+        return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._seq = 0

@@ -1,0 +1,53 @@
+"""Counters for staging dashboards, served by the control API in Prometheus text format.
+
+prometheus_client writes the exposition format (escaping, ``_total`` suffixes, HELP/TYPE lines)
+so we do not; each proxy has its own registry, so several proxies in one process never mix.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Requests by side and target, faults applied by kind, decisions by service and status."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "jitchaos_proxy_requests",
+            "Requests the proxy received, by side (idp, service) and endpoint or service.",
+            ["side", "target"],
+            registry=self.registry,
+        )
+        self._faults = Counter(
+            "jitchaos_faults_applied",
+            "Faults that fired and acted, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self._decisions = Counter(
+            "jitchaos_decisions",
+            "Answers of the services under test, by service and HTTP status.",
+            ["service", "status"],
+            registry=self.registry,
+        )
+
+    def request(self, side: str, target: str) -> None:
+        self._requests.labels(side, target).inc()
+
+    def fault(self, kind: str) -> None:
+        self._faults.labels(kind).inc()
+
+    def decision(self, service: str, status: int) -> None:
+        self._decisions.labels(service, str(status)).inc()
+        self.request("service", service)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every counter."""
+        return generate_latest(self.registry)

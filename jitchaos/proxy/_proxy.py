@@ -1,0 +1,1020 @@
+"""The chaos proxy: services reach their IdP through it, and tests reach the services through it.
+
+IdP side: forwards to the embedded or a real upstream IdP, rewrites discovery so every endpoint
+is reached through the proxy, keeps its own ledger in step with the tokens it sees issued,
+refreshed and revoked, and lets the schedule's faults act on that traffic. With the signing keys
+(the embedded IdP's, or its own in re-signing mode) it can change what a token says; in
+re-signing mode it verifies every upstream JWT against the upstream JWKS and re-mints it with
+its own key, serving its own JWKS. Opaque tokens are read through upstream introspection and
+changed through the introspection answers it relays.
+
+Service side: one listener per service; it forwards test traffic unchanged and records each
+decision (method, path, token fingerprint, status, time) in the history.
+
+The proxy never contacts a target it was not configured with, and never draws random numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import secrets
+import ssl
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import jwt
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from jitchaos._audit import AuditLog
+from jitchaos._clock import Clock, SystemClock
+from jitchaos._keys import KeyRing, SigningKey
+from jitchaos._ledger import (
+    AuditSink,
+    IssuedToken,
+    Ledger,
+    Principal,
+    TokenKind,
+    TokenRecord,
+    TokenStatus,
+)
+from jitchaos._loop import BackgroundLoop
+from jitchaos._schedule import Schedule
+from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
+from jitchaos.errors import InvalidArgument, LedgerError
+from jitchaos.faults import AnyFault
+from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
+from jitchaos.idp import EmbeddedIdP, IdPConfig
+from jitchaos.proxy._engine import FaultEngine
+from jitchaos.proxy._history import AppliedFault, History
+from jitchaos.proxy._metrics import Metrics
+from jitchaos.proxy._upstream import (
+    DISCOVERY_PATHS,
+    ENDPOINT_PATHS,
+    Forwarded,
+    UpstreamError,
+    UpstreamIdP,
+    upstream_error_answer,
+    verify_upstream,
+)
+
+__all__ = ["ChaosProxy"]
+
+log = logging.getLogger("jitchaos.proxy")
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_ROLE_CLAIMS = ("roles", "groups", "realm_access", "resource_access", "permissions")
+_REFRESH_HORIZON = 30 * 86400  # when the upstream says nothing about refresh-token lifetime
+_BUFFER_LIMIT = 1024 * 1024  # service answers up to this size are read whole, larger streamed
+_SERVICE_NAME = "default"
+
+
+class ChaosProxy:
+    """A deterministic chaos proxy between services and their IdP, and in front of services.
+
+    ``upstream`` is a running :class:`~jitchaos.idp.EmbeddedIdP` (the proxy then holds its
+    signing keys), an :class:`~jitchaos.idp.IdPConfig` (the proxy starts an embedded IdP whose
+    issuer is the proxy itself), or the URL of a real OpenID provider (its issuer or discovery
+    URL). ``resign`` makes the proxy verify upstream JWTs and re-mint them with its own keys.
+    ``services`` maps names to the base URLs of the services under test. ``clock`` defaults to
+    the embedded IdP's clock, else the wall clock. ``secret`` guards the control API (one is
+    generated when not given). ``ca_bundle`` names CA certificates for https upstreams.
+    """
+
+    def __init__(
+        self,
+        upstream: EmbeddedIdP | IdPConfig | str,
+        *,
+        services: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        resign: bool = False,
+        secret: str | None = None,
+        schedule: Schedule | None = None,
+        audit: str | os.PathLike[str] | AuditSink | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        upstream_timeout: float = 10.0,
+    ) -> None:
+        self._own_idp: EmbeddedIdP | None = None
+        self._idp_config: IdPConfig | None = None
+        self.idp: EmbeddedIdP | None = None
+        if isinstance(upstream, EmbeddedIdP):
+            self.idp = upstream
+            self._upstream_url: str | None = upstream.url
+        elif isinstance(upstream, IdPConfig):
+            self._idp_config = upstream
+            self._upstream_url = None
+        elif isinstance(upstream, str):
+            self._upstream_url = upstream
+            try:
+                UpstreamIdP(upstream)
+            except ValueError as error:
+                raise InvalidArgument(str(error)) from None
+        else:
+            raise InvalidArgument(
+                f"upstream={upstream!r} must be an EmbeddedIdP, an IdPConfig or an http(s) URL"
+            )
+        self.services: dict[str, URL] = {}
+        for name, url in (services or {}).items():
+            parsed = URL(url) if isinstance(url, str) else None
+            if (
+                not isinstance(name, str)
+                or not name.isidentifier()
+                or parsed is None
+                or parsed.scheme not in ("http", "https")
+                or not parsed.host
+            ):
+                raise InvalidArgument(
+                    f"services: {name!r}={url!r} must map a name (letters, digits, _) to an "
+                    "http(s) URL"
+                )
+            self.services[name] = parsed
+        if isinstance(upstream_timeout, bool) or not (
+            isinstance(upstream_timeout, int | float) and upstream_timeout > 0
+        ):
+            raise InvalidArgument(f"upstream_timeout={upstream_timeout!r} must be seconds > 0")
+        if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
+            raise InvalidArgument("secret must be a string of at least 16 characters")
+        self.secret = secret if secret is not None else secrets.token_urlsafe(24)
+        if clock is None:
+            clock = self.idp.clock if self.idp is not None else SystemClock()
+        self.clock: Clock = clock
+        self.resign = bool(resign)
+        self._own_keys = KeyRing() if self.resign else None
+        sink = AuditLog(audit) if isinstance(audit, str | os.PathLike) else audit
+        self.ledger = Ledger(self.clock, audit=sink)
+        self.history = History()
+        self.metrics = Metrics()
+        self.engine = FaultEngine(self, self.clock, self.history, on_fired=self._count_fault)
+        if schedule is not None:
+            self.engine.load(schedule)
+        self._ssl_client: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            try:
+                self._ssl_client = ssl.create_default_context(cafile=os.fspath(ca_bundle))
+            except (OSError, ssl.SSLError) as error:
+                raise InvalidArgument(f"ca_bundle={os.fspath(ca_bundle)!r}: {error}") from None
+        self._timeout = aiohttp.ClientTimeout(total=upstream_timeout)
+        self._upstream: UpstreamIdP | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runners: list[web.AppRunner] = []
+        self._urls: dict[str, str] = {}
+        self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
+        self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
+        self._loop: BackgroundLoop | None = None
+
+    # Where it is.
+
+    @property
+    def url(self) -> str:
+        """Base URL of the IdP side (what services use as their IdP)."""
+        return self._where("idp")
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.url}/.well-known/openid-configuration"
+
+    @property
+    def control_url(self) -> str:
+        """Base URL of the control API."""
+        return self._where("control")
+
+    def service_url(self, name: str = _SERVICE_NAME) -> str:
+        """Base URL at which the proxy fronts service ``name``."""
+        if name not in self.services:
+            raise InvalidArgument(f"name={name!r} is not a configured service")
+        return self._where(f"service:{name}")
+
+    @property
+    def keys(self) -> KeyRing | None:
+        """The keys tokens are (re-)signed with, or None when the proxy holds none."""
+        if self._own_keys is not None:
+            return self._own_keys
+        return self.idp.keys if self.idp is not None else None
+
+    def _where(self, listener: str) -> str:
+        if listener not in self._urls:
+            raise RuntimeError("the proxy is not being served: call start() first")
+        return self._urls[listener]
+
+    # Serving.
+
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        control_port: int = 0,
+        service_ports: Mapping[str, int] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> str:
+        """Serve the IdP side on ``host:port``, each service and the control API on their own
+        ports (0 picks a free one; ``ssl_context`` serves them all over TLS). Returns the IdP
+        side's URL."""
+        if self._runners:
+            raise RuntimeError("the proxy is already being served")
+        from jitchaos.proxy._control import control_app
+
+        unknown = set(service_ports or {}) - set(self.services)
+        if unknown:
+            raise InvalidArgument(f"service_ports names unknown services: {sorted(unknown)}")
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            auto_decompress=False,
+            connector=aiohttp.TCPConnector(ssl=self._ssl_client, limit=0),
+            skip_auto_headers=("User-Agent",),
+        )
+        try:
+            scheme = "https" if ssl_context is not None else "http"
+            idp_url = await self._serve("idp", self._idp_app(), host, port, ssl_context, scheme)
+            if self._idp_config is not None:
+                self._own_idp = EmbeddedIdP(self._idp_config, clock=self.clock, issuer=idp_url)
+                self.idp = self._own_idp
+                self._upstream_url = await self._own_idp.start(host, 0)
+            assert self._upstream_url is not None
+            self._upstream = UpstreamIdP(self._upstream_url)
+            for name, target in self.services.items():
+                await self._serve(
+                    f"service:{name}",
+                    self._service_app(name, target),
+                    host,
+                    (service_ports or {}).get(name, 0),
+                    ssl_context,
+                    scheme,
+                )
+            await self._serve(
+                "control", control_app(self), host, control_port, ssl_context, scheme
+            )
+        except BaseException:
+            await self.stop()
+            raise
+        return idp_url
+
+    async def _serve(
+        self,
+        listener: str,
+        app: web.Application,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        scheme: str,
+    ) -> str:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        bound = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self._urls[listener] = f"{scheme}://{shown}:{bound}"
+        return self._urls[listener]
+
+    async def stop(self) -> None:
+        """Stop every listener (and the embedded IdP the proxy started)."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        self._urls.clear()
+        if self._own_idp is not None:
+            await self._own_idp.stop()
+            self._own_idp = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @contextmanager
+    def in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[ChaosProxy]:
+        """Serve on a background event loop for the length of the block (for sync tests)."""
+        with BackgroundLoop(name="jitchaos-proxy") as loop:
+            loop.run(self.start(host, port))
+            self._loop = loop
+            try:
+                yield self
+            finally:
+                self._loop = None
+                loop.run(self.stop())
+
+    # Driving (the Python API; the control API calls the same).
+
+    def load(self, schedule: Schedule) -> None:
+        """Execute ``schedule`` from now on (step and request counts start from zero)."""
+        self.engine.load(schedule)
+
+    def apply(self, fault: AnyFault) -> AppliedFault:
+        """Fire ``fault`` now."""
+        return self.engine.apply(fault)
+
+    def step(self) -> tuple[AppliedFault, ...]:
+        """The driving test took a step; fire what waits for it."""
+        return self.engine.advance_step()
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward (it must be movable) and fire what waits for the time."""
+        advance = getattr(self.clock, "advance", None)
+        if advance is None:
+            raise InvalidArgument(f"the proxy's clock {self.clock!r} cannot be moved")
+        now: float = advance(seconds)
+        self.engine.tick()
+        return now
+
+    def reset(self) -> None:
+        """Forget the schedule, lasting effects and history (the ledger, like the audit log,
+        only grows)."""
+        self.engine.reset()
+        self.history.clear()
+        self._honour_at.clear()
+
+    # The World faults act on (each change is a ledger event).
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def revoke(self, target: str, *, delay: float) -> str:
+        event = self.ledger.revoke(**self._selector(target), reason="jitchaos fault: revoke")
+        if event is None:
+            return f"nothing live to revoke for {target}"
+        if delay:
+            honour = self.clock.now() + delay
+            for fp in event.fingerprints:
+                self._honour_at[fp] = honour
+        late = f", honoured {delay:g}s later" if delay else ""
+        return (
+            f"revoked {len(event.fingerprints)} token(s) of {', '.join(event.grant_ids)}"
+            f" ({', '.join(event.fingerprints)}){late}"
+        )
+
+    def expire(self, target: str) -> str:
+        event = self.ledger.expire(**self._selector(target), reason="jitchaos fault: expire")
+        if event is None:
+            return f"nothing live to expire for {target}"
+        return (
+            f"expired {len(event.fingerprints)} token(s) of {', '.join(event.grant_ids)}"
+            f" ({', '.join(event.fingerprints)})"
+        )
+
+    def narrow(self, target: str, scopes: frozenset[str]) -> str:
+        selector = self._selector(target)
+        if "token" in selector:
+            record = self.ledger.lookup(selector["token"])
+            grant_ids = [record.grant_id] if record is not None else []
+        elif "grant" in selector:
+            grant_ids = [self.ledger.get_grant(selector["grant"]).grant_id]
+        else:
+            now = self.clock.now()
+            grant_ids = [
+                g.grant_id
+                for g in self.ledger.open_grants(now)
+                if g.principal == selector["principal"]
+            ]
+        changed = []
+        for grant_id in grant_ids:
+            grant = self.ledger.get_grant(grant_id)
+            event = self.ledger.narrow(grant_id, grant.scopes & scopes)
+            if event is not None:
+                changed.append(f"{grant_id} to [{format_scopes(event.scopes)}]")
+        return f"narrowed {', '.join(changed)}" if changed else f"nothing to narrow for {target}"
+
+    def rotate_keys(self, mode: str) -> str:
+        keys = self.keys
+        if keys is None:
+            raise NotApplicable(
+                "rotating keys needs the signing keys: front the embedded IdP or use --resign"
+            )
+        if mode == "add":
+            return f"signing with new kid {keys.rotate().kid}"
+        if mode == "rekey":
+            kid = keys.current.kid
+            self.ledger.revoke(kid=kid, reason=f"the key behind kid {kid} was replaced")
+            keys.rekey()
+            return f"kid {kid} now stands for a new key; tokens it signed before fail"
+        if len(keys.keys) == 1:
+            keys.rotate()
+        removed = [key.kid for key in keys.keys if key is not keys.current]
+        for kid in removed:
+            self.ledger.revoke(kid=kid, reason=f"signing key {kid} removed")
+            keys.remove(kid)
+        return f"removed kid(s) {', '.join(removed)}; signing with {keys.current.kid}"
+
+    def _selector(self, target: str) -> dict[str, Any]:
+        kind, _, rest = target.partition(":")
+        if kind == "token":
+            record = self.ledger.lookup(rest)
+            if record is None:
+                raise LedgerError(f"target {target} names no token the proxy has seen")
+            if record.token.kind is TokenKind.REFRESH:
+                return {"grant": record.grant_id}  # a refresh token stands for its family
+            return {"token": rest}
+        if kind == "grant":
+            return {"grant": rest}
+        if kind == "principal":
+            return {"principal": Principal.parse(rest)}
+        raise NotApplicable(f"target {target!r} names no token, grant or principal")
+
+    def _count_fault(self, applied: AppliedFault) -> None:
+        if applied.applied:
+            self.metrics.fault(applied.fault.kind)
+
+    # The IdP side.
+
+    def _idp_app(self) -> web.Application:
+        app = web.Application(middlewares=[_refuse_foreign_targets], client_max_size=256 * 1024)
+        for path in DISCOVERY_PATHS:
+            app.router.add_get(path, self._discovery)
+        endpoints = {path: name for path, name in ENDPOINT_PATHS.values()}
+        app.router.add_route("*", "/{tail:.*}", self._idp_request)
+        app[_ENDPOINTS] = endpoints
+        return app
+
+    async def _discovery(self, request: web.Request) -> web.StreamResponse:
+        upstream = self._require_upstream()
+        refused = await self._before(request, "discovery")
+        if refused is not None:
+            return refused
+        try:
+            answer = await self._forward("GET", upstream.discovery_url, {}, b"")
+            metadata = upstream.adopt_answer(answer)
+        except UpstreamError as error:
+            return _gateway_error(error)
+        base = str(request.url.origin())
+        rewritten = dict(metadata)
+        for field, (path, _) in ENDPOINT_PATHS.items():
+            if field in upstream.endpoints:
+                rewritten[field] = base + path
+        if self._own_keys is not None:
+            rewritten["id_token_signing_alg_values_supported"] = [self._own_keys.algorithm]
+        return web.json_response(rewritten)
+
+    async def _idp_request(self, request: web.Request) -> web.StreamResponse:
+        upstream = self._require_upstream()
+        path = request.path
+        endpoint = request.app[_ENDPOINTS].get(path, "other")
+        body = await request.read()
+        form = _form(request, body)
+        refresh = endpoint == "token" and form.get("grant_type") == "refresh_token"
+        self.metrics.request("idp", endpoint)
+        self.engine.request(endpoint) if endpoint != "other" else self.engine.tick()
+        carried = _carried_token(endpoint, request, form)
+        if carried is not None:
+            self.engine.offer_token(fingerprint(carried))
+        answer = await self.engine.before(Exchange(endpoint, refresh=refresh))  # type: ignore[arg-type]
+        if answer is not None:
+            return _fault_response(answer)
+        try:
+            await upstream.ensure_discovered(self._forward)
+            target = upstream.endpoint_url(path)
+            if target is None:
+                target = upstream.origin.with_path(path)
+            target = target.with_query(request.query) if request.query_string else target
+            if endpoint == "jwks" and self._own_keys is not None:
+                return web.json_response(self._own_keys.jwks())
+            if endpoint == "token":
+                return await self._token(request, target, body, form, refresh)
+            if endpoint == "introspection":
+                return await self._introspection(request, target, body, form)
+            if endpoint == "revocation":
+                return await self._revocation(request, target, body, form)
+            if endpoint == "userinfo":
+                return await self._userinfo(request, target, body)
+            answer_ = await self._forward(request.method, target, _request_headers(request), body)
+            return _relay(answer_)
+        except UpstreamError as error:
+            return _gateway_error(error)
+
+    async def _before(self, request: web.Request, endpoint: str) -> web.Response | None:
+        self.metrics.request("idp", endpoint)
+        self.engine.request(endpoint)
+        answer = await self.engine.before(Exchange(endpoint))  # type: ignore[arg-type]
+        return _fault_response(answer) if answer is not None else None
+
+    async def _token(
+        self, request: web.Request, target: URL, body: bytes, form: dict[str, str], refresh: bool
+    ) -> web.StreamResponse:
+        now = self.clock.now()
+        spent = self.ledger.lookup(fingerprint(form["refresh_token"])) if refresh else None
+        if spent is not None and self._refused(spent, now, refresh=True):
+            return _oauth_error(
+                "invalid_grant", f"the refresh token is {spent.status(now).value} (jitchaos)"
+            )
+        answer = await self._forward("POST", target, _request_headers(request), body)
+        payload = answer.json_object() if answer.status == 200 else None
+        if payload is None or not isinstance(payload.get("access_token"), str):
+            return _relay(answer)
+        client_id = _client_id(request, form)
+        payload = await self._issued(payload, form, client_id, request, spent)
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
+        return web.json_response(payload, headers={**headers, **_NO_STORE})
+
+    async def _issued(
+        self,
+        payload: dict[str, Any],
+        form: dict[str, str],
+        client_id: str | None,
+        request: web.Request,
+        spent: TokenRecord | None,
+    ) -> dict[str, Any]:
+        """Read what the upstream issued, let faults change it, re-mint when needed, record it
+        in the ledger, and return what the client gets."""
+        upstream = self._require_upstream()
+        now = self.clock.now()
+        raw = payload["access_token"]
+        header, claims = await self._read_jwt(raw)
+        info: dict[str, Any] = claims or await self._introspect_upstream(raw, request) or {}
+        scopes = _scope_field(payload.get("scope"))
+        if scopes is None:
+            scopes = _scope_field(info.get("scope", info.get("scp")))
+        if scopes is None:
+            scopes = parse_scopes(form.get("scope", ""))
+        expires_in = payload.get("expires_in")
+        lifetime = expires_in if isinstance(expires_in, int) and expires_in > 0 else 3600
+        issued_at = _number(info.get("iat"), now)
+        issue = Issue(
+            issued_at=issued_at,
+            not_before=_number(info.get("nbf"), issued_at),
+            expires_at=_number(info.get("exp"), now + lifetime),
+            scopes=scopes,
+        )
+        original = Issue(
+            issued_at=issue.issued_at,
+            not_before=issue.not_before,
+            expires_at=issue.expires_at,
+            scopes=issue.scopes,
+        )
+        grant = self.ledger.get_grant(spent.grant_id) if spent is not None else None
+        if grant is not None:  # a narrowed grant's refreshes carry only what it still has
+            issue.scopes &= grant.scopes
+            issue.drop_roles = grant.scopes < grant.scope_history[0][1]
+        signer = self.keys
+        # An opaque token changes through the introspection answers the proxy relays; a JWT
+        # only when the proxy can re-mint it.
+        editable = header is None or (signer is not None and claims is not None)
+        self.engine.edit_issue(
+            issue,
+            editable=editable,
+            why_not="cannot change a JWT without the signing keys: front the embedded IdP "
+            "or use --resign",
+        )
+        changed = issue != original
+        token = raw
+        kid = header.get("kid") if header is not None else None
+        if header is not None and claims is not None and signer and (changed or self.resign):
+            token = _remint(claims, header, issue, signer.current)
+            kid = signer.current.kid
+            self._upstream_token[fingerprint(token)] = raw
+            payload["access_token"] = token
+        if changed:
+            payload["expires_in"] = max(0, int(issue.expires_at - now))
+            payload["scope"] = format_scopes(issue.scopes)
+        if self.resign and signer is not None and isinstance(payload.get("id_token"), str):
+            id_header, id_claims = await self._read_jwt(payload["id_token"])
+            if id_header is not None and id_claims is not None:
+                payload["id_token"] = _resign_plain(id_claims, id_header, signer.current)
+        access = IssuedToken(
+            fingerprint=fingerprint(token),
+            kind=TokenKind.ACCESS,
+            issued_at=issue.not_before,
+            expires_at=max(issue.expires_at, issue.not_before + 1),
+            scopes=issue.scopes,
+            kid=kid,
+        )
+        tokens = [access]
+        refresh_raw = payload.get("refresh_token")
+        if (
+            isinstance(refresh_raw, str)
+            and refresh_raw
+            and refresh_raw != form.get("refresh_token")
+        ):
+            refresh_in = payload.get("refresh_expires_in")
+            horizon = refresh_in if isinstance(refresh_in, int) and refresh_in > 0 else None
+            tokens.append(
+                IssuedToken(
+                    fingerprint=fingerprint(refresh_raw),
+                    kind=TokenKind.REFRESH,
+                    issued_at=now,
+                    expires_at=now + (horizon or _REFRESH_HORIZON),
+                    scopes=grant.scopes if grant is not None else issue.scopes,
+                )
+            )
+        self._record_issue(tokens, spent, form, client_id, info, issue.scopes)
+        del upstream
+        self.engine.event("first-refresh" if spent is not None else "first-grant")
+        self.engine.offer_token(access.fingerprint)
+        return payload
+
+    def _record_issue(
+        self,
+        tokens: list[IssuedToken],
+        spent: TokenRecord | None,
+        form: dict[str, str],
+        client_id: str | None,
+        info: dict[str, Any],
+        scopes: frozenset[str],
+    ) -> None:
+        try:
+            if spent is not None and spent.status(self.clock.now()) is TokenStatus.ACTIVE:
+                self.ledger.refresh(spent.token.fingerprint, tokens=tokens)
+                return
+            client = client_id or str(info.get("client_id") or info.get("azp") or "unknown")
+            subject = info.get("sub")
+            if spent is not None:
+                principal = spent.principal
+            elif form.get("grant_type") == "client_credentials" or not isinstance(subject, str):
+                principal = Principal.client(client)
+            else:
+                principal = Principal.subject(subject or client)
+            self.ledger.grant(principal=principal, client_id=client, scopes=scopes, tokens=tokens)
+        except (LedgerError, InvalidArgument) as error:
+            # The IdP issued it whatever the ledger thinks; say so rather than fail the client.
+            log.warning("ledger could not record an issued token: %s", error)
+
+    async def _read_jwt(self, token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(header, verified claims) of an upstream JWT; (None, None) for an opaque token."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            return None, None
+        upstream = self._require_upstream()
+        kid = header.get("kid")
+        key = None
+        if self.idp is not None and isinstance(kid, str):
+            signing = self.idp.keys.get(kid)
+            key = jwt.PyJWK(signing.public_jwk()) if signing is not None else None
+        elif isinstance(kid, str):
+            key = await upstream.key(kid, self._forward)
+        issuer = upstream.metadata.get("issuer") if upstream.metadata else None
+        try:
+            if key is None:
+                raise jwt.InvalidKeyError(f"the upstream publishes no key with kid {kid!r}")
+            claims = verify_upstream(token, key, issuer=issuer)
+        except jwt.PyJWTError as error:
+            if self.resign:  # never launder a token the upstream did not sign
+                raise UpstreamError(
+                    502, upstream.name, f"an issued token failed verification: {error}"
+                ) from None
+            log.warning("could not verify an issued token: %s", error)
+            return header, None
+        return header, claims
+
+    async def _introspect_upstream(
+        self, token: str, request: web.Request
+    ) -> dict[str, Any] | None:
+        """RFC 7662 on an opaque upstream token, with the requesting client's credentials."""
+        upstream = self._require_upstream()
+        target = upstream.endpoints.get("introspection_endpoint")
+        if target is None:
+            return None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        form = _form(request, await request.read())
+        fields = {"token": token}
+        for name in ("client_id", "client_secret"):
+            if name in form:
+                fields[name] = form[name]
+        answer = await self._forward(
+            "POST", target, headers, urllib.parse.urlencode(fields).encode()
+        )
+        data = answer.json_object() if answer.status == 200 else None
+        return data if data is not None and data.get("active") is True else None
+
+    async def _introspection(
+        self, request: web.Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> web.StreamResponse:
+        raw = form.get("token")
+        answer = await self._forward(
+            "POST", target, _request_headers(request), self._upstream_form(body, form)
+        )
+        data = answer.json_object() if answer.status == 200 else None
+        record = self.ledger.lookup(fingerprint(raw)) if raw else None
+        if data is None or record is None:
+            return _relay(answer)
+        now = self.clock.now()
+        if self._refused(record, now):
+            return web.json_response({"active": False}, headers=_NO_STORE)  # RFC 7662 §2.2
+        if data.get("active") is True:
+            grant = self.ledger.get_grant(record.grant_id)
+            data["exp"] = int(record.token.expires_at)
+            data["scope"] = format_scopes(record.token.scopes & grant.scopes_at(now))
+            if grant.scopes_at(now) < grant.scope_history[0][1]:
+                for claim in _ROLE_CLAIMS:
+                    data.pop(claim, None)
+        return web.json_response(data, headers=_NO_STORE)
+
+    async def _revocation(
+        self, request: web.Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> web.StreamResponse:
+        raw = form.get("token")
+        answer = await self._forward(
+            "POST", target, _request_headers(request), self._upstream_form(body, form)
+        )
+        record = self.ledger.lookup(fingerprint(raw)) if raw else None
+        if answer.status == 200 and record is not None:
+            family = record.token.kind is TokenKind.REFRESH
+            try:
+                self.ledger.revoke(
+                    grant=record.grant_id if family else None,
+                    token=None if family else record.token.fingerprint,
+                    reason="revoked by its client through the IdP",
+                )
+            except (LedgerError, InvalidArgument) as error:
+                log.warning("ledger could not record a revocation: %s", error)
+        return _relay(answer)
+
+    async def _userinfo(
+        self, request: web.Request, target: URL, body: bytes
+    ) -> web.StreamResponse:
+        headers = _request_headers(request)
+        raw = _bearer(request)
+        if raw is not None:
+            record = self.ledger.lookup(fingerprint(raw))
+            if record is not None and self._refused(record, self.clock.now()):
+                return web.json_response(
+                    {"error": "invalid_token", "error_description": "the token is not active"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                )
+            headers["Authorization"] = f"Bearer {self._upstream_token.get(fingerprint(raw), raw)}"
+        return _relay(await self._forward(request.method, target, headers, body))
+
+    def _upstream_form(self, body: bytes, form: dict[str, str]) -> bytes:
+        """The body with a re-minted token swapped back for the upstream's own."""
+        raw = form.get("token")
+        original = self._upstream_token.get(fingerprint(raw)) if raw else None
+        if original is None:
+            return body
+        return urllib.parse.urlencode({**form, "token": original}).encode()
+
+    def _refused(self, record: TokenRecord, now: float, *, refresh: bool = False) -> bool:
+        """Whether the IdP side treats the token as dead now (a delayed revocation is honoured
+        only once its delay has passed; reuse of spent refresh tokens is the upstream's call)."""
+        status = record.status(now)
+        if status is TokenStatus.REVOKED:
+            return now >= self._honour_at.get(record.token.fingerprint, now)
+        if status is TokenStatus.NOT_YET_VALID:
+            return not refresh
+        return status is TokenStatus.EXPIRED
+
+    def _require_upstream(self) -> UpstreamIdP:
+        if self._upstream is None:
+            raise RuntimeError("the proxy is not being served")
+        return self._upstream
+
+    async def _forward(
+        self, method: str, url: URL, headers: dict[str, str], body: bytes
+    ) -> Forwarded:
+        """One request to the upstream IdP, read whole; failures become :class:`UpstreamError`."""
+        assert self._session is not None
+        upstream = self._require_upstream().name
+        headers = {**headers, "Accept-Encoding": "identity"}
+        try:
+            async with self._session.request(
+                method, url, headers=headers, data=body or None, allow_redirects=False
+            ) as response:
+                data = await response.read()
+                kept = {
+                    k: v
+                    for k, v in response.headers.items()
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
+                }
+                return Forwarded(response.status, kept, data)
+        except TimeoutError:
+            raise UpstreamError(
+                504, upstream, f"no answer within {self._timeout.total:g}s"
+            ) from None
+        except aiohttp.ClientConnectorError as error:
+            raise UpstreamError(502, upstream, f"unreachable ({error.os_error})") from None
+        except aiohttp.ClientError as error:
+            raise UpstreamError(502, upstream, f"{type(error).__name__}: {error}") from None
+
+    # The service side.
+
+    def _service_app(self, name: str, target: URL) -> web.Application:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._service_request(request, name, target)
+
+        app = web.Application(middlewares=[_refuse_foreign_targets], client_max_size=0)
+        app.router.add_route("*", "/{tail:.*}", handle)
+        return app
+
+    async def _service_request(
+        self, request: web.Request, name: str, target: URL
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        self.engine.tick()
+        raw = _bearer(request) or request.query.get("access_token")
+        token = fingerprint(raw) if raw else None
+        if token is not None:
+            self.engine.offer_token(token)
+        url = target.with_path(target.path.rstrip("/") + request.path, encoded=False)
+        if request.query_string:
+            url = url.with_query(request.query_string)
+        response: web.StreamResponse
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                headers=_request_headers(request),
+                data=request.content if request.body_exists else None,
+                allow_redirects=False,
+            ) as upstream:
+                headers = CIMultiDict(
+                    (k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
+                )
+                length = upstream.content_length
+                if length is not None and length <= _BUFFER_LIMIT:
+                    response = web.Response(
+                        status=upstream.status, body=await upstream.read(), headers=headers
+                    )
+                else:
+                    response = web.StreamResponse(status=upstream.status, headers=headers)
+                    await response.prepare(request)
+                    async for chunk in upstream.content.iter_chunked(64 * 1024):
+                        await response.write(chunk)
+                    await response.write_eof()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            status = 504 if isinstance(error, TimeoutError) else 502
+            why = "no answer in time" if status == 504 else f"unreachable ({error})"
+            response = _problem(status, f"service {name} at {target.origin()}: {why}")
+            response.headers["X-Jitchaos-Upstream"] = str(target.origin())
+        self.history.decision(
+            at=self.clock.now(),
+            step=self.engine.step,
+            service=name,
+            method=request.method,
+            path=request.path,
+            fingerprint=token,
+            status=response.status,
+        )
+        self.metrics.decision(name, response.status)
+        if token is not None and 200 <= response.status < 300 and self.engine.event("first-use"):
+            self.engine.offer_token(token)  # what fired on first use acts on this token
+        return response
+
+
+_ENDPOINTS = web.AppKey("endpoints", dict[str, str])
+
+
+@web.middleware
+async def _refuse_foreign_targets(request: web.Request, handler: Any) -> web.StreamResponse:
+    """No open proxy: an absolute-form target naming another host, or CONNECT, is refused."""
+    raw = request.raw_path  # the request target as sent: absolute-form keeps its authority
+    target = URL(raw) if "://" in raw[:16] else None
+    if request.method == "CONNECT" or (target is not None and target.host != request.url.host):
+        shown = target.origin() if target is not None and target.host else raw[:100]
+        return _problem(
+            403,
+            "jitchaos forwards only to the upstream and services it was configured with; "
+            f"refusing {request.method} for {shown}",
+        )
+    try:
+        result: web.StreamResponse = await handler(request)
+    except web.HTTPException:
+        raise
+    return result
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    """RFC 9457 problem details."""
+    from http import HTTPStatus
+
+    return web.json_response(
+        {
+            "type": "about:blank",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": detail,
+        },
+        status=status,
+        content_type="application/problem+json",
+    )
+
+
+def _gateway_error(error: UpstreamError) -> web.Response:
+    return web.json_response(upstream_error_answer(error), status=error.status, headers=_NO_STORE)
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> web.Response:
+    return web.json_response(
+        {"error": error, "error_description": description}, status=status, headers=_NO_STORE
+    )
+
+
+def _fault_response(answer: Answer) -> web.Response:
+    return web.Response(
+        status=answer.status,
+        body=answer.body,
+        content_type=answer.content_type,
+        headers=_NO_STORE,
+    )
+
+
+def _relay(answer: Forwarded) -> web.Response:
+    response = web.Response(status=answer.status, body=answer.body)
+    for name, value in answer.headers.items():
+        response.headers.add(name, value)
+    return response
+
+
+def _request_headers(request: web.Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+def _form(request: web.Request, body: bytes) -> dict[str, str]:
+    """The urlencoded parameters (first of each), or {} for any other or a malformed body."""
+    if request.content_type != "application/x-www-form-urlencoded" or not body:
+        return {}
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    raw = raw.strip()
+    return raw if scheme.lower() == "bearer" and raw else None
+
+
+def _carried_token(endpoint: str, request: web.Request, form: dict[str, str]) -> str | None:
+    if endpoint in ("introspection", "revocation"):
+        return form.get("token") or None
+    if endpoint == "userinfo":
+        return _bearer(request)
+    if endpoint == "token" and form.get("grant_type") == "refresh_token":
+        return form.get("refresh_token") or None
+    return None
+
+
+def _client_id(request: web.Request, form: dict[str, str]) -> str | None:
+    """RFC 6749 §2.3.1: from Basic credentials, else the form."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return form.get("client_id")
+        client_id, sep, _ = decoded.partition(":")
+        if sep:
+            return urllib.parse.unquote_plus(client_id)
+    return form.get("client_id")
+
+
+def _scope_field(value: object) -> frozenset[str] | None:
+    if isinstance(value, str):
+        return parse_scopes(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    return None
+
+
+def _number(value: object, default: float) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return default
+
+
+def _remint(claims: dict[str, Any], header: dict[str, Any], issue: Issue, key: SigningKey) -> str:
+    """The upstream token's claims as the (possibly faulted) issue says, signed with ``key``."""
+    minted = dict(claims)
+    minted["iat"] = int(issue.issued_at)
+    if "nbf" in claims or issue.not_before != issue.issued_at:
+        minted["nbf"] = int(issue.not_before)
+    minted["exp"] = int(issue.expires_at)
+    if "scp" in claims and "scope" not in claims:
+        minted["scp"] = sorted(issue.scopes)
+    else:
+        minted["scope"] = format_scopes(issue.scopes)
+    if issue.drop_roles:
+        for claim in _ROLE_CLAIMS:
+            minted.pop(claim, None)
+    return _resign_plain(minted, header, key)
+
+
+def _resign_plain(claims: dict[str, Any], header: dict[str, Any], key: SigningKey) -> str:
+    headers = {"kid": key.kid}
+    if isinstance(header.get("typ"), str):
+        headers["typ"] = header["typ"]
+    return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers=headers)

@@ -1,0 +1,202 @@
+"""The upstream IdP as the proxy sees it: its discovery document, its endpoints and its keys.
+
+Only URLs from the configured upstream and its own discovery document are ever contacted: the
+proxy never takes a target from a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import jwt
+from yarl import URL
+
+__all__ = ["ENDPOINT_PATHS", "Forward", "Forwarded", "UpstreamError", "UpstreamIdP"]
+
+# Discovery field -> (path the proxy serves it at, endpoint name in the fault vocabulary).
+ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
+    "token_endpoint": ("/token", "token"),
+    "introspection_endpoint": ("/introspect", "introspection"),
+    "revocation_endpoint": ("/revoke", "revocation"),
+    "userinfo_endpoint": ("/userinfo", "userinfo"),
+    "jwks_uri": ("/jwks", "jwks"),
+    "authorization_endpoint": ("/authorize", "other"),
+    "end_session_endpoint": ("/logout", "other"),
+}
+DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
+_JWKS_REFETCH = 5.0  # monotonic seconds between JWKS refetches for an unknown kid
+_ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+
+
+class UpstreamError(Exception):
+    """The upstream IdP failed or answered something unusable; becomes a 502/504 answer."""
+
+    def __init__(self, status: int, upstream: str, why: str) -> None:
+        super().__init__(f"upstream {upstream}: {why}")
+        self.status = status
+        self.upstream = upstream
+        self.why = why
+
+
+@attrs.frozen
+class Forwarded:
+    """An upstream answer, read whole."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or None when it is not one."""
+        try:
+            data = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+Forward = Callable[[str, URL, dict[str, str], bytes], Awaitable[Forwarded]]
+"""Sends one request upstream and reads the answer whole: (method, url, headers, body)."""
+
+
+class UpstreamIdP:
+    """Discovery, endpoint map and key cache of one upstream IdP."""
+
+    def __init__(self, url: str) -> None:
+        base = URL(url)
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError(f"upstream={url!r} must be an http(s) URL")
+        path = base.path.rstrip("/")
+        for suffix in DISCOVERY_PATHS:
+            if path.endswith(suffix):
+                self.discovery_url = base
+                path = path.removesuffix(suffix)
+                break
+        else:
+            self.discovery_url = base.with_path(path + DISCOVERY_PATHS[0])
+        self.base = base.with_path(path or "/").with_query(None)
+        self.origin = base.origin()
+        self.metadata: dict[str, Any] | None = None
+        self.endpoints: dict[str, URL] = {}
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys_fetched = -_JWKS_REFETCH
+        self._discovery_lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return str(self.origin)
+
+    def discovered(self) -> bool:
+        return self.metadata is not None
+
+    def endpoint_url(self, path: str) -> URL | None:
+        """Where the proxy path ``path`` goes upstream (None: not an endpoint path)."""
+        for field, (served_at, _) in ENDPOINT_PATHS.items():
+            if served_at == path:
+                return self.endpoints.get(field)
+        return None
+
+    def adopt(self, metadata: dict[str, Any]) -> None:
+        """Take a discovery document: remember where each endpoint really is."""
+        endpoints = {}
+        for field in ENDPOINT_PATHS:
+            value = metadata.get(field)
+            if isinstance(value, str):
+                url = URL(value)
+                if url.scheme in ("http", "https") and url.host:
+                    endpoints[field] = url
+        if "token_endpoint" not in endpoints:
+            raise UpstreamError(
+                502, self.name, "the discovery document names no http(s) token_endpoint"
+            )
+        if not isinstance(metadata.get("issuer"), str):
+            raise UpstreamError(502, self.name, "the discovery document has no issuer string")
+        self.metadata = metadata
+        self.endpoints = endpoints
+
+    async def ensure_discovered(self, forward: Forward) -> None:
+        """Fetch discovery once (before routing a request that needs the endpoint map)."""
+        if self.discovered():
+            return
+        async with self._discovery_lock:
+            if self.discovered():  # another request fetched it while this one waited
+                return
+            answer = await forward("GET", self.discovery_url, {}, b"")
+            self.adopt_answer(answer)
+
+    def adopt_answer(self, answer: Forwarded) -> dict[str, Any]:
+        if answer.status != 200:
+            raise UpstreamError(
+                502, self.name, f"discovery answered HTTP {answer.status}, not 200"
+            )
+        metadata = answer.json_object()
+        if metadata is None:
+            raise UpstreamError(502, self.name, "the discovery document is not a JSON object")
+        self.adopt(metadata)
+        return metadata
+
+    # Keys (for reading and re-signing what the upstream issues).
+
+    async def key(self, kid: str | None, forward: Forward) -> jwt.PyJWK | None:
+        """The upstream's published key ``kid``, refetching the JWKS for an unknown kid (at
+        most every few seconds, so a flood of bad kids cannot hammer the IdP)."""
+        if kid in self._keys:
+            return self._keys[kid]
+        if time.monotonic() - self._keys_fetched < _JWKS_REFETCH:
+            return None
+        self._keys_fetched = time.monotonic()
+        await self.ensure_discovered(forward)
+        jwks_url = self.endpoints.get("jwks_uri")
+        if jwks_url is None:
+            return None
+        answer = await forward("GET", jwks_url, {}, b"")
+        data = answer.json_object() if answer.status == 200 else None
+        keys = data.get("keys") if data else None
+        if not isinstance(keys, list):
+            raise UpstreamError(502, self.name, "the JWKS is not a JSON object with keys")
+        fresh = {}
+        for jwk in keys:
+            if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str):
+                try:
+                    fresh[jwk["kid"]] = jwt.PyJWK(jwk)
+                except (jwt.PyJWKError, jwt.InvalidKeyError):
+                    continue  # a key we cannot use is a key we do not trust
+        self._keys = fresh
+        return self._keys.get(kid) if kid is not None else None
+
+
+def verify_upstream(token: str, key: jwt.PyJWK, *, issuer: str | None) -> dict[str, Any]:
+    """Verify ``token``'s signature (asymmetric algorithms only) and issuer; times are not
+    checked here, the ledger's clock judges them."""
+    header = jwt.get_unverified_header(token)
+    algorithm = header.get("alg")
+    if algorithm not in _ASYMMETRIC:
+        raise jwt.InvalidAlgorithmError(f"alg {algorithm!r} is not an asymmetric algorithm")
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=[algorithm],
+        issuer=issuer,
+        options={
+            "verify_aud": False,
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+            "verify_iss": issuer is not None,
+        },
+    )
+    return claims
+
+
+def upstream_error_answer(error: UpstreamError) -> dict[str, str]:
+    """The JSON body for a 502/504: which upstream, and why (RFC 6749 §5.2 field names)."""
+    return {
+        "error": "bad_gateway" if error.status == 502 else "gateway_timeout",
+        "error_description": str(error),
+        "upstream": error.upstream,
+    }
