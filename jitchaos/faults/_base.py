@@ -119,6 +119,10 @@ class World(Protocol):
         """Change the signing keys (``add``, ``remove-old``, ``rekey``)."""
         ...
 
+    def hold_limit(self) -> float:
+        """Real seconds a fault may hold a request at most (a timeout, a forced overlap)."""
+        ...
+
 
 class Effect:
     """What a fired fault goes on doing to later traffic. The hooks do nothing by default.

@@ -51,15 +51,15 @@ class _Hold(Effect):
         self._arrived += 1
         if self._arrived == self._hold.count:
             self.done = True
-        return self._wait()
+        return self._wait(min(self._hold.timeout, world.hold_limit()))
 
-    async def _wait(self) -> None:
+    async def _wait(self, timeout: float) -> None:
         if self._release is None:
             self._release = asyncio.Event()
         if self._arrived >= self._hold.count:
             self._release.set()
             return
         try:
-            await asyncio.wait_for(self._release.wait(), self._hold.timeout)
+            await asyncio.wait_for(self._release.wait(), timeout)
         except TimeoutError:
             self.done = True  # release what is held; later refreshes pass

@@ -70,14 +70,10 @@ class _Failing(Effect):
         said = f"jitchaos outage ({mode}) on the {self._outage.endpoint} endpoint"
         if mode == "timeout":
             # Hold the request as a dead IdP would; the client's own timeout should fire first.
-            await asyncio.sleep(min(self._outage.duration, _TIMEOUT_HOLD))
+            await asyncio.sleep(min(self._outage.duration, world.hold_limit()))
             return Answer(504, json_body(error="temporarily_unavailable", error_description=said))
         if mode == "malformed":
             return Answer(200, b'{"keys": [{"kty": "RSA", "n": ')
         if mode == "empty-keys":
             return Answer(200, b'{"keys": []}' if self._outage.endpoint == "jwks" else b"{}")
         return Answer(503, json_body(error="temporarily_unavailable", error_description=said))
-
-
-_TIMEOUT_HOLD = 10.0
-"""Real seconds a timed-out request is held at most before the proxy answers 504."""

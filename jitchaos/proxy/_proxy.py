@@ -101,6 +101,8 @@ class ChaosProxy:
     ``services`` maps names to the base URLs of the services under test. ``clock`` defaults to
     the embedded IdP's clock, else the wall clock. ``secret`` guards the control API (one is
     generated when not given). ``ca_bundle`` names CA certificates for https upstreams.
+    ``hold_limit`` caps, in real seconds, how long a fault may hold a request (an outage in
+    timeout mode answers 504 after it).
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class ChaosProxy:
         audit: str | os.PathLike[str] | AuditSink | None = None,
         ca_bundle: str | os.PathLike[str] | None = None,
         upstream_timeout: float = 10.0,
+        hold_limit: float = 10.0,
     ) -> None:
         self._own_idp: EmbeddedIdP | None = None
         self._idp_config: IdPConfig | None = None
@@ -154,6 +157,11 @@ class ChaosProxy:
             isinstance(upstream_timeout, int | float) and upstream_timeout > 0
         ):
             raise InvalidArgument(f"upstream_timeout={upstream_timeout!r} must be seconds > 0")
+        if isinstance(hold_limit, bool) or not (
+            isinstance(hold_limit, int | float) and 0 <= hold_limit < float("inf")
+        ):
+            raise InvalidArgument(f"hold_limit={hold_limit!r} must be seconds >= 0")
+        self._hold_limit = float(hold_limit)
         if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
             raise InvalidArgument("secret must be a string of at least 16 characters")
         self.secret = secret if secret is not None else secrets.token_urlsafe(24)
@@ -414,6 +422,9 @@ class ChaosProxy:
             self.ledger.revoke(kid=kid, reason=f"signing key {kid} removed")
             keys.remove(kid)
         return f"removed kid(s) {', '.join(removed)}; signing with {keys.current.kid}"
+
+    def hold_limit(self) -> float:
+        return self._hold_limit
 
     def _selector(self, target: str) -> dict[str, Any]:
         kind, _, rest = target.partition(":")

@@ -22,6 +22,10 @@ from jitchaos._loop import BackgroundLoop
 NEEDS = {"/read": "read", "/write": "write"}
 
 
+class IdPUnavailable(Exception):
+    """The IdP could not answer: the service says 503, not 401."""
+
+
 class ResourceService:
     def __init__(self, mode: Literal["jwt", "introspect"], *, leeway: float = 0) -> None:
         self.mode = mode
@@ -46,6 +50,10 @@ class ResourceService:
             return web.json_response({"error": "invalid_request"}, status=401)
         try:
             claims = await (self._verify(token) if self.mode == "jwt" else self._introspect(token))
+        except IdPUnavailable as error:
+            return web.json_response(
+                {"error": "temporarily_unavailable", "error_description": str(error)}, status=503
+            )
         except (jwt.PyJWTError, LookupError) as error:
             return web.json_response(
                 {"error": "invalid_token", "error_description": str(error)}, status=401
@@ -70,15 +78,20 @@ class ResourceService:
 
     async def _introspect(self, token: str) -> dict[str, Any]:
         assert self.introspection_url is not None
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                self.introspection_url,
-                data={"token": token},
-                headers={"Authorization": aiohttp.encode_basic_auth("api", "api-secret")},
-            ) as response,
-        ):
-            data: dict[str, Any] = await response.json()
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    self.introspection_url,
+                    data={"token": token},
+                    headers={"Authorization": aiohttp.encode_basic_auth("api", "api-secret")},
+                ) as response,
+            ):
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, ValueError) as error:
+            raise IdPUnavailable(f"introspection failed: {error}") from None
+        if response.status >= 500 or not isinstance(data, dict):
+            raise IdPUnavailable(f"introspection answered {response.status}")
         if response.status != 200 or data.get("active") is not True:
             raise LookupError(f"introspection says inactive ({response.status})")
         return data

@@ -217,9 +217,7 @@ def test_outage_on_token_endpoint(front: Front, clock: ManualClock, mode: str) -
     assert client_credentials(proxy, "read")["access_token"]
 
 
-def test_outage_empty_keys_breaks_jwt_service_until_over(
-    front: Front, clock: ManualClock
-) -> None:
+def test_outage_empty_keys_breaks_jwt_service_until_over(front: Front, clock: ManualClock) -> None:
     proxy, _ = front("jwt")
     token = client_credentials(proxy, "read")["access_token"]
     proxy.apply(Outage(endpoint="jwks", mode="empty-keys", duration=10))
