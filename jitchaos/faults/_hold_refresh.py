@@ -53,13 +53,14 @@ class _Hold(Effect):
             self.done = True
         return self._wait(min(self._hold.timeout, world.hold_limit()))
 
-    async def _wait(self, timeout: float) -> None:
+    async def _wait(self, limit: float) -> None:
         if self._release is None:
             self._release = asyncio.Event()
         if self._arrived >= self._hold.count:
             self._release.set()
             return
         try:
-            await asyncio.wait_for(self._release.wait(), timeout)
+            async with asyncio.timeout(limit):
+                await self._release.wait()
         except TimeoutError:
             self.done = True  # release what is held; later refreshes pass

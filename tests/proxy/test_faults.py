@@ -211,7 +211,7 @@ def test_outage_on_token_endpoint(front: Front, clock: ManualClock, mode: str) -
             assert answer.json()["error"] == "temporarily_unavailable"
         else:
             assert answer.status_code == 200
-            with pytest.raises(ValueError, match="Expecting|Unterminated"):
+            with pytest.raises(ValueError, match=r"Expecting|Unterminated"):
                 answer.json()
     clock.advance(30)
     assert client_credentials(proxy, "read")["access_token"]
