@@ -886,21 +886,29 @@ _ENDPOINTS = web.AppKey("endpoints", dict[str, str])
 
 @web.middleware
 async def _refuse_foreign_targets(request: web.Request, handler: Any) -> web.StreamResponse:
-    """No open proxy: an absolute-form target naming another host, or CONNECT, is refused."""
-    raw = request.raw_path  # the request target as sent: absolute-form keeps its authority
-    target = URL(raw) if "://" in raw[:16] else None
-    if request.method == "CONNECT" or (target is not None and target.host != request.url.host):
-        shown = target.origin() if target is not None and target.host else raw[:100]
+    """No open proxy. The proxy always forwards to its configured target, whatever a request
+    names; a request that names another target (CONNECT, or an absolute-form or Host authority
+    on another port than the listener's own) is refused rather than quietly redirected."""
+    if request.method == "CONNECT" or _names_another_target(request):
         return _problem(
             403,
             "jitchaos forwards only to the upstream and services it was configured with; "
-            f"refusing {request.method} for {shown}",
+            f"refusing {request.method} for {request.host[:100]}",
         )
-    try:
-        result: web.StreamResponse = await handler(request)
-    except web.HTTPException:
-        raise
+    result: web.StreamResponse = await handler(request)
     return result
+
+
+def _names_another_target(request: web.Request) -> bool:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return False
+    try:
+        named = URL(f"{request.scheme}://{request.host}")
+    except ValueError:
+        return True
+    port = named.explicit_port or (443 if request.scheme == "https" else 80)
+    return bool(port != sockname[1])
 
 
 def _problem(status: int, detail: str) -> web.Response:

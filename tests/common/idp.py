@@ -9,6 +9,8 @@ import urllib.parse
 from typing import Any, Protocol
 
 import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
 
 from jitchaos.idp import ClientConfig, IdPConfig, UserConfig
 
@@ -104,3 +106,30 @@ def introspect(idp: Served, token: str, **extra: str) -> dict[str, Any]:
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def authorize(idp: Served, session: OAuth2Session, user: str) -> dict[str, str]:
+    verifier = generate_token(64)
+    url, _state = session.create_authorization_url(
+        f"{idp.url}/authorize", code_verifier=verifier, login_hint=user
+    )
+    response = requests.get(url, allow_redirects=False, timeout=10)
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT)
+    return dict(
+        session.fetch_token(
+            f"{idp.url}/token", authorization_response=location, code_verifier=verifier
+        )
+    )
+
+
+def web_session() -> OAuth2Session:
+    """The confidential web client, asking for a user's openid, read and write."""
+    return OAuth2Session(
+        "web",
+        "web-secret",
+        scope="openid read write",
+        redirect_uri=REDIRECT,
+        code_challenge_method="S256",
+    )

@@ -8,13 +8,12 @@ import urllib.parse
 import jwt
 import pytest
 import requests
-from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from jwt import PyJWKClient, PyJWKClientError
 
 from jitchaos import ManualClock, fingerprint
 from jitchaos.idp import EmbeddedIdP
-from tests.common.idp import REDIRECT, introspect, standard_config
+from tests.common.idp import REDIRECT, authorize, introspect, standard_config, web_session
 
 pytestmark = pytest.mark.usefixtures("insecure_transport")
 
@@ -49,33 +48,6 @@ def test_authlib_client_credentials(idp: EmbeddedIdP, method: str) -> None:
     assert claims["scope"] == "read write"
     assert claims["exp"] == claims["iat"] + 300  # type: ignore[operator]
     assert len(idp.ledger.grants) == 1
-
-
-def authorize(idp: EmbeddedIdP, session: OAuth2Session, user: str) -> dict[str, str]:
-    verifier = generate_token(64)
-    url, _state = session.create_authorization_url(
-        f"{idp.url}/authorize", code_verifier=verifier, login_hint=user
-    )
-    response = requests.get(url, allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    location = response.headers["Location"]
-    assert location.startswith(REDIRECT)
-    return dict(
-        session.fetch_token(
-            f"{idp.url}/token", authorization_response=location, code_verifier=verifier
-        )
-    )
-
-
-def web_session() -> OAuth2Session:
-    """The confidential web client, asking for a user's openid, read and write."""
-    return OAuth2Session(
-        "web",
-        "web-secret",
-        scope="openid read write",
-        redirect_uri=REDIRECT,
-        code_challenge_method="S256",
-    )
 
 
 def test_authlib_authorization_code_with_pkce_and_refresh(idp: EmbeddedIdP) -> None:

@@ -1,0 +1,327 @@
+"""The IdP side: discovery rewritten, the ledger in step with what it sees, real clients
+through it, and failure handled as answers (502/504, 403), never as crashes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import jwt
+import pytest
+import requests
+from aiohttp import web
+from authlib.integrations.requests_client import OAuth2Session
+
+from jitchaos import ManualClock, fingerprint
+from jitchaos._loop import BackgroundLoop
+from jitchaos.faults import Expire, Narrow, Revoke
+from jitchaos.idp import EmbeddedIdP
+from jitchaos.proxy import ChaosProxy
+from tests.common.idp import (
+    authorize,
+    client_credentials,
+    introspect,
+    refresh,
+    standard_config,
+    user_tokens,
+    web_session,
+)
+from tests.proxy.conftest import Front
+
+
+def test_discovery_sends_every_endpoint_through_the_proxy(front: Front, idp: EmbeddedIdP) -> None:
+    proxy, _ = front()
+    upstream = requests.get(idp.discovery_url, timeout=10).json()
+    seen = requests.get(proxy.discovery_url, timeout=10).json()
+    assert seen["issuer"] == upstream["issuer"] == idp.issuer  # tokens still say who issued them
+    for field, path in [
+        ("token_endpoint", "/token"),
+        ("introspection_endpoint", "/introspect"),
+        ("revocation_endpoint", "/revoke"),
+        ("userinfo_endpoint", "/userinfo"),
+        ("jwks_uri", "/jwks"),
+        ("authorization_endpoint", "/authorize"),
+    ]:
+        assert seen[field] == proxy.url + path
+    rest = {k: v for k, v in seen.items() if not k.endswith(("_endpoint", "_uri"))}
+    assert rest == {k: v for k, v in upstream.items() if not k.endswith(("_endpoint", "_uri"))}
+    other = requests.get(f"{proxy.url}/.well-known/oauth-authorization-server", timeout=10)
+    assert other.json()["token_endpoint"] == proxy.url + "/token"
+
+
+def test_ledger_follows_grants_refreshes_and_revocations(front: Front) -> None:
+    proxy, _ = front()
+    tokens = user_tokens(proxy)
+    fresh = refresh(proxy, tokens["refresh_token"]).json()
+    requests.post(
+        f"{proxy.url}/revoke",
+        data={"token": fresh["refresh_token"]},
+        auth=("web", "web-secret"),
+        timeout=10,
+    ).raise_for_status()
+    kinds = [type(e).__name__ for e in proxy.ledger.events]
+    assert kinds == ["Granted", "Refreshed", "Revoked"]
+    granted, refreshed, revoked = proxy.ledger.events
+    assert {t.fingerprint for t in granted.tokens} == {  # type: ignore[union-attr]
+        fingerprint(tokens["access_token"]),
+        fingerprint(tokens["refresh_token"]),
+    }
+    assert str(granted.principal) == "subject:alice"  # type: ignore[union-attr]
+    assert refreshed.spent == fingerprint(tokens["refresh_token"])  # type: ignore[union-attr]
+    assert fingerprint(fresh["access_token"]) in revoked.fingerprints  # type: ignore[union-attr]
+    # The proxy's ledger agrees with the IdP's own about the token's status.
+    assert introspect(proxy, fresh["access_token"]) == {"active": False}
+
+
+def test_authlib_refreshes_through_the_proxy_on_its_own_timer(
+    front: Front, clock: ManualClock, insecure_transport: None
+) -> None:
+    proxy, _ = front("jwt")
+    session = web_session()
+    proxy.apply(Expire(issued_ttl=5))
+    token = authorize(proxy, session, "alice")
+    assert token["expires_in"] == 5
+    metadata = requests.get(proxy.discovery_url, timeout=10).json()
+    session = OAuth2Session(
+        "web",
+        "web-secret",
+        token=token,
+        token_endpoint=metadata["token_endpoint"],
+        scope="openid read write",
+    )
+    with clock.freeze():
+        assert session.get(proxy.service_url("api") + "/read", timeout=10).status_code == 200
+        clock.advance(6)
+        # authlib sees expires_at passed and refreshes through the proxy before the request.
+        assert session.get(proxy.service_url("api") + "/read", timeout=10).status_code == 200
+    assert session.token["access_token"] != token["access_token"]
+    assert [type(e).__name__ for e in proxy.ledger.events] == ["Granted", "Refreshed"]
+
+
+def test_authlib_refresh_after_narrowing_gets_the_narrowed_token(
+    front: Front, insecure_transport: None
+) -> None:
+    proxy, _ = front("jwt")
+    session = web_session()
+    token = authorize(proxy, session, "alice")
+    proxy.apply(Narrow(scopes=frozenset({"read"}), target="principal:subject:alice"))
+    fresh = session.refresh_token(f"{proxy.url}/token", refresh_token=token["refresh_token"])
+    assert fresh["scope"] == "read"
+    body = jwt.decode(fresh["access_token"], options={"verify_signature": False})
+    assert body["scope"] == "read"
+
+
+def test_userinfo_through_the_proxy_refuses_a_revoked_token(front: Front) -> None:
+    proxy, _ = front()
+    tokens = user_tokens(proxy)
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(f"{proxy.url}/userinfo", headers=headers, timeout=10).json()["sub"] == (
+        "alice"
+    )
+    proxy.apply(Revoke(target="grant:g1"))
+    answer = requests.get(f"{proxy.url}/userinfo", headers=headers, timeout=10)
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_token"
+
+
+@contextmanager
+def served(app: web.Application, port: int = 0) -> Iterator[str]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    with BackgroundLoop() as loop:
+
+        async def start() -> str:
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+        url = loop.run(start())
+        try:
+            yield url
+        finally:
+            loop.run(runner.cleanup())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_upstream_down_502_then_recovers(clock: ManualClock) -> None:
+    port = free_port()
+    with ChaosProxy(f"http://127.0.0.1:{port}", clock=clock).in_thread() as proxy:
+        answer = requests.get(proxy.discovery_url, timeout=10)
+        assert answer.status_code == 502
+        body = answer.json()
+        assert body["error"] == "bad_gateway"
+        assert body["upstream"] == f"http://127.0.0.1:{port}"
+        assert "unreachable" in body["error_description"]
+        token = requests.post(
+            f"{proxy.url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=("svc", "svc-secret"),
+            timeout=10,
+        )
+        assert token.status_code == 502
+        with EmbeddedIdP(standard_config(), clock=clock).in_thread(port=port):
+            assert requests.get(proxy.discovery_url, timeout=10).status_code == 200
+            assert client_credentials(proxy, "read")["access_token"]
+        # Down again, after discovery was learnt: still a clean 502.
+        answer = requests.post(
+            f"{proxy.url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=("svc", "svc-secret"),
+            timeout=10,
+        )
+        assert answer.status_code == 502
+        assert answer.json()["upstream"] == f"http://127.0.0.1:{port}"
+
+
+def test_slow_upstream_504(clock: ManualClock) -> None:
+    import asyncio
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", slow)
+    with (
+        served(app) as url,
+        ChaosProxy(url, clock=clock, upstream_timeout=0.2).in_thread() as proxy,
+    ):
+        answer = requests.get(proxy.discovery_url, timeout=10)
+        assert answer.status_code == 504
+        assert answer.json()["error"] == "gateway_timeout"
+        assert "no answer within 0.2s" in answer.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("document", "why"),
+    [
+        (b"<html>not json</html>", "not a JSON object"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"issuer": "x"}', "no http(s) token_endpoint"),
+        (b'{"issuer": "x", "token_endpoint": "ftp://x/token"}', "no http(s) token_endpoint"),
+        (b'{"token_endpoint": "http://127.0.0.1:1/token"}', "no issuer"),
+    ],
+)
+def test_malformed_discovery_is_a_502_not_a_crash(
+    clock: ManualClock, document: bytes, why: str
+) -> None:
+    async def discovery(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", discovery)
+    with served(app) as url, ChaosProxy(url, clock=clock).in_thread() as proxy:
+        for _ in range(2):
+            answer = requests.get(proxy.discovery_url, timeout=10)
+            assert answer.status_code == 502
+            assert why in answer.json()["error_description"]
+        answer = requests.post(f"{proxy.url}/token", data={"grant_type": "x"}, timeout=10)
+        assert answer.status_code == 502
+
+
+def raw_request(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("side", ["idp", "service"])
+def test_requests_for_other_targets_are_refused(front: Front, side: str) -> None:
+    proxy, _ = front()
+    base = proxy.url if side == "idp" else proxy.service_url("api")
+    for request in [
+        b"GET http://example.com/read HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    ]:
+        answer = raw_request(base, request)
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+        assert b"forwards only to the upstream and services it was configured with" in answer
+    assert proxy.history.decisions == ()
+
+
+def test_garbage_on_every_endpoint_never_crashes(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy, _ = front("introspect")
+    garbage = [
+        ("POST", "/token", {"Content-Type": "application/x-www-form-urlencoded"}, b"%%%&&&=="),
+        ("POST", "/token", {"Content-Type": "application/x-www-form-urlencoded"}, b"\xff\xfe"),
+        ("POST", "/token", {"Content-Type": "application/json"}, b'{"grant_type": 1}'),
+        ("POST", "/token", {}, b"grant_type=refresh_token&refresh_token="),
+        (
+            "POST",
+            "/introspect",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"token=a.b.c",
+        ),
+        ("POST", "/revoke", {"Content-Type": "application/x-www-form-urlencoded"}, b"token=%00"),
+        ("GET", "/userinfo", {"Authorization": "Bearer e30.e30.e30"}, b""),
+        ("GET", "/userinfo", {"Authorization": "Bearer"}, b""),
+        ("GET", "/jwks?x=%ZZ", {}, b""),
+        ("DELETE", "/.well-known/openid-configuration", {}, b""),
+    ]
+    for method, path, headers, body in garbage:
+        answer = requests.request(method, proxy.url + path, headers=headers, data=body, timeout=10)
+        assert answer.status_code < 500, (path, body, answer.text)
+    for header in [
+        "Bearer not-a-token",
+        "Bearer a.b.c",
+        "Basic Zm9vOmJhcg==",
+        "Bearer " + "x" * 5000,
+    ]:
+        answer = requests.get(
+            proxy.service_url("api") + "/read", headers={"Authorization": header}, timeout=10
+        )
+        assert answer.status_code == 401
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_raw_tokens_never_in_logs_history_or_audit(
+    idp: EmbeddedIdP, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pathlib import Path
+
+    from tests.common.service import ResourceService
+
+    audit = Path(str(tmp_path)) / "proxy-audit.jsonl"
+    caplog.set_level(logging.DEBUG)
+    with (
+        ResourceService("introspect").in_thread() as service,
+        ChaosProxy(idp, services={"api": service.url}, audit=audit).in_thread() as proxy,
+    ):
+        service.point_at(proxy.url, issuer=idp.issuer)
+        proxy.apply(Narrow(scopes=frozenset({"read"})))
+        tokens = user_tokens(proxy)
+        fresh = refresh(proxy, tokens["refresh_token"]).json()
+        raw = [tokens["access_token"], tokens["refresh_token"], tokens["id_token"]]
+        raw += [fresh["access_token"], fresh["refresh_token"]]
+        for token in raw:
+            requests.get(
+                proxy.service_url("api") + "/read",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+        proxy.apply(Revoke(target=f"token:{fingerprint(fresh['access_token'])}"))
+        history = json.dumps([e.to_json() for e in proxy.history.entries])
+        control = requests.get(
+            f"{proxy.control_url}/audit",
+            headers={"Authorization": f"Bearer {proxy.secret}"},
+            timeout=10,
+        ).text
+    written = audit.read_text() + history + control + caplog.text
+    assert fingerprint(fresh["access_token"]) in written
+    for token in raw:
+        for part in {token, *token.split(".")}:
+            if len(part) > 12:
+                assert part not in written
