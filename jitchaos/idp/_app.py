@@ -632,14 +632,19 @@ class EmbeddedIdP:
                 },
             )
 
-        try:
-            verify_access_token(
-                raw, self.keys, issuer=self.issuer, audience=self.config.audience, now=now
-            )
-        except InvalidToken as error:
-            return invalid(str(error))
+        if not self.config.opaque_tokens:
+            try:
+                verify_access_token(
+                    raw, self.keys, issuer=self.issuer, audience=self.config.audience, now=now
+                )
+            except InvalidToken as error:
+                return invalid(str(error))
         record = self.ledger.lookup(fingerprint(raw))
-        if record is None or record.status(now) is not TokenStatus.ACTIVE:
+        if (
+            record is None
+            or record.token.kind is not TokenKind.ACCESS
+            or record.status(now) is not TokenStatus.ACTIVE
+        ):
             return invalid("the access token is not active")
         scopes = record.token.scopes & self.ledger.get_grant(record.grant_id).scopes_at(now)
         if "openid" not in scopes:
@@ -716,23 +721,26 @@ class EmbeddedIdP:
     ) -> tuple[IssuedToken, dict[str, Any]]:
         now = int(self.clock.now())
         key = self.keys.current
-        token = mint_access_token(
-            key,
-            issuer=self.issuer,
-            audience=self.config.audience,
-            subject=principal.name,
-            client_id=client.client_id,
-            scopes=scopes,
-            issued_at=now,
-            expires_at=now + ttl,
-        )
+        if self.config.opaque_tokens:
+            token = secrets.token_urlsafe(32)
+        else:
+            token = mint_access_token(
+                key,
+                issuer=self.issuer,
+                audience=self.config.audience,
+                subject=principal.name,
+                client_id=client.client_id,
+                scopes=scopes,
+                issued_at=now,
+                expires_at=now + ttl,
+            )
         info = IssuedToken(
             fingerprint=fingerprint(token),
             kind=TokenKind.ACCESS,
             issued_at=now,
             expires_at=now + ttl,
             scopes=scopes,
-            kid=key.kid,
+            kid=None if self.config.opaque_tokens else key.kid,
         )
         payload = {
             "access_token": token,

@@ -98,6 +98,9 @@ class IdPConfig:
     code_ttl: int = attrs.field(default=60, validator=_positive("code_ttl"))
     """Authorization-code lifetime in seconds."""
     algorithm: Algorithm = "RS256"
+    opaque_tokens: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    """Issue opaque access tokens (random strings that only introspection can read) instead of
+    RFC 9068 JWTs, as many IdPs do."""
 
     def __attrs_post_init__(self) -> None:
         for kind, names in (

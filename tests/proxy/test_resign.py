@@ -1,0 +1,184 @@
+"""Re-signing mode in front of an independent IdP whose keys the proxy does not hold, and a
+real upstream with opaque tokens, read and changed through introspection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import jwt
+import pytest
+import requests
+from aiohttp import web
+
+from jitchaos import KeyRing, ManualClock, fingerprint
+from jitchaos.faults import Expire, Narrow, RotateKeys
+from jitchaos.idp import EmbeddedIdP
+from jitchaos.proxy import ChaosProxy
+from tests.common.idp import client_credentials, introspect, standard_config, user_tokens
+from tests.common.service import ResourceService
+from tests.proxy.test_idp_side import served
+
+
+@pytest.fixture
+def upstream(clock: ManualClock) -> Iterator[EmbeddedIdP]:
+    """A second IdP, reached only by URL: the proxy never sees its keys."""
+    with EmbeddedIdP(standard_config(), clock=clock).in_thread() as other:
+        yield other
+
+
+@pytest.fixture
+def resigning(upstream: EmbeddedIdP, clock: ManualClock) -> Iterator[tuple[ChaosProxy, str]]:
+    with (
+        ResourceService("jwt").in_thread() as service,
+        ChaosProxy(
+            upstream.url, services={"api": service.url}, resign=True, clock=clock
+        ).in_thread() as proxy,
+    ):
+        service.point_at(proxy.url, issuer=upstream.issuer)
+        yield proxy, proxy.service_url("api")
+
+
+def status(service_url: str, token: str, path: str = "/read") -> int:
+    return requests.request(
+        "POST" if path == "/write" else "GET",
+        service_url + path,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).status_code
+
+
+def test_tokens_are_reminted_with_the_proxys_key(
+    resigning: tuple[ChaosProxy, str], upstream: EmbeddedIdP
+) -> None:
+    proxy, service = resigning
+    tokens = user_tokens(proxy)
+    access = tokens["access_token"]
+    header = jwt.get_unverified_header(access)
+    assert proxy.keys is not None
+    assert header["kid"] == proxy.keys.current.kid
+    assert header["kid"] not in {k.kid for k in upstream.keys.keys}
+    assert header["typ"] == "at+jwt"
+    ours = jwt.PyJWKClient(f"{proxy.url}/jwks").get_signing_key_from_jwt(access)
+    body = jwt.decode(access, ours, algorithms=["RS256"], audience="jitchaos")
+    assert body["iss"] == upstream.issuer
+    assert body["sub"] == "alice"
+    assert body["scope"] == "openid read write"
+    with pytest.raises(jwt.PyJWKClientError):  # the upstream never signed this
+        jwt.PyJWKClient(f"{upstream.url}/jwks").get_signing_key_from_jwt(access)
+    # The ID token is re-signed too, so OIDC clients verify it against the proxy's JWKS.
+    assert jwt.get_unverified_header(tokens["id_token"])["kid"] == proxy.keys.current.kid
+    discovery = requests.get(proxy.discovery_url, timeout=10).json()
+    assert discovery["jwks_uri"] == f"{proxy.url}/jwks"
+    assert requests.get(discovery["jwks_uri"], timeout=10).json() == proxy.keys.jwks()
+    assert status(service, access) == 200
+
+
+def test_introspection_and_revocation_reach_the_upstream_with_its_own_token(
+    resigning: tuple[ChaosProxy, str], upstream: EmbeddedIdP
+) -> None:
+    proxy, _ = resigning
+    token = client_credentials(proxy, "read")["access_token"]
+    seen = introspect(proxy, token)
+    assert seen["active"] is True
+    assert seen["scope"] == "read"
+    requests.post(
+        f"{proxy.url}/revoke", data={"token": token}, auth=("svc", "svc-secret"), timeout=10
+    ).raise_for_status()
+    assert [type(e).__name__ for e in upstream.ledger.events] == ["Granted", "Revoked"]
+    assert introspect(proxy, token) == {"active": False}
+
+
+def test_narrowing_and_rotation_act_on_the_proxys_tokens(
+    resigning: tuple[ChaosProxy, str],
+) -> None:
+    proxy, service = resigning
+    proxy.apply(Narrow(scopes=frozenset({"read"})))
+    narrowed = client_credentials(proxy, "read write")["access_token"]
+    assert status(service, narrowed, "/read") == 200
+    assert status(service, narrowed, "/write") == 403
+    proxy.apply(RotateKeys(mode="remove-old"))
+    fresh = client_credentials(proxy, "read write")["access_token"]
+    assert status(service, fresh, "/write") == 200  # PyJWKClient followed the new kid
+    assert status(service, narrowed, "/read") == 401  # its key is gone
+
+
+def test_a_token_the_upstream_did_not_sign_is_never_laundered(clock: ManualClock) -> None:
+    published, rogue = KeyRing(), KeyRing()
+
+    async def discovery(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        return web.json_response(
+            {"issuer": base, "token_endpoint": f"{base}/token", "jwks_uri": f"{base}/jwks"}
+        )
+
+    async def jwks(request: web.Request) -> web.Response:
+        return web.json_response(published.jwks())
+
+    async def token(request: web.Request) -> web.Response:
+        key = rogue.current
+        now = int(time.time())
+        signed = jwt.encode(
+            {"iss": f"http://{request.host}", "sub": "mallory", "iat": now, "exp": now + 60},
+            key.private_key,
+            algorithm="RS256",
+            headers={"kid": published.current.kid},  # claims a published kid
+        )
+        return web.json_response({"access_token": signed, "token_type": "Bearer"})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_get("/jwks", jwks)
+    app.router.add_post("/token", token)
+    with served(app) as url, ChaosProxy(url, resign=True, clock=clock).in_thread() as proxy:
+        answer = requests.post(
+            f"{proxy.url}/token", data={"grant_type": "client_credentials"}, timeout=10
+        )
+        assert answer.status_code == 502
+        assert "failed verification" in answer.json()["error_description"]
+        assert "access_token" not in answer.text
+        assert proxy.ledger.events == ()
+
+
+def test_without_keys_claim_changes_are_skipped_with_the_reason(
+    upstream: EmbeddedIdP, clock: ManualClock
+) -> None:
+    with ChaosProxy(upstream.url, clock=clock).in_thread() as proxy:
+        proxy.apply(Narrow(scopes=frozenset({"read"})))
+        token = client_credentials(proxy, "read write")
+        assert token["scope"] == "read write"  # untouched: it would no longer verify
+        scheduled, skipped = proxy.history.faults
+        assert not skipped.applied
+        assert "use --resign" in skipped.detail
+        rotated = proxy.apply(RotateKeys())
+        assert not rotated.applied
+        assert "needs the signing keys" in rotated.detail
+        # The ledger still follows what the upstream issued.
+        (grant,) = proxy.ledger.grants
+        assert grant.scopes == {"read", "write"}
+
+
+def test_opaque_upstream_tokens_are_read_and_changed_through_introspection(
+    clock: ManualClock,
+) -> None:
+    config = standard_config(opaque_tokens=True)
+    with (
+        EmbeddedIdP(config, clock=clock).in_thread() as opaque,
+        ResourceService("introspect").in_thread() as service,
+        ChaosProxy(opaque.url, services={"api": service.url}, clock=clock).in_thread() as proxy,
+    ):
+        service.point_at(proxy.url, issuer=opaque.issuer)
+        proxy.apply(Expire(issued_ttl=5))
+        issued = client_credentials(proxy, "read")
+        token = issued["access_token"]
+        assert token.count(".") == 0  # opaque
+        assert issued["expires_in"] == 5
+        (grant,) = proxy.ledger.grants
+        assert str(grant.principal) == "client:svc"
+        record = proxy.ledger.lookup(fingerprint(token))
+        assert record is not None
+        assert record.token.expires_at - record.token.issued_at == 5
+        assert status(proxy.service_url("api"), token) == 200
+        clock.advance(5)
+        assert status(proxy.service_url("api"), token) == 401  # the upstream says 300 s
+        assert introspect(opaque, token)["active"] is True
