@@ -1,7 +1,7 @@
 """jitchaos: property-based chaos testing for services whose credentials change under them."""
 
 from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
-from jitchaos._clock import Clock, ManualClock, SystemClock
+from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
     Expired,
@@ -28,11 +28,13 @@ from jitchaos.errors import (
     AuditError,
     AuditLogError,
     ConfigError,
+    ControlError,
     InvalidArgument,
     InvalidToken,
     JitchaosError,
     LedgerError,
 )
+from jitchaos.proxy import ChaosProxy, ProxyClient
 
 __version__ = "0.1.0.dev0"
 
@@ -43,8 +45,10 @@ __all__ = [
     "AuditLog",
     "AuditLogError",
     "AuditReport",
+    "ChaosProxy",
     "Clock",
     "ConfigError",
+    "ControlError",
     "Expired",
     "Grant",
     "Granted",
@@ -59,11 +63,13 @@ __all__ = [
     "MalformedLine",
     "ManualClock",
     "Narrowed",
+    "OffsetClock",
     "OnEvent",
     "OnRequest",
     "Outcome",
     "Principal",
     "PrincipalKind",
+    "ProxyClient",
     "Refreshed",
     "Revoked",
     "Schedule",

@@ -1,5 +1,5 @@
-"""The ``jitchaos`` command: ``idp`` serves the embedded IdP, ``audit`` reads an audit log,
-``faults`` lists the fault catalogue.
+"""The ``jitchaos`` command: ``idp`` serves the embedded IdP, ``proxy`` runs the chaos proxy,
+``audit`` reads an audit log, ``faults`` lists the fault catalogue.
 
 User mistakes end in one line on stderr and exit status 2, never a traceback.
 """
@@ -10,16 +10,23 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import signal
+import ssl
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from jitchaos._audit import encode_event, read_audit
+from jitchaos._clock import OffsetClock
 from jitchaos._keys import ALGORITHMS
-from jitchaos.errors import AuditError, AuditLogError, ConfigError
+from jitchaos._schedule import Schedule
+from jitchaos.errors import AuditError, AuditLogError, ConfigError, InvalidArgument
 from jitchaos.faults import FAULTS
 from jitchaos.idp import EmbeddedIdP, IdPConfig, parse_client, parse_user
+
+if TYPE_CHECKING:
+    from jitchaos.proxy import ChaosProxy
 
 __all__ = ["main"]
 
@@ -75,6 +82,53 @@ def _config_value(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     return convert
 
 
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), _port(port)
+
+
+def _service(text: str) -> tuple[str, str, int]:
+    name, sep, rest = text.partition("=")
+    if not sep or "://" in name:
+        name, rest = "service", text
+    if not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{name!r} is not a service name (letters, digits, _)")
+    url, at, port = rest.rpartition("@")
+    if not at or not port.isdigit():
+        url, port = rest, "0"
+    if not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{rest!r} is not an http(s) URL")
+    return name, url, _port(port)
+
+
+def _rate(text: str) -> float:
+    value = _time(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate from 0 to 1")
+    return value
+
+
+def _fault_kinds(text: str) -> list[str]:
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in FAULTS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault kind(s) {', '.join(unknown) or '(none)'}; known: {', '.join(FAULTS)}"
+        )
+    return kinds
+
+
+def _add_idp_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="RS256")
+    parser.add_argument(
+        "--opaque-tokens",
+        action="store_true",
+        help="issue opaque access tokens (read only through introspection) instead of JWTs",
+    )
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(prog="jitchaos", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,13 +180,116 @@ def _build_parser() -> _Parser:
     idp.add_argument(
         "--issuer", default=None, help="iss of tokens (default: the URL it is served at)"
     )
-    idp.add_argument("--algorithm", choices=ALGORITHMS, default="RS256")
+    _add_idp_config(idp)
     idp.add_argument(
         "--audit",
         metavar="FILE",
         default=None,
         help="append every ledger event to this JSON Lines audit log",
     )
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="run the chaos proxy between services and their IdP",
+        description="Run the chaos proxy until SIGTERM or Ctrl-C: services reach their IdP "
+        "through it, tests reach the services through it, and faults come from a schedule.",
+    )
+    proxy.add_argument(
+        "--upstream",
+        required=True,
+        metavar="URL|embedded",
+        help="the IdP's issuer or discovery URL, or 'embedded' to run the embedded IdP "
+        "(then configured with --client/--user/--ttl as for 'jitchaos idp')",
+    )
+    proxy.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL[@PORT]",
+        type=_service,
+        help="a service under test, fronted on its own listener (PORT, default a free one); "
+        "repeatable",
+    )
+    proxy.add_argument(
+        "--listen",
+        type=_address,
+        default=("127.0.0.1", 0),
+        metavar="HOST:PORT",
+        help="the IdP side's address (default 127.0.0.1:0); services and the control API "
+        "bind the same host",
+    )
+    proxy.add_argument(
+        "--control",
+        type=_port,
+        default=0,
+        metavar="PORT",
+        help="the control API's port (default 0: a free one)",
+    )
+    proxy.add_argument(
+        "--secret-env",
+        default="JITCHAOS_CONTROL_SECRET",
+        metavar="NAME",
+        help="environment variable holding the control API's secret (default "
+        "JITCHAOS_CONTROL_SECRET); when unset one is generated and printed",
+    )
+    chaos = proxy.add_mutually_exclusive_group()
+    chaos.add_argument(
+        "--schedule", metavar="FILE", default=None, help="a JSON schedule to execute"
+    )
+    chaos.add_argument("--seed", type=int, default=None, help="expand this seed into a schedule")
+    proxy.add_argument(
+        "--rate",
+        type=_rate,
+        default=None,
+        help="with --seed: chance that a request triggers a fault (0-1)",
+    )
+    proxy.add_argument(
+        "--faults",
+        type=_fault_kinds,
+        default=None,
+        metavar="KIND,KIND",
+        help="with --seed: which fault kinds to draw (see 'jitchaos faults')",
+    )
+    proxy.add_argument(
+        "--resign",
+        action="store_true",
+        help="verify upstream JWTs and re-mint them with the proxy's own key",
+    )
+    proxy.add_argument(
+        "--ca-bundle", metavar="FILE", default=None, help="CA certificates for an https upstream"
+    )
+    proxy.add_argument("--cert", metavar="FILE", default=None, help="TLS certificate (PEM)")
+    proxy.add_argument("--key", metavar="FILE", default=None, help="TLS private key (PEM)")
+    proxy.add_argument(
+        "--upstream-timeout",
+        type=_time,
+        default=10.0,
+        help="seconds to wait for the upstream before answering 504 (default 10)",
+    )
+    proxy.add_argument(
+        "--audit",
+        metavar="FILE",
+        default=None,
+        help="append the proxy ledger's events to this JSON Lines audit log",
+    )
+    proxy.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET:SCOPES",
+        type=_config_value(parse_client),
+        help="(embedded) a client and its scopes (repeatable)",
+    )
+    proxy.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME:SCOPES",
+        type=_config_value(parse_user),
+        help="(embedded) a test user (repeatable)",
+    )
+    proxy.add_argument("--ttl", type=_positive_int, default=300, help="(embedded) token TTL")
+    _add_idp_config(proxy)
 
     commands.add_parser(
         "faults",
@@ -169,6 +326,7 @@ def _run_idp(args: argparse.Namespace) -> int:
             max_ttl=args.max_ttl or max(args.ttl, 3600),
             refresh_ttl=args.refresh_ttl,
             algorithm=args.algorithm,
+            opaque_tokens=args.opaque_tokens,
         )
         idp = EmbeddedIdP(config, audit=args.audit, issuer=args.issuer)
     except (ConfigError, AuditError) as error:
@@ -196,6 +354,136 @@ async def _serve(idp: EmbeddedIdP, host: str, port: int) -> int:
             if close is not None:
                 close()
     print("jitchaos idp: stopped", flush=True)
+    return 0
+
+
+def _run_proxy(args: argparse.Namespace) -> int:
+    from jitchaos.proxy import ChaosProxy
+
+    schedule = _proxy_schedule(args)
+    upstream: str | IdPConfig = args.upstream
+    if args.upstream == "embedded":
+        if not args.client:
+            raise _UsageError("--upstream embedded needs at least one --client ID:SECRET:SCOPES")
+        try:
+            upstream = IdPConfig(
+                clients=args.client,
+                users=args.user,
+                access_ttl=args.ttl,
+                max_ttl=max(args.ttl, 3600),
+                algorithm=args.algorithm,
+                opaque_tokens=args.opaque_tokens,
+            )
+        except ConfigError as error:
+            raise _UsageError(str(error)) from None
+    elif args.client or args.user:
+        raise _UsageError("--client and --user configure only --upstream embedded")
+    names = [name for name, _, _ in args.service]
+    if len(set(names)) != len(names):
+        raise _UsageError(f"--service names must differ (got {', '.join(names)})")
+    if (args.cert is None) != (args.key is None):
+        raise _UsageError("--cert and --key go together")
+    server_tls = None
+    if args.cert is not None:
+        try:
+            server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_tls.load_cert_chain(args.cert, args.key)
+        except (OSError, ssl.SSLError) as error:
+            raise _UsageError(f"cannot load --cert/--key: {error}") from None
+    secret = os.environ.get(args.secret_env) or None
+    try:
+        proxy = ChaosProxy(
+            upstream,
+            services={name: url for name, url, _ in args.service},
+            clock=OffsetClock(),
+            resign=args.resign,
+            secret=secret,
+            schedule=schedule,
+            audit=args.audit,
+            ca_bundle=args.ca_bundle,
+            upstream_timeout=args.upstream_timeout,
+        )
+    except (InvalidArgument, AuditError) as error:
+        raise _UsageError(f"{error}") from None
+    host, port = args.listen
+    ports = {name: service_port for name, _, service_port in args.service}
+    return _run_loop(
+        _serve_proxy(proxy, host, port, args.control, ports, server_tls, generated=not secret)
+    )
+
+
+def _proxy_schedule(args: argparse.Namespace) -> Schedule | None:
+    if args.seed is None and (args.rate is not None or args.faults is not None):
+        raise _UsageError("--rate and --faults go with --seed")
+    if args.seed is not None:
+        if args.rate is None or args.faults is None:
+            raise _UsageError("--seed needs --rate R and --faults KIND,KIND")
+        return Schedule.from_seed(args.seed, rate=args.rate, faults=args.faults)
+    if args.schedule is None:
+        return None
+    try:
+        with open(args.schedule, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise _UsageError(f"cannot read --schedule {args.schedule}: {error}") from None
+    try:
+        return Schedule.loads(text)
+    except InvalidArgument as error:
+        raise _UsageError(f"--schedule {args.schedule}: {error}") from None
+
+
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where it is installed (the standalone proxy's hot path), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, or installed without it
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _serve_proxy(
+    proxy: ChaosProxy,
+    host: str,
+    port: int,
+    control_port: int,
+    service_ports: dict[str, int],
+    server_tls: ssl.SSLContext | None,
+    *,
+    generated: bool,
+) -> int:
+    try:
+        await proxy.start(
+            host,
+            port,
+            control_port=control_port,
+            service_ports=service_ports,
+            ssl_context=server_tls,
+        )
+    except OSError as error:
+        raise _UsageError(f"cannot listen on {host}: {error.strerror or error}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    upstream = proxy.idp.url if proxy.idp is not None else proxy.upstream_url
+    say = "jitchaos proxy:"
+    print(f"{say} idp {proxy.url} (upstream {upstream})", flush=True)
+    print(f"{say} discovery {proxy.discovery_url}", flush=True)
+    for name, target in proxy.services.items():
+        print(f"{say} service {name} {proxy.service_url(name)} -> {target}", flush=True)
+    print(f"{say} control {proxy.control_url}", flush=True)
+    if generated:
+        print(f"{say} secret {proxy.secret}", flush=True)
+    print(f"{say} schedule {len(proxy.engine.schedule)} entries", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await proxy.stop()
+        close = getattr(proxy.ledger.audit, "close", None)
+        if close is not None:
+            close()
+    print(f"{say} stopped", flush=True)
     return 0
 
 
@@ -243,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    runners = {"idp": _run_idp, "audit": _run_audit, "faults": _run_faults}
+    runners = {"idp": _run_idp, "proxy": _run_proxy, "audit": _run_audit, "faults": _run_faults}
     try:
         return runners[args.command](args)
     except _UsageError as error:

@@ -1,13 +1,25 @@
 """The fault catalogue: one module per fault kind, and the registry by name.
 
-Adding a fault is adding one file: a frozen attrs class with ``kind``, ``summary`` and a module
-docstring saying what it does to the auth world and which class of bug it exposes, plus its entry
-in :data:`FAULTS` below (a literal, not an import side effect).
+Adding a fault is adding one file: a frozen attrs class with ``kind``, ``summary``, a
+``fire(world)`` method saying how it acts (see ``_base.py``: it changes the :class:`World` at once
+and may return an :class:`Effect` that goes on acting on later traffic), and a module docstring
+saying what it does to the auth world and which class of bug it exposes; plus its entry in
+:data:`FAULTS` below (a literal, not an import side effect).
 """
 
 from collections.abc import Mapping
 
-from jitchaos.faults._base import ENDPOINTS, Endpoint, Fault
+from jitchaos.faults._base import (
+    ENDPOINTS,
+    Answer,
+    Effect,
+    Endpoint,
+    Exchange,
+    Fault,
+    Issue,
+    NotApplicable,
+    World,
+)
 from jitchaos.faults._clock_skew import ClockSkew
 from jitchaos.faults._expire import Expire
 from jitchaos.faults._hold_refresh import HoldRefresh
@@ -33,17 +45,23 @@ FAULTS: Mapping[str, type[AnyFault]] = {
 __all__ = [
     "ENDPOINTS",
     "FAULTS",
+    "Answer",
     "AnyFault",
     "ClockSkew",
+    "Effect",
     "Endpoint",
+    "Exchange",
     "Expire",
     "Fault",
     "HoldRefresh",
+    "Issue",
     "Latency",
     "Narrow",
+    "NotApplicable",
     "Outage",
     "Revoke",
     "RotateKeys",
+    "World",
 ]
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -216,21 +217,25 @@ class EmbeddedIdP:
             self._app = app
         return self._app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (port 0 picks a free one) and return the base URL."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Serve on ``host:port`` (port 0 picks a free one; over TLS with ``ssl_context``) and
+        return the base URL."""
         if self._runner is not None:
             raise RuntimeError("the IdP is already being served")
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
         bound_port = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
-        self._url = f"http://{shown}:{bound_port}"
+        scheme = "https" if ssl_context is not None else "http"
+        self._url = f"{scheme}://{shown}:{bound_port}"
         if self._issuer is None:
             self._issuer = self._url
         return self._url

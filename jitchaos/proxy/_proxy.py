@@ -204,6 +204,11 @@ class ChaosProxy:
         return f"{self.url}/.well-known/openid-configuration"
 
     @property
+    def upstream_url(self) -> str | None:
+        """The upstream IdP's URL (for an embedded IdP the proxy starts: once started)."""
+        return self._upstream_url
+
+    @property
     def control_url(self) -> str:
         """Base URL of the control API."""
         return self._where("control")
@@ -261,7 +266,11 @@ class ChaosProxy:
                 self.idp = self._own_idp
                 self._upstream_url = await self._own_idp.start(host, 0)
             assert self._upstream_url is not None
-            self._upstream = UpstreamIdP(self._upstream_url)
+            self._upstream = UpstreamIdP(
+                self._upstream_url,
+                own=frozenset({URL(idp_url).origin()}),
+                alias=self._own_idp is not None,
+            )
             for name, target in self.services.items():
                 await self._serve(
                     f"service:{name}",

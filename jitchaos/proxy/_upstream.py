@@ -67,7 +67,14 @@ Forward = Callable[[str, URL, dict[str, str], bytes], Awaitable[Forwarded]]
 class UpstreamIdP:
     """Discovery, endpoint map and key cache of one upstream IdP."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, own: frozenset[URL] = frozenset(), alias: bool = False
+    ) -> None:
+        """``own`` are the proxy's own origins: a discovery document pointing there would make
+        the proxy call itself. With ``alias`` (an embedded IdP whose issuer is the proxy) such
+        endpoints are taken to mean the upstream's own origin; otherwise they are refused."""
+        self._own = own
+        self._alias = alias
         base = URL(url)
         if base.scheme not in ("http", "https") or not base.host:
             raise ValueError(f"upstream={url!r} must be an http(s) URL")
@@ -109,6 +116,14 @@ class UpstreamIdP:
             if isinstance(value, str):
                 url = URL(value)
                 if url.scheme in ("http", "https") and url.host:
+                    if url.origin() in self._own:
+                        if not self._alias:
+                            raise UpstreamError(
+                                502,
+                                self.name,
+                                f"the discovery document's {field} points back at the proxy",
+                            )
+                        url = self.origin.join(url.relative())
                     endpoints[field] = url
         if "token_endpoint" not in endpoints:
             raise UpstreamError(

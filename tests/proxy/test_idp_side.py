@@ -325,3 +325,29 @@ def test_raw_tokens_never_in_logs_history_or_audit(
         for part in {token, *token.split(".")}:
             if len(part) > 12:
                 assert part not in written
+
+
+def test_embedded_idp_started_by_the_proxy_issues_as_the_proxy(clock: ManualClock) -> None:
+    with ChaosProxy(standard_config(), clock=clock).in_thread() as proxy:
+        assert proxy.idp is not None
+        assert proxy.idp.issuer == proxy.url
+        token = client_credentials(proxy, "read")["access_token"]
+        key = jwt.PyJWKClient(f"{proxy.url}/jwks").get_signing_key_from_jwt(token)
+        body = jwt.decode(token, key, algorithms=["RS256"], audience="jitchaos", issuer=proxy.url)
+        assert body["sub"] == "svc"
+        assert len(proxy.ledger.grants) == len(proxy.idp.ledger.grants) == 1
+
+
+def test_discovery_pointing_back_at_the_proxy_is_refused(clock: ManualClock) -> None:
+    where: dict[str, str] = {}
+
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response({"issuer": "x", "token_endpoint": where["proxy"] + "/token"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", discovery)
+    with served(app) as url, ChaosProxy(url, clock=clock).in_thread() as proxy:
+        where["proxy"] = proxy.url
+        answer = requests.post(f"{proxy.url}/token", data={"grant_type": "x"}, timeout=10)
+        assert answer.status_code == 502
+        assert "points back at the proxy" in answer.json()["error_description"]

@@ -147,7 +147,7 @@ def test_without_keys_claim_changes_are_skipped_with_the_reason(
         proxy.apply(Narrow(scopes=frozenset({"read"})))
         token = client_credentials(proxy, "read write")
         assert token["scope"] == "read write"  # untouched: it would no longer verify
-        scheduled, skipped = proxy.history.faults
+        _scheduled, skipped = proxy.history.faults
         assert not skipped.applied
         assert "use --resign" in skipped.detail
         rotated = proxy.apply(RotateKeys())
