@@ -530,7 +530,8 @@ class ChaosProxy:
         self, request: web.Request, target: URL, body: bytes, form: dict[str, str], refresh: bool
     ) -> web.StreamResponse:
         now = self.clock.now()
-        spent = self.ledger.lookup(fingerprint(form["refresh_token"])) if refresh else None
+        presented = form.get("refresh_token") if refresh else None
+        spent = self.ledger.lookup(fingerprint(presented)) if presented else None
         if spent is not None and self._refused(spent, now, refresh=True):
             return _oauth_error(
                 "invalid_grant", f"the refresh token is {spent.status(now).value} (jitchaos)"

@@ -182,3 +182,59 @@ def test_opaque_upstream_tokens_are_read_and_changed_through_introspection(
         clock.advance(5)
         assert status(proxy.service_url("api"), token) == 401  # the upstream says 300 s
         assert introspect(opaque, token)["active"] is True
+
+
+def test_narrowing_drops_roles_and_groups(clock: ManualClock) -> None:
+    """An upstream that puts roles and groups in its tokens (as Keycloak or Entra do)."""
+    keys = KeyRing("ES256")
+
+    async def discovery(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        return web.json_response(
+            {"issuer": base, "token_endpoint": f"{base}/token", "jwks_uri": f"{base}/jwks"}
+        )
+
+    async def jwks(request: web.Request) -> web.Response:
+        return web.json_response(keys.jwks())
+
+    async def token(request: web.Request) -> web.Response:
+        now = int(time.time())
+        claims = {
+            "iss": f"http://{request.host}",
+            "sub": "alice",
+            "aud": "jitchaos",
+            "iat": now,
+            "exp": now + 300,
+            "scp": ["read", "write"],
+            "roles": ["admin"],
+            "groups": ["ops"],
+            "realm_access": {"roles": ["admin"]},
+        }
+        signed = jwt.encode(
+            claims, keys.current.private_key, algorithm="ES256", headers={"kid": keys.current.kid}
+        )
+        return web.json_response({"access_token": signed, "token_type": "Bearer"})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_get("/jwks", jwks)
+    app.router.add_post("/token", token)
+    with served(app) as url, ChaosProxy(url, resign=True, clock=clock).in_thread() as proxy:
+
+        def issue() -> dict[str, object]:
+            answer = requests.post(
+                f"{proxy.url}/token", data={"grant_type": "authorization_code"}, timeout=10
+            )
+            return dict(
+                jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+            )
+
+        plain = issue()
+        assert plain["roles"] == ["admin"]
+        assert plain["scp"] == ["read", "write"]
+        proxy.apply(Narrow(scopes=frozenset({"read"})))
+        narrowed = issue()
+        assert narrowed["scp"] == ["read"]
+        for claim in ("roles", "groups", "realm_access"):
+            assert claim not in narrowed
+        assert narrowed["sub"] == "alice"

@@ -1,0 +1,52 @@
+"""The IdP side under arbitrary input: the same mangled requests the embedded IdP survives, sent
+through the proxy. Never a 5xx, always JSON, and a rejected request changes neither ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from hypothesis import HealthCheck, given, settings
+
+from jitchaos.idp import EmbeddedIdP
+from jitchaos.proxy import ChaosProxy
+from tests.common.idp import client_credentials, refresh, user_tokens
+from tests.idp.test_bad_input import RFC_ERRORS, requests_to_endpoints
+
+
+def test_proxy_survives_arbitrary_input(idp: EmbeddedIdP) -> None:
+    with ChaosProxy(idp).in_thread() as proxy:
+        user = user_tokens(proxy)
+        spent = user["refresh_token"]
+        tokens = {
+            "service": client_credentials(proxy, "read")["access_token"],
+            "user_access": user["access_token"],
+            "user_refresh": refresh(proxy, spent).json()["refresh_token"],
+            "spent_refresh": spent,
+            "id_token": user["id_token"],
+        }
+        session = requests.Session()
+
+        @settings(
+            max_examples=150,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
+        @given(request=requests_to_endpoints(tokens))
+        def check(request: dict[str, Any]) -> None:
+            before = (proxy.ledger.events, idp.ledger.events)
+            response = session.post(
+                f"{proxy.url}{request['path']}",
+                data=request["body"],
+                headers=request["headers"],
+                timeout=10,
+            )
+            assert response.status_code < 500, response.text
+            assert response.headers["Content-Type"].startswith("application/json")
+            body = response.json()
+            if response.status_code >= 400:
+                assert body["error"] in RFC_ERRORS
+                if body["error"] != "invalid_grant":  # reuse detection may end a family
+                    assert (proxy.ledger.events, idp.ledger.events) == before
+
+        check()
