@@ -6,13 +6,14 @@ random numbers: what fires, and when, follows from the schedule, the clock and t
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import threading
 from collections import Counter
 from collections.abc import Callable
 
 from jitchaos._clock import Clock
-from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
+from jitchaos._schedule import AtStep, OnEvent, OnRequest, Schedule, Scheduled
 from jitchaos.errors import InvalidArgument, LedgerError
 from jitchaos.faults import AnyFault
 from jitchaos.faults._base import Answer, Effect, Exchange, Issue, NotApplicable, World
@@ -38,7 +39,13 @@ class FaultEngine:
         self._on_fired = on_fired
         self._lock = threading.RLock()
         self._schedule = Schedule()
-        self._pending: list[Scheduled] = []
+        # Pending entries by position, and indexes by trigger, so that a schedule of tens of
+        # thousands of entries costs a dictionary lookup per request, not a scan.
+        self._pending: dict[int, Scheduled] = {}
+        self._by_request: dict[tuple[str, int], list[int]] = {}
+        self._by_step: dict[int, list[int]] = {}
+        self._by_event: dict[str, list[int]] = {}
+        self._by_time: list[tuple[float, int]] = []
         self._counts: Counter[str] = Counter()
         self._events: set[str] = set()
         self._step = 0
@@ -58,7 +65,7 @@ class FaultEngine:
     def pending(self) -> tuple[Scheduled, ...]:
         """Entries of the loaded schedule that have not fired yet."""
         with self._lock:
-            return tuple(self._pending)
+            return tuple(self._pending.values())
 
     def load(self, schedule: Schedule) -> None:
         """Replace the schedule; step and request counts start again from zero."""
@@ -66,7 +73,20 @@ class FaultEngine:
             raise InvalidArgument(f"schedule={schedule!r} must be a Schedule")
         with self._lock:
             self._schedule = schedule
-            self._pending = list(schedule.entries)
+            self._pending = dict(enumerate(schedule.entries))
+            self._by_request, self._by_step, self._by_event = {}, {}, {}
+            self._by_time = []
+            for index, entry in self._pending.items():
+                trigger = entry.trigger
+                if isinstance(trigger, OnRequest):
+                    self._by_request.setdefault((trigger.endpoint, trigger.n), []).append(index)
+                elif isinstance(trigger, AtStep):
+                    self._by_step.setdefault(trigger.step, []).append(index)
+                elif isinstance(trigger, OnEvent):
+                    self._by_event.setdefault(trigger.event, []).append(index)
+                else:
+                    self._by_time.append((trigger.at, index))
+            heapq.heapify(self._by_time)
             self._counts.clear()
             self._events.clear()
             self._step = 0
@@ -86,14 +106,17 @@ class FaultEngine:
         """The driver took one more step; fire what waits for it."""
         with self._lock:
             self._step += 1
-            step = self._step
-        fired = self._fire_where(lambda t: isinstance(t, AtStep) and t.step == step)
+            fired = self._fire_indices(self._by_step.pop(self._step, []))
         return fired + self.tick()
 
     def tick(self) -> tuple[AppliedFault, ...]:
         """Fire what waits for the current clock time."""
         now = self._clock.now()
-        return self._fire_where(lambda t: isinstance(t, AtTime) and t.at <= now)
+        with self._lock:
+            due = []
+            while self._by_time and self._by_time[0][0] <= now:
+                due.append(heapq.heappop(self._by_time)[1])
+            return self._fire_indices(due)
 
     # What the traffic does.
 
@@ -101,10 +124,9 @@ class FaultEngine:
         """One more request to an IdP ``endpoint``."""
         with self._lock:
             self._counts[endpoint] += 1
-            n = self._counts[endpoint]
-        fired = self._fire_where(
-            lambda t: isinstance(t, OnRequest) and t.endpoint == endpoint and t.n == n
-        )
+            fired = self._fire_indices(
+                self._by_request.pop((endpoint, self._counts[endpoint]), [])
+            )
         return fired + self.tick()
 
     def event(self, name: str) -> tuple[AppliedFault, ...]:
@@ -113,7 +135,7 @@ class FaultEngine:
             if name in self._events:
                 return ()
             self._events.add(name)
-        return self._fire_where(lambda t: isinstance(t, OnEvent) and t.event == name)
+            return self._fire_indices(self._by_event.pop(name, []))
 
     async def before(self, exchange: Exchange) -> Answer | None:
         """Let lasting effects delay, hold or answer an IdP request before it is forwarded."""
@@ -161,12 +183,10 @@ class FaultEngine:
             self._effects = [(e, s) for e, s in self._effects if not e.done]
             return list(self._effects)
 
-    def _fire_where(self, due: Callable[[Trigger], bool]) -> tuple[AppliedFault, ...]:
+    def _fire_indices(self, indices: list[int]) -> tuple[AppliedFault, ...]:
+        """Fire the pending entries at these positions, in schedule order."""
         with self._lock:
-            firing = [entry for entry in self._pending if due(entry.trigger)]
-            if not firing:
-                return ()
-            self._pending = [entry for entry in self._pending if entry not in firing]
+            firing = [self._pending.pop(i) for i in sorted(indices) if i in self._pending]
             return tuple(self._fire(entry.fault, repr(entry.trigger)) for entry in firing)
 
     def _fire(self, fault: AnyFault, trigger: str) -> AppliedFault:
