@@ -111,6 +111,8 @@ class FaultEngine:
 
     def tick(self) -> tuple[AppliedFault, ...]:
         """Fire what waits for the current clock time."""
+        if not self._by_time:
+            return ()
         now = self._clock.now()
         with self._lock:
             due = []
@@ -139,6 +141,8 @@ class FaultEngine:
 
     async def before(self, exchange: Exchange) -> Answer | None:
         """Let lasting effects delay, hold or answer an IdP request before it is forwarded."""
+        if not self._effects:  # the common case, without taking the lock
+            return None
         for effect, _ in self._live():
             waiting = effect.before(exchange, self._world)
             if waiting is None:
@@ -151,6 +155,8 @@ class FaultEngine:
     def edit_issue(self, issue: Issue, *, editable: bool, why_not: str = "") -> None:
         """Let effects edit the access token being issued; when it cannot be changed, the
         effects that wanted to are used up and recorded as not applied."""
+        if not self._effects:
+            return
         for effect, source in self._live():
             if editable:
                 effect.on_issue(issue)
@@ -166,6 +172,8 @@ class FaultEngine:
 
     def offer_token(self, fingerprint: str) -> None:
         """A request carried, or was just issued, this token: effects waiting for one act."""
+        if not self._effects:
+            return
         for effect, source in self._live():
             try:
                 detail = effect.on_token(fingerprint, self._world)

@@ -6,6 +6,8 @@ so we do not; each proxy has its own registry, so several proxies in one process
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -19,6 +21,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, str], Any] = {}
         self._requests = Counter(
             "jitchaos_proxy_requests",
             "Requests the proxy received, by side (idp, service) and endpoint or service.",
@@ -39,7 +42,10 @@ class Metrics:
         )
 
     def request(self, side: str, target: str) -> None:
-        self._requests.labels(side, target).inc()
+        child = self._children.get((side, target))
+        if child is None:  # labels() takes a lock and builds a key every time
+            child = self._children[(side, target)] = self._requests.labels(side, target)
+        child.inc()
 
     def fault(self, kind: str) -> None:
         self._faults.labels(kind).inc()

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
 import logging
 import os
 import secrets
@@ -54,6 +56,7 @@ from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
 from jitchaos.idp import EmbeddedIdP, IdPConfig
 from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
+from jitchaos.proxy._jose import CompactJWS, parse_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
 from jitchaos.proxy._upstream import (
     DISCOVERY_PATHS,
@@ -62,7 +65,6 @@ from jitchaos.proxy._upstream import (
     UpstreamError,
     UpstreamIdP,
     upstream_error_answer,
-    verify_upstream,
 )
 
 __all__ = ["ChaosProxy"]
@@ -190,6 +192,7 @@ class ChaosProxy:
         self._urls: dict[str, str] = {}
         self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
+        self._idp_jwks: dict[str, tuple[SigningKey, jwt.PyJWK]] = {}
         self._loop: BackgroundLoop | None = None
 
     # Where it is.
@@ -543,7 +546,10 @@ class ChaosProxy:
         client_id = _client_id(request, form)
         payload = await self._issued(payload, form, client_id, request, spent)
         headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
-        return web.json_response(payload, headers={**headers, **_NO_STORE})
+        headers.update(_NO_STORE)
+        return web.Response(
+            body=json.dumps(payload).encode(), content_type="application/json", headers=headers
+        )
 
     async def _issued(
         self,
@@ -558,7 +564,9 @@ class ChaosProxy:
         upstream = self._require_upstream()
         now = self.clock.now()
         raw = payload["access_token"]
-        header, claims = await self._read_jwt(raw)
+        parsed = parse_compact(raw)
+        header = parsed.header if parsed is not None else None
+        claims = parsed.claims if parsed is not None else None
         info: dict[str, Any] = claims or await self._introspect_upstream(raw, request) or {}
         scopes = _scope_field(payload.get("scope"))
         if scopes is None:
@@ -597,7 +605,10 @@ class ChaosProxy:
         changed = issue != original
         token = raw
         kid = header.get("kid") if header is not None else None
-        if header is not None and claims is not None and signer and (changed or self.resign):
+        if parsed is not None and signer and (changed or self.resign):
+            assert header is not None
+            assert claims is not None
+            await self._verified(parsed)
             token = _remint(claims, header, issue, signer.current)
             kid = signer.current.kid
             self._upstream_token[fingerprint(token)] = raw
@@ -605,10 +616,14 @@ class ChaosProxy:
         if changed:
             payload["expires_in"] = max(0, int(issue.expires_at - now))
             payload["scope"] = format_scopes(issue.scopes)
-        if self.resign and signer is not None and isinstance(payload.get("id_token"), str):
-            id_header, id_claims = await self._read_jwt(payload["id_token"])
-            if id_header is not None and id_claims is not None:
-                payload["id_token"] = _resign_plain(id_claims, id_header, signer.current)
+        id_token = payload.get("id_token")
+        if self.resign and signer is not None and isinstance(id_token, str):
+            parsed_id = parse_compact(id_token)
+            if parsed_id is not None:
+                await self._verified(parsed_id)
+                payload["id_token"] = _resign_plain(
+                    parsed_id.claims, parsed_id.header, signer.current
+                )
         access = IssuedToken(
             fingerprint=fingerprint(token),
             kind=TokenKind.ACCESS,
@@ -667,33 +682,36 @@ class ChaosProxy:
             # The IdP issued it whatever the ledger thinks; say so rather than fail the client.
             log.warning("ledger could not record an issued token: %s", error)
 
-    async def _read_jwt(self, token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """(header, verified claims) of an upstream JWT; (None, None) for an opaque token."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            return None, None
+    async def _verified(self, token: CompactJWS) -> None:
+        """Check an upstream JWT before re-minting it: the proxy never launders a token the
+        upstream did not sign. Raises :class:`UpstreamError` (a 502) when it fails."""
         upstream = self._require_upstream()
-        kid = header.get("kid")
+        kid = token.header.get("kid")
         key = None
         if self.idp is not None and isinstance(kid, str):
-            signing = self.idp.keys.get(kid)
-            key = jwt.PyJWK(signing.public_jwk()) if signing is not None else None
+            key = self._idp_key(kid)
         elif isinstance(kid, str):
             key = await upstream.key(kid, self._forward)
         issuer = upstream.metadata.get("issuer") if upstream.metadata else None
         try:
             if key is None:
                 raise jwt.InvalidKeyError(f"the upstream publishes no key with kid {kid!r}")
-            claims = verify_upstream(token, key, issuer=issuer)
+            verify_signature(token, key, issuer=issuer)
         except jwt.PyJWTError as error:
-            if self.resign:  # never launder a token the upstream did not sign
-                raise UpstreamError(
-                    502, upstream.name, f"an issued token failed verification: {error}"
-                ) from None
-            log.warning("could not verify an issued token: %s", error)
-            return header, None
-        return header, claims
+            raise UpstreamError(
+                502, upstream.name, f"an issued token failed verification: {error}"
+            ) from None
+
+    def _idp_key(self, kid: str) -> jwt.PyJWK | None:
+        assert self.idp is not None
+        signing = self.idp.keys.get(kid)
+        if signing is None:
+            return None
+        cached = self._idp_jwks.get(kid)
+        if cached is None or cached[0] is not signing:  # a rekeyed kid is a new key
+            cached = (signing, jwt.PyJWK(signing.public_jwk()))
+            self._idp_jwks[kid] = cached
+        return cached[1]
 
     async def _introspect_upstream(
         self, token: str, request: web.Request
@@ -910,15 +928,20 @@ async def _refuse_foreign_targets(request: web.Request, handler: Any) -> web.Str
 
 
 def _names_another_target(request: web.Request) -> bool:
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
     if not sockname:
         return False
-    try:
-        named = URL(f"{request.scheme}://{request.host}")
-    except ValueError:
-        return True
-    port = named.explicit_port or (443 if request.scheme == "https" else 80)
-    return bool(port != sockname[1])
+    host = request.host
+    if host.startswith("["):  # [IPv6]:port
+        port = host.partition("]")[2].removeprefix(":")
+    elif host.count(":") == 1:
+        port = host.rpartition(":")[2]
+    else:
+        port = ""  # no port given
+    if not port:
+        return int(sockname[1]) != (443 if request.scheme == "https" else 80)
+    return not port.isdigit() or int(port) != int(sockname[1])
 
 
 def _problem(status: int, detail: str) -> web.Response:
@@ -999,16 +1022,25 @@ def _carried_token(endpoint: str, request: web.Request, form: dict[str, str]) ->
 
 def _client_id(request: web.Request, form: dict[str, str]) -> str | None:
     """RFC 6749 §2.3.1: from Basic credentials, else the form."""
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    header = request.headers.get("Authorization", "")
+    if header:
+        return _basic_client_id(header) or form.get("client_id")
+    return form.get("client_id")
+
+
+@functools.lru_cache(maxsize=256)
+def _basic_client_id(header: str) -> str | None:
+    """The client id of Basic credentials (cached: a client sends the same header each time)."""
+    scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            return form.get("client_id")
+            return None
         client_id, sep, _ = decoded.partition(":")
         if sep:
             return urllib.parse.unquote_plus(client_id)
-    return form.get("client_id")
+    return None
 
 
 def _scope_field(value: object) -> frozenset[str] | None:

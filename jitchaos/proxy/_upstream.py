@@ -30,7 +30,6 @@ ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
 }
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 _JWKS_REFETCH = 5.0  # monotonic seconds between JWKS refetches for an unknown kid
-_ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 
 
 class UpstreamError(Exception):
@@ -183,29 +182,6 @@ class UpstreamIdP:
                     continue  # a key we cannot use is a key we do not trust
         self._keys = fresh
         return self._keys.get(kid) if kid is not None else None
-
-
-def verify_upstream(token: str, key: jwt.PyJWK, *, issuer: str | None) -> dict[str, Any]:
-    """Verify ``token``'s signature (asymmetric algorithms only) and issuer; times are not
-    checked here, the ledger's clock judges them."""
-    header = jwt.get_unverified_header(token)
-    algorithm = header.get("alg")
-    if algorithm not in _ASYMMETRIC:
-        raise jwt.InvalidAlgorithmError(f"alg {algorithm!r} is not an asymmetric algorithm")
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        key,
-        algorithms=[algorithm],
-        issuer=issuer,
-        options={
-            "verify_aud": False,
-            "verify_exp": False,
-            "verify_nbf": False,
-            "verify_iat": False,
-            "verify_iss": issuer is not None,
-        },
-    )
-    return claims
 
 
 def upstream_error_answer(error: UpstreamError) -> dict[str, str]:
