@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint typecheck unit clean
+.PHONY: test lint typecheck unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,5 +23,14 @@ typecheck: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest
 
+# mitmproxy lives in its own environment: it pins versions of what jitchaos also uses.
+MITM := bench/.venv-mitm
+$(MITM)/bin/mitmdump:
+	$(PYTHON) -m venv $(MITM)
+	$(MITM)/bin/python -m pip install --quiet mitmproxy 'pyjwt[crypto]'
+
+bench: $(BIN)/.installed $(MITM)/bin/mitmdump
+	$(BIN)/python bench/proxy_overhead.py --mitmdump $(MITM)/bin/mitmdump
+
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(MITM) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

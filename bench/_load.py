@@ -33,7 +33,7 @@ async def run(url: str, duration: float, concurrency: int) -> dict[str, float]:
                     async with session.post(url, data=BODY, headers=HEADERS) as answer:
                         await answer.read()
                         ok = answer.status == 200
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 if ok:
                     latencies.append(time.perf_counter() - start)
@@ -50,7 +50,9 @@ async def run(url: str, duration: float, concurrency: int) -> dict[str, float]:
     latencies.sort()
 
     def pct(p: float) -> float:
-        return 1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0
+        return (
+            1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0
+        )
 
     return {
         "requests": len(latencies),

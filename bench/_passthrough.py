@@ -26,7 +26,10 @@ def main() -> None:
         async def forward(request: web.Request) -> web.Response:
             headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
             async with session.request(
-                request.method, upstream + request.path_qs, headers=headers, data=await request.read()
+                request.method,
+                upstream + request.path_qs,
+                headers=headers,
+                data=await request.read(),
             ) as answer:
                 body = await answer.read()
                 kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP}

@@ -69,7 +69,8 @@ def main() -> None:
     half = pool_size // 2
     with ProcessPoolExecutor(2) as pool:
         parts = pool.map(
-            _mint, [(pem, "bench", issuer, 0, half), (pem, "bench", issuer, half, pool_size - half)]
+            _mint,
+            [(pem, "bench", issuer, 0, half), (pem, "bench", issuer, half, pool_size - half)],
         )
         bodies = [body for part in parts for body in part]
     next_token = iter(range(10**12))

@@ -1,0 +1,42 @@
+"""The benchmark still runs end to end (tiny and without mitmproxy): a smoke test that asserts
+what it prints, never how fast anything is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_proxy_overhead_bench_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/proxy_overhead.py",
+            "--rounds",
+            "1",
+            "--duration",
+            "0.3",
+            "--concurrency",
+            "2",
+            "--pool",
+            "2000",
+            "--mitmdump",
+            "",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for row in ("bare aiohttp pass-through", "jitchaos, faults off", "jitchaos, narrowing"):
+        assert f"| {row}" in result.stdout
+    assert "targets:" in result.stdout
+    assert "skipping mitmproxy" in result.stderr
