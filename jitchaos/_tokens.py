@@ -67,12 +67,15 @@ def mint_access_token(
         sub=subject,
         aud=audience,
         client_id=client_id,
-        scope=format_scopes(scopes),
         iat=issued_at,
         nbf=issued_at,
         exp=expires_at,
         jti=jti or uuid.uuid4().hex,
     )
+    if scopes:  # RFC 6749 §3.3: a scope value holds at least one scope; none means no claim
+        claims["scope"] = format_scopes(scopes)
+    else:
+        claims.pop("scope", None)
     return jwt.encode(
         claims,
         key.private_key,
@@ -112,12 +115,18 @@ def verify_access_token(
     audience: str,
     now: float,
     leeway: float = 0.0,
+    max_lifetime: float | None = None,
+    known_scopes: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Verify ``token`` as this issuer's access token at time ``now`` and return its claims.
 
-    Signature (key by ``kid``, algorithm pinned to the key's), ``typ``, issuer, audience and the
-    presence of every RFC 9068 claim are checked by PyJWT; the temporal claims are checked here
-    against ``now``, because PyJWT reads the wall clock and jitchaos time is an injected clock.
+    What a strict resource server checks (RFC 9068 §4), with PyJWT doing the JOSE work: the key
+    by ``kid`` and the algorithm pinned to that key's, ``typ`` ``at+jwt``, unknown ``crit``
+    extensions refused, the issuer exactly, the audience exactly (one value, ours), every RFC
+    9068 claim present. Here, against the injected clock ``now`` (PyJWT reads the wall clock):
+    ``exp``/``nbf``/``iat`` as integer NumericDates, expiry and not-before with ``leeway``, no
+    ``iat`` in the future, and with ``max_lifetime`` no lifetime longer than that. ``scope``
+    must be one space-separated string of distinct scopes, all in ``known_scopes`` when given.
     Raises :class:`~jitchaos.errors.InvalidToken` naming what is wrong.
     """
     try:
@@ -130,6 +139,8 @@ def verify_access_token(
         raise InvalidToken(f"kid {kid!r} names no published key")
     if header.get("typ") != ACCESS_TOKEN_TYPE:
         raise InvalidToken(f"typ {header.get('typ')!r} is not {ACCESS_TOKEN_TYPE!r}")
+    if "cty" in header:
+        raise InvalidToken(f"cty {header['cty']!r}: a nested JWT is not an access token")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -139,6 +150,7 @@ def verify_access_token(
             issuer=issuer,
             options={
                 "require": list(_REQUIRED_CLAIMS),
+                "strict_aud": True,
                 "verify_exp": False,
                 "verify_nbf": False,
                 "verify_iat": False,
@@ -147,10 +159,32 @@ def verify_access_token(
     except jwt.PyJWTError as error:
         raise InvalidToken(str(error)) from None
     for name in ("exp", "nbf", "iat"):
-        if isinstance(claims[name], bool) or not isinstance(claims[name], int | float):
-            raise InvalidToken(f"{name} claim {claims[name]!r} is not a NumericDate")
+        if isinstance(claims[name], bool) or not isinstance(claims[name], int):
+            raise InvalidToken(f"{name} claim {claims[name]!r} is not an integer NumericDate")
     if now >= claims["exp"] + leeway:
         raise InvalidToken(f"expired at {claims['exp']} (now {now})")
     if now < claims["nbf"] - leeway:
         raise InvalidToken(f"not valid before {claims['nbf']} (now {now})")
+    if now < claims["iat"] - leeway:
+        raise InvalidToken(f"issued in the future, at {claims['iat']} (now {now})")
+    if max_lifetime is not None and claims["exp"] - claims["iat"] > max_lifetime:
+        raise InvalidToken(
+            f"lives {claims['exp'] - claims['iat']} s, longer than the {max_lifetime:g} s allowed"
+        )
+    _check_scope(claims.get("scope"), known_scopes)
     return claims
+
+
+def _check_scope(scope: object, known: Collection[str] | None) -> None:
+    if scope is None:
+        return
+    if not isinstance(scope, str):
+        raise InvalidToken(f"scope {scope!r} is not a space-separated string (RFC 9068 §2.2.3)")
+    names = scope.split(" ")
+    # RFC 6749 §3.3: one or more scope-tokens, each once, separated by single spaces.
+    if len(set(names)) != len(names) or "" in names:
+        raise InvalidToken(f"scope {scope!r} is empty, repeats a scope or has empty entries")
+    if known is not None:
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise InvalidToken(f"scope names unknown scopes {unknown}")

@@ -1066,8 +1066,10 @@ def _remint(claims: dict[str, Any], header: dict[str, Any], issue: Issue, key: S
     minted["exp"] = int(issue.expires_at)
     if "scp" in claims and "scope" not in claims:
         minted["scp"] = sorted(issue.scopes)
-    else:
+    elif issue.scopes:
         minted["scope"] = format_scopes(issue.scopes)
+    else:
+        minted.pop("scope", None)  # RFC 6749 §3.3: no scopes, no scope claim
     if issue.drop_roles:
         for claim in _ROLE_CLAIMS:
             minted.pop(claim, None)

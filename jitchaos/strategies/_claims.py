@@ -60,7 +60,7 @@ def claims(
     optional: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Claim sets of an RFC 9068 access token: ``iss``, ``sub``, ``aud``, ``client_id``,
-    ``scope``, ``iat``, ``nbf``, ``exp``, ``jti``, and (with ``optional``) some of ``azp``,
+    ``scope`` (absent when no scopes were drawn), ``iat``, ``nbf``, ``exp``, ``jti``, and (with ``optional``) some of ``azp``,
     ``auth_time``, ``roles`` and ``groups``.
 
     ``exp - iat`` lies in ``[min_lifetime, max_lifetime]`` seconds.
@@ -102,12 +102,14 @@ def claims(
             "sub": subject,
             "aud": draw(audiences),
             "client_id": draw(identifiers),
-            "scope": " ".join(sorted(draw(scope_sets))),
             "iat": iat,
             "nbf": iat,
             "exp": iat + draw(st.integers(min_lifetime, max_lifetime)),
             "jti": draw(st.uuids()).hex,
         }
+        granted = draw(scope_sets)
+        if granted:  # RFC 6749 §3.3: at least one scope-token, or no scope claim at all
+            result["scope"] = " ".join(sorted(granted))
         if optional:
             extras = draw(
                 st.fixed_dictionaries(
