@@ -7,6 +7,7 @@ from jitchaos._ledger import (
     Expired,
     Grant,
     Granted,
+    GrantRequest,
     IssuedToken,
     Ledger,
     LedgerEvent,
@@ -22,6 +23,7 @@ from jitchaos._ledger import (
     Verdict,
     Widened,
 )
+from jitchaos._policy import Policy
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
@@ -51,6 +53,7 @@ __all__ = [
     "ControlError",
     "Expired",
     "Grant",
+    "GrantRequest",
     "Granted",
     "InvalidArgument",
     "InvalidToken",
@@ -67,6 +70,7 @@ __all__ = [
     "OnEvent",
     "OnRequest",
     "Outcome",
+    "Policy",
     "Principal",
     "PrincipalKind",
     "ProxyClient",

@@ -11,6 +11,6 @@ def _register() -> None:
         # jitchaos itself is importing Hypothesis right now; jitchaos.faults registers the
         # strategies at the end of its own import instead.
         return
-    from jitchaos.strategies._faults import register_fault_types
+    from jitchaos.strategies._faults import register_types
 
-    register_fault_types()
+    register_types()

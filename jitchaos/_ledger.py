@@ -12,6 +12,7 @@ Tokens appear only as fingerprints; the ledger never sees a raw token.
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -25,6 +26,7 @@ from jitchaos.errors import InvalidArgument, LedgerError
 __all__ = [
     "Expired",
     "Grant",
+    "GrantRequest",
     "Granted",
     "IssuedToken",
     "Ledger",
@@ -296,6 +298,57 @@ class AuditSink(Protocol):
     def write(self, event: LedgerEvent) -> None:
         """Persist ``event`` or raise :class:`~jitchaos.errors.AuditError`."""
         ...
+
+
+@attrs.frozen(kw_only=True)
+class GrantRequest:
+    """A grant to make: to whom, through which client, with which scopes, for how long.
+
+    :meth:`record` turns it into a ledger event with synthetic tokens (what ``grants()``
+    strategies draw for tests that drive a ledger without an IdP).
+    """
+
+    principal: Principal = attrs.field(validator=attrs.validators.instance_of(Principal))
+    client_id: str = attrs.field(
+        validator=attrs.validators.and_(
+            attrs.validators.instance_of(str), attrs.validators.min_len(1)
+        )
+    )
+    scopes: frozenset[str] = attrs.field(converter=_scope_set)
+    lifetime: int = attrs.field(
+        validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+    )
+    """Seconds the access token lives."""
+    refresh: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    """Whether a refresh token is issued with it."""
+
+    def record(self, ledger: Ledger) -> Granted:
+        """Grant it now in ``ledger``; the tokens' fingerprints follow from the ledger's state,
+        so replaying the same requests gives the same fingerprints."""
+        now = ledger.clock.now()
+        seed = f"{len(ledger.events)}|{self!r}"
+        tokens = [
+            IssuedToken(
+                fingerprint=hashlib.sha256(f"{seed}|access".encode()).hexdigest()[:16],
+                kind=TokenKind.ACCESS,
+                issued_at=now,
+                expires_at=now + self.lifetime,
+                scopes=self.scopes,
+            )
+        ]
+        if self.refresh:
+            tokens.append(
+                IssuedToken(
+                    fingerprint=hashlib.sha256(f"{seed}|refresh".encode()).hexdigest()[:16],
+                    kind=TokenKind.REFRESH,
+                    issued_at=now,
+                    expires_at=now + 30 * self.lifetime,
+                    scopes=self.scopes,
+                )
+            )
+        return ledger.grant(
+            principal=self.principal, client_id=self.client_id, scopes=self.scopes, tokens=tokens
+        )
 
 
 class Ledger:

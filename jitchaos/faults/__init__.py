@@ -66,9 +66,9 @@ __all__ = [
 
 
 def _teach_hypothesis() -> None:
-    from jitchaos.strategies._faults import register_fault_types
+    from jitchaos.strategies._faults import register_types
 
-    register_fault_types()
+    register_types()
 
 
 _teach_hypothesis()

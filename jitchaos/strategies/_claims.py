@@ -60,8 +60,8 @@ def claims(
     optional: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Claim sets of an RFC 9068 access token: ``iss``, ``sub``, ``aud``, ``client_id``,
-    ``scope`` (absent when no scopes were drawn), ``iat``, ``nbf``, ``exp``, ``jti``, and (with ``optional``) some of ``azp``,
-    ``auth_time``, ``roles`` and ``groups``.
+    ``scope`` (absent when no scopes were drawn), ``iat``, ``nbf``, ``exp``, ``jti``, and
+    (with ``optional``) some of ``azp``, ``auth_time``, ``roles`` and ``groups``.
 
     ``exp - iat`` lies in ``[min_lifetime, max_lifetime]`` seconds.
 

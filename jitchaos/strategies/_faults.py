@@ -69,7 +69,11 @@ def faults(*, kinds: Sequence[str] | None = None) -> st.SearchStrategy[AnyFault]
     return st.one_of([_BY_KIND[kind] for kind in kinds])
 
 
-def register_fault_types() -> None:
-    """Teach ``st.from_type`` to build valid faults (idempotent)."""
+def register_types() -> None:
+    """Teach ``st.from_type`` to build valid faults and policies (idempotent)."""
+    from jitchaos._policy import Policy
+    from jitchaos.strategies._schedules import policies
+
     for kind, fault in FAULTS.items():
         st.register_type_strategy(fault, _BY_KIND[kind])
+    st.register_type_strategy(Policy, policies())

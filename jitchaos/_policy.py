@@ -1,0 +1,52 @@
+"""A service's policy: how stale its knowledge may be and how far clocks may disagree.
+
+The ground truth (:meth:`~jitchaos.Ledger.verdict`) is exact; a real service caches
+introspection answers and keys, and tolerates clock skew. Its policy says by how much, so a
+decision inside those windows is indeterminate, not wrong (Jepsen-style).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from jitchaos.errors import InvalidArgument
+
+__all__ = ["Policy"]
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidArgument(
+            f"{attribute.name}={value!r} must be a finite number of seconds >= 0"
+        )
+
+
+def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _seconds(instance, attribute, value)
+        if value == 0:
+            raise InvalidArgument(f"{attribute.name}=0 would refuse every token; use None or > 0")
+
+
+@attrs.frozen(kw_only=True)
+class Policy:
+    """What a service under test is allowed: the checker's allowance for each decision."""
+
+    staleness: float = attrs.field(default=0.0, validator=_seconds)
+    """Seconds after a revocation, narrowing or early expiry during which the service may still
+    act on what it knew before (an introspection or permission cache)."""
+    leeway: float = attrs.field(default=0.0, validator=_seconds)
+    """Clock disagreement tolerated around ``exp``, ``nbf`` and ``iat``."""
+    key_staleness: float = attrs.field(default=0.0, validator=_seconds)
+    """Seconds after a key rotation or removal during which the service may still use the key
+    set it had (a JWKS cache)."""
+    max_lifetime: float | None = attrs.field(default=None, validator=_optional_seconds)
+    """The longest token lifetime (``exp - iat``) the service accepts; None for no limit."""
