@@ -30,6 +30,7 @@ $(MITM)/bin/mitmdump:
 	$(MITM)/bin/python -m pip install --quiet mitmproxy 'pyjwt[crypto]'
 
 bench: $(BIN)/.installed $(MITM)/bin/mitmdump
+	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/proxy_overhead.py --mitmdump $(MITM)/bin/mitmdump
 
 clean:

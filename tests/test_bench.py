@@ -1,4 +1,4 @@
-"""The benchmark still runs end to end (tiny and without mitmproxy): a smoke test that asserts
+"""The benchmarks still run end to end (tiny and without mitmproxy): a smoke test that asserts
 what it prints, never how fast anything is."""
 
 from __future__ import annotations
@@ -40,3 +40,19 @@ def test_proxy_overhead_bench_runs() -> None:
         assert f"| {row}" in result.stdout
     assert "targets:" in result.stdout
     assert "skipping mitmproxy" in result.stderr
+
+
+@pytest.mark.slow
+def test_strategies_bench_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/strategies.py", "--examples", "20", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| tokens() RS256 |" in result.stdout
+    assert "| hostile_tokens() |" in result.stdout
+    assert "target >= 500 tokens/s" in result.stdout
