@@ -102,3 +102,19 @@ def test_bad_policies_are_named(kwargs: dict[str, Any], message: str) -> None:
 def test_bad_arguments_are_named(factory: Any, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgument, match=re.escape(message)):
         factory(**kwargs)
+
+
+def test_every_public_strategy_says_how_it_shrinks() -> None:
+    import inspect
+
+    import jitchaos.strategies as public
+
+    for name in public.__all__:
+        value = getattr(public, name)
+        if not inspect.isfunction(value):
+            continue
+        doc = inspect.getdoc(value) or ""
+        last = doc.strip().split("\n\n")[-1]
+        assert last.startswith("Shrinks"), f"{name}: {last!r}"
+        parameters = inspect.signature(value).parameters.values()
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters), name
