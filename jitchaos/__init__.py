@@ -1,6 +1,7 @@
 """jitchaos: property-based chaos testing for services whose credentials change under them."""
 
 from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
+from jitchaos._broker import Broker, Credential
 from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
@@ -9,6 +10,7 @@ from jitchaos._ledger import (
     Granted,
     GrantRequest,
     IssuedToken,
+    Leased,
     Ledger,
     LedgerEvent,
     Narrowed,
@@ -24,11 +26,13 @@ from jitchaos._ledger import (
     Widened,
 )
 from jitchaos._policy import Policy
+from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
     AuditError,
     AuditLogError,
+    BrokerError,
     ConfigError,
     ControlError,
     InvalidArgument,
@@ -47,11 +51,15 @@ __all__ = [
     "AuditLog",
     "AuditLogError",
     "AuditReport",
+    "Broker",
+    "BrokerError",
     "ChaosProxy",
     "Clock",
     "ConfigError",
     "ControlError",
+    "Credential",
     "Expired",
+    "Finding",
     "Grant",
     "GrantRequest",
     "Granted",
@@ -60,6 +68,7 @@ __all__ = [
     "IssuedToken",
     "JitchaosError",
     "KeyRing",
+    "Leased",
     "Ledger",
     "LedgerError",
     "LedgerEvent",
@@ -71,6 +80,7 @@ __all__ = [
     "OnRequest",
     "Outcome",
     "Policy",
+    "PostTestAudit",
     "Principal",
     "PrincipalKind",
     "ProxyClient",
@@ -86,6 +96,7 @@ __all__ = [
     "Trigger",
     "Verdict",
     "Widened",
+    "audit_grants",
     "fingerprint",
     "mint_access_token",
     "read_audit",

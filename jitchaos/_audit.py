@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -24,6 +24,7 @@ from jitchaos._ledger import (
     Grant,
     Granted,
     IssuedToken,
+    Leased,
     Ledger,
     LedgerEvent,
     Narrowed,
@@ -34,6 +35,9 @@ from jitchaos._ledger import (
     Widened,
 )
 from jitchaos.errors import AuditError, AuditLogError, InvalidArgument, JitchaosError
+
+if TYPE_CHECKING:
+    from jitchaos.proxy._history import Decision
 
 __all__ = [
     "AuditLog",
@@ -51,6 +55,7 @@ _NAMES: dict[type[LedgerEvent], str] = {
     Widened: "widened",
     Revoked: "revoked",
     Expired: "expired",
+    Leased: "leased",
 }
 _TYPES = {name: cls for cls, name in _NAMES.items()}
 assert set(_NAMES) == set(EVENT_TYPES)
@@ -76,9 +81,12 @@ class AuditLog:
 
     def write(self, event: LedgerEvent) -> None:
         """Append ``event`` as one line; raise :class:`AuditError` if it is not all written."""
-        data = (
-            json.dumps(encode_event(event), sort_keys=True, separators=(",", ":")) + "\n"
-        ).encode()
+        self._append(json.dumps(encode_event(event), sort_keys=True, separators=(",", ":")))
+
+    def _append(self, line: str) -> None:
+        # One os.write of one whole line on an O_APPEND descriptor: concurrent writers
+        # (xdist workers, threads) never interleave within a line.
+        data = (line + "\n").encode()
         if self._fd is None:
             raise AuditError(f"audit log {self.path} is closed")
         try:
@@ -99,6 +107,11 @@ class AuditLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def write_decision(self, decision: Any) -> None:
+        """Append one decision of the proxy's service side (``{"type": "decision", ...}``),
+        so ``jitchaos audit`` can check uses against grants from this one file."""
+        self._append(json.dumps(decision.to_json(), separators=(",", ":")))
 
     def __enter__(self) -> AuditLog:
         return self
@@ -176,6 +189,9 @@ def _decode_field(key: str, raw: object) -> object:
         "tokens": _tokens,
         "fingerprints": _str_tuple,
         "grant_ids": _str_tuple,
+        "requested_ttl": _number,
+        "ttl": _number,
+        "max_ttl": lambda v: None if v is None else _number(v),
     }
     return decoders.get(key, _str)(raw)
 
@@ -255,6 +271,10 @@ class AuditReport:
     """The reference time: open grants are those still usable then."""
     open_grants: tuple[Grant, ...]
     malformed: tuple[MalformedLine, ...]
+    decisions: tuple[Decision, ...] = ()
+    """Decisions a proxy's service side wrote into the same log."""
+    ledger: Ledger | None = attrs.field(default=None, eq=False, repr=False)
+    """The ledger the events replay into (for the post-test audit)."""
 
     @property
     def ok(self) -> bool:
@@ -304,12 +324,22 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         bad_line = data.count(b"\n", 0, error.start) + 1
         raise AuditLogError(f"audit log {path} is not UTF-8 text (line {bad_line})") from None
 
+    from jitchaos.proxy._history import Decision  # the proxy imports this module
+
     events: list[LedgerEvent] = []
+    decisions: list[Decision] = []
     malformed: list[MalformedLine] = []
     line_of: dict[int, int] = {}
     for number, line in _numbered_lines(text):
         try:
-            event = decode_event(json.loads(line))
+            raw = json.loads(line)
+            if isinstance(raw, dict) and raw.get("type") == "decision":
+                try:
+                    decisions.append(Decision.from_json(raw))
+                except (ValueError, TypeError) as error:
+                    malformed.append(MalformedLine(number, f"bad decision: {error}"))
+                continue
+            event = decode_event(raw)
         except json.JSONDecodeError as error:
             malformed.append(MalformedLine(number, f"not JSON ({error.msg})"))
             continue
@@ -346,6 +376,8 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         at=reference,
         open_grants=open_grants,
         malformed=tuple(sorted(malformed, key=lambda m: m.line)),
+        decisions=tuple(decisions),
+        ledger=ledger,
     )
 
 

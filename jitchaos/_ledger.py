@@ -29,6 +29,7 @@ __all__ = [
     "GrantRequest",
     "Granted",
     "IssuedToken",
+    "Leased",
     "Ledger",
     "LedgerEvent",
     "Narrowed",
@@ -206,8 +207,26 @@ class Expired:
     grant_ids: tuple[str, ...]
 
 
-LedgerEvent = Granted | Refreshed | Narrowed | Widened | Revoked | Expired
-_E = TypeVar("_E", Granted, Refreshed, Narrowed, Widened, Revoked, Expired)
+@attrs.frozen(kw_only=True)
+class Leased:
+    """A grant handed to a holder (a test) as a lease: what was asked, what was given, and the
+    cap on its whole life, renewals included. Changes no access; the post-test audit reads it."""
+
+    seq: int
+    at: float
+    grant_id: str
+    holder: str
+    """Who the credential was granted to, e.g. a pytest node id."""
+    requested_ttl: float
+    """The lifetime the holder asked for, in seconds."""
+    ttl: float
+    """The lifetime granted: the request, capped by ``max_ttl``."""
+    max_ttl: float | None
+    """The longest the grant may live from ``at``, renewals included; None for no cap."""
+
+
+LedgerEvent = Granted | Refreshed | Narrowed | Widened | Revoked | Expired | Leased
+_E = TypeVar("_E", Granted, Refreshed, Narrowed, Widened, Revoked, Expired, Leased)
 EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     Granted,
     Refreshed,
@@ -215,6 +234,7 @@ EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     Widened,
     Revoked,
     Expired,
+    Leased,
 )
 
 
@@ -363,6 +383,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._events: list[LedgerEvent] = []
         self._grants: dict[str, Grant] = {}
+        self._leases: dict[str, Leased] = {}
         self._tokens: dict[str, TokenRecord] = {}
 
     @classmethod
@@ -397,6 +418,12 @@ class Ledger:
         """Every event, in order."""
         with self._lock:
             return tuple(self._events)
+
+    @property
+    def leases(self) -> dict[str, Leased]:
+        """The lease of each grant handed out as one, by grant id."""
+        with self._lock:
+            return dict(self._leases)
 
     @property
     def grants(self) -> tuple[Grant, ...]:
@@ -502,6 +529,32 @@ class Ledger:
             return self._commit(
                 lambda seq, at: Widened(
                     seq=seq, at=at, grant_id=grant_id, scopes=scope_set, previous=previous
+                )
+            )
+
+    def lease(
+        self,
+        grant_id: str,
+        *,
+        holder: str,
+        requested_ttl: float,
+        ttl: float,
+        max_ttl: float | None = None,
+    ) -> Leased:
+        """Record that grant ``grant_id`` was handed to ``holder`` as a lease."""
+        with self._lock:
+            self.get_grant(grant_id)
+            if not isinstance(holder, str) or not holder:
+                raise InvalidArgument(f"holder={holder!r} must be a non-empty string")
+            return self._commit(
+                lambda seq, at: Leased(
+                    seq=seq,
+                    at=at,
+                    grant_id=grant_id,
+                    holder=holder,
+                    requested_ttl=float(requested_ttl),
+                    ttl=float(ttl),
+                    max_ttl=None if max_ttl is None else float(max_ttl),
                 )
             )
 
@@ -674,6 +727,8 @@ class Ledger:
             case Expired():
                 for fp in event.fingerprints:
                     self._tokens[fp] = attrs.evolve(self._tokens[fp], expired_at=event.at)
+            case Leased():
+                self._leases[event.grant_id] = event
 
     def _misfit(self, event: LedgerEvent) -> str | None:
         """Why ``event`` cannot be applied to the current state, or None."""
@@ -688,7 +743,7 @@ class Ledger:
                 if event.spent not in self._tokens:
                     return f"refresh token {event.spent} was never issued"
                 return self._misfit_tokens(event.tokens)
-            case Narrowed() | Widened():
+            case Narrowed() | Widened() | Leased():
                 if event.grant_id not in self._grants:
                     return f"grant {event.grant_id} was never issued"
             case Revoked() | Expired():
@@ -787,6 +842,8 @@ class Ledger:
                     return event.grant_id == grant_id
                 case Revoked() | Expired():
                     return fp in event.fingerprints
+                case Leased():
+                    return event.grant_id == grant_id
 
         return tuple(e for e in self._events if e.at <= at and concerns(e))
 

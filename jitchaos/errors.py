@@ -10,7 +10,8 @@ these. Each error also subclasses the builtin it resembles, so callers may catch
     ├── LedgerError          (also LookupError)  an operation names no known grant or token
     ├── AuditError           (also OSError)      the audit sink cannot be written; action refused
     ├── AuditLogError        (also ValueError)   an audit file cannot be read or parsed
-    └── ControlError         (also ConnectionError) the proxy's control API refused a request
+    ├── ControlError         (also ConnectionError) the proxy's control API refused a request
+    └── BrokerError          (also ConnectionError) the IdP refused or failed a broker request
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis.errors import InvalidArgument as _HypothesisInvalidArgument
 __all__ = [
     "AuditError",
     "AuditLogError",
+    "BrokerError",
     "ConfigError",
     "ControlError",
     "InvalidArgument",
@@ -64,3 +66,8 @@ class ControlError(JitchaosError, ConnectionError):
         super().__init__(message)
         self.status = status
         """The HTTP status it answered, or None when it could not be reached."""
+
+
+class BrokerError(JitchaosError, ConnectionError):
+    """The IdP refused or failed a request of the credential broker (the message says which
+    and why)."""

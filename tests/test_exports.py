@@ -12,6 +12,13 @@ from jitchaos.errors import JitchaosError
 
 EXPECTED = {
     "jitchaos": {
+        "Broker",
+        "BrokerError",
+        "Credential",
+        "Finding",
+        "Leased",
+        "PostTestAudit",
+        "audit_grants",
         "AtStep",
         "AtTime",
         "OnEvent",
@@ -121,6 +128,7 @@ EXPECTED = {
     "jitchaos.proxy": {"AppliedFault", "ChaosProxy", "Decision", "History", "ProxyClient"},
     "jitchaos.errors": {
         "AuditError",
+        "BrokerError",
         "AuditLogError",
         "ConfigError",
         "ControlError",
@@ -161,6 +169,7 @@ def test_error_tree() -> None:
         (jitchaos.AuditError, OSError),
         (jitchaos.AuditLogError, ValueError),
         (jitchaos.ControlError, ConnectionError),
+        (jitchaos.BrokerError, ConnectionError),
     ):
         assert issubclass(error, JitchaosError)
         assert issubclass(error, builtin)

@@ -36,9 +36,48 @@ class Decision:
     """Fingerprint of the bearer token the request carried, if any."""
     status: int
     """HTTP status the service answered (or the proxy, when the service was unreachable)."""
+    holder: str | None = None
+    """Who was driving the traffic then (the proxy's :attr:`~ChaosProxy.holder`, e.g. the
+    pytest node id the plugin sets), for the post-test audit."""
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the service let the request through (2xx or 3xx)."""
+        return 200 <= self.status < 400
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "decision", **attrs.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: object) -> Decision:
+        """The decision :meth:`to_json` wrote; ``ValueError`` naming what is wrong."""
+        if not isinstance(data, dict) or data.get("type") != "decision":
+            raise ValueError("not a decision record")
+        fields = {k: v for k, v in data.items() if k != "type"}
+        expected = {f.name for f in attrs.fields(cls)}
+        if set(fields) - expected or {"seq", "at", "status", "method", "path"} - set(fields):
+            raise ValueError(f"a decision has the fields {sorted(expected)}")
+        checks: dict[str, type | tuple[type, ...]] = {
+            "seq": int,
+            "step": int,
+            "status": int,
+            "at": (int, float),
+            "service": str,
+            "method": str,
+            "path": str,
+        }
+        for name, kind in checks.items():
+            if name in fields and (
+                isinstance(fields[name], bool) or not isinstance(fields[name], kind)
+            ):
+                raise ValueError(f"decision field {name}={fields[name]!r} has the wrong type")
+        for name in ("fingerprint", "holder"):
+            if fields.get(name) is not None and not isinstance(fields[name], str):
+                raise ValueError(f"decision field {name}={fields[name]!r} is not a string")
+        fields.setdefault("step", 0)
+        fields.setdefault("service", "")
+        fields.setdefault("fingerprint", None)
+        return cls(**fields)
 
 
 @attrs.frozen(kw_only=True)

@@ -194,6 +194,8 @@ class ChaosProxy:
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
         self._idp_jwks: dict[str, tuple[SigningKey, jwt.PyJWK]] = {}
         self._loop: BackgroundLoop | None = None
+        self.holder: str | None = None
+        """Who is driving the traffic now (a test id); recorded with every decision."""
 
     # Where it is.
 
@@ -894,7 +896,7 @@ class ChaosProxy:
             why = "no answer in time" if status == 504 else f"unreachable ({error})"
             response = _problem(status, f"service {name} at {target.origin()}: {why}")
             response.headers["X-Jitchaos-Upstream"] = str(target.origin())
-        self.history.decision(
+        decision = self.history.decision(
             at=self.clock.now(),
             step=self.engine.step,
             service=name,
@@ -902,7 +904,14 @@ class ChaosProxy:
             path=request.path,
             fingerprint=token,
             status=response.status,
+            holder=self.holder,
         )
+        record = getattr(self.ledger.audit, "write_decision", None)
+        if record is not None:
+            try:
+                record(decision)
+            except OSError as error:  # the service already answered; say so, keep serving
+                log.error("could not write a decision to the audit log: %s", error)
         self.metrics.decision(name, response.status)
         if token is not None and 200 <= response.status < 300 and self.engine.event("first-use"):
             self.engine.offer_token(token)  # what fired on first use acts on this token
