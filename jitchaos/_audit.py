@@ -277,6 +277,11 @@ class AuditReport:
     """The ledger the events replay into (for the post-test audit)."""
 
     @property
+    def ledger_has_leases(self) -> bool:
+        """Whether a broker wrote this log (its grants are leases to holders)."""
+        return any(isinstance(event, Leased) for event in self.events)
+
+    @property
     def ok(self) -> bool:
         """True when every grant was closed and every line is a well-formed event."""
         return not self.open_grants and not self.malformed
@@ -368,7 +373,8 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
 
     ledger = Ledger.replay(events, on_error=misfit)
     applied = ledger.events
-    reference = at if at is not None else (max(e.at for e in applied) if applied else None)
+    times = [e.at for e in applied] + [d.at for d in decisions]
+    reference = at if at is not None else (max(times) if times else None)
     open_grants = ledger.open_grants(reference) if reference is not None else ()
     return AuditReport(
         path=str(path),

@@ -17,7 +17,8 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,18 @@ class Broker:
         now = self.clock.now()
         credential = self._record(payload, who, wanted, now, granted_ttl, requested=ttl)
         return credential
+
+    @contextmanager
+    def lease(
+        self, principal: Principal | str, scopes: Collection[str], ttl: float
+    ) -> Iterator[Credential]:
+        """A credential for the length of a ``with`` block, revoked at its end (also when the
+        block raises)."""
+        credential = self.grant(principal, scopes, ttl)
+        try:
+            yield credential
+        finally:
+            self.revoke(credential)
 
     def refresh(self, credential: Credential, *, ttl: float | None = None) -> Credential:
         """Exchange the credential's refresh token for a new one, within the lease's cap."""

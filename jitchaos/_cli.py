@@ -82,6 +82,13 @@ def _config_value(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     return convert
 
 
+def _seconds_arg(text: str) -> float:
+    value = _time(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be seconds >= 0")
+    return value
+
+
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host:
@@ -311,6 +318,15 @@ def _build_parser() -> _Parser:
         help="reference time for open grants (default: the last event)",
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument(
+        "--staleness",
+        type=_seconds_arg,
+        default=0.0,
+        help="seconds a use may lag a revocation or narrowing (the services' policy)",
+    )
+    audit.add_argument(
+        "--leeway", type=_seconds_arg, default=0.0, help="clock leeway around exp and nbf"
+    )
     return parser
 
 
@@ -488,10 +504,21 @@ async def _serve_proxy(
 
 
 def _run_audit(args: argparse.Namespace) -> int:
+    from jitchaos._policy import Policy
+    from jitchaos._post_audit import audit_grants
+
     try:
         report = read_audit(args.file, at=args.at)
     except AuditLogError as error:
         raise _UsageError(str(error)) from None
+    post = None
+    if report.ledger is not None and report.at is not None:
+        post = audit_grants(
+            report.ledger,
+            report.decisions,
+            at=report.at,
+            policy=Policy(staleness=args.staleness, leeway=args.leeway),
+        )
     if args.json:
         print(
             json.dumps(
@@ -511,13 +538,21 @@ def _run_audit(args: argparse.Namespace) -> int:
                     ],
                     "malformed": [{"line": m.line, "reason": m.reason} for m in report.malformed],
                     "last_event": encode_event(report.events[-1]) if report.events else None,
+                    "decisions": len(report.decisions),
+                    "findings": [
+                        {"kind": f.kind, "finding": f.sentence}
+                        for f in (post.findings if post is not None else ())
+                    ],
                 },
                 indent=2,
             )
         )
     else:
         print(report.format())
-    return 0 if report.ok else 1
+        if post is not None and (report.decisions or report.ledger_has_leases):
+            print(post.format())
+    clean = report.ok and (post is None or post.ok)
+    return 0 if clean else 1
 
 
 def _run_faults(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Sequence
 
@@ -74,6 +75,12 @@ def register_types() -> None:
     from jitchaos._policy import Policy
     from jitchaos.strategies._schedules import policies
 
+    # Registered as functions, resolved when from_type needs them: registering a strategy
+    # object makes Hypothesis inspect it at once, which it warns about while plugins load.
     for kind, fault in FAULTS.items():
-        st.register_type_strategy(fault, _BY_KIND[kind])
-    st.register_type_strategy(Policy, policies())
+        st.register_type_strategy(fault, functools.partial(_by_kind, kind))
+    st.register_type_strategy(Policy, lambda _: policies())
+
+
+def _by_kind(kind: str, _: type) -> st.SearchStrategy[AnyFault]:
+    return _BY_KIND[kind]

@@ -1,0 +1,216 @@
+"""The pytest plugin, run as a user runs it: fixtures, the audit failing a leaky test and
+passing the fixed one, uses after revocation, --jitchaos-upstream, and pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jitchaos import ManualClock, read_audit
+from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig
+
+pytest_plugins = ["pytester"]
+
+SUITE = """
+import pytest
+import requests
+
+
+def test_returns_what_it_takes(jit, jitchaos_proxy):
+    with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
+        answer = requests.post(
+            jitchaos_proxy.url + "/introspect",
+            data={"token": credential.access_token},
+            auth=("jitchaos", jit._secret),
+            timeout=10,
+        )
+        assert answer.json()["active"] is True
+
+
+def test_user_credential(jit):
+    credential = jit.grant("subject:alice", {"read"}, ttl=30)
+    assert credential.principal.name == "alice"
+    jit.revoke(credential)
+
+
+def test_leaks_a_credential(jit):
+    jit.grant("client:jitchaos", {"write"}, ttl=60)
+"""
+
+
+def test_a_leak_fails_with_the_report_and_the_fixed_test_passes(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    log = pytester.path / "audit.jsonl"
+    result = pytester.runpytest_subprocess("--jitchaos-audit", str(log), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*JitchaosAuditFailure*",
+            "*[[]open-grant[]] grant g* (client:jitchaos, write) granted to "
+            "test_suite.py::test_leaks_a_credential*was never revoked*",
+        ]
+    )
+    report = read_audit(log)
+    assert report.malformed == ()
+    assert report.open_grants == ()  # the fixture revoked the leak after reporting it
+    holders = {e.holder for e in report.events if type(e).__name__ == "Leased"}
+    assert holders == {
+        "test_suite.py::test_returns_what_it_takes",
+        "test_suite.py::test_user_credential",
+        "test_suite.py::test_leaks_a_credential",
+    }
+
+
+def test_use_after_revocation_through_the_proxy_is_reported(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        """
+    )
+    pytester.makepyfile(
+        test_late="""
+import requests
+
+
+def test_uses_a_returned_credential(jit, jitchaos_proxy, jitchaos_clock):
+    credential = jit.grant("client:jitchaos", {"read"}, ttl=60)
+    jit.revoke(credential)
+    jitchaos_clock.advance(5)
+    # Nothing listens behind the service (502): recorded, not accepted, so not a finding.
+    requests.get(jitchaos_proxy.service_url("api") + "/x", headers=credential.headers)
+    # What a lenient service would have done, recorded by the proxy's service side:
+    from jitchaos.proxy import Decision
+    decision = jitchaos_proxy.history.decisions[-1]
+    jitchaos_proxy.history.decision(**{
+        **{f: getattr(decision, f) for f in ("at", "step", "service", "method", "path")},
+        "fingerprint": credential.fingerprint, "status": 200, "holder": decision.holder,
+    })
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*[[]use-after-window[]] GET /x at * was answered 200*revoked*"])
+
+
+def test_upstream_option_uses_a_real_idp(
+    pytester: pytest.Pytester, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = IdPConfig(clients=[ClientConfig("suite", "suite-secret", {"read"})])
+    pytester.makepyfile(
+        test_real="""
+def test_grant(jit):
+    with jit.lease("client:suite", {"read"}, ttl=60) as credential:
+        assert credential.scopes == {"read"}
+"""
+    )
+    with EmbeddedIdP(config, clock=clock).in_thread() as real:
+        monkeypatch.setenv("JITCHAOS_CLIENT_ID", "suite")
+        monkeypatch.setenv("JITCHAOS_CLIENT_SECRET", "suite-secret")
+        result = pytester.runpytest_subprocess(
+            "--jitchaos-upstream", real.url, "-p", "no:cacheprovider"
+        )
+        result.assert_outcomes(passed=1)
+        assert [type(e).__name__ for e in real.ledger.events] == ["Granted", "Revoked"]
+    monkeypatch.delenv("JITCHAOS_CLIENT_ID")
+    result = pytester.runpytest_subprocess("--jitchaos-upstream", "http://127.0.0.1:9")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*needs $JITCHAOS_CLIENT_ID and $JITCHAOS_CLIENT_SECRET*"])
+
+
+@pytest.mark.slow
+def test_under_xdist_one_well_formed_log_per_worker(pytester: pytest.Pytester) -> None:
+    tests = "\n".join(
+        f"""
+def test_{n}(jit):
+    with jit.lease("client:jitchaos", {{"read"}}, ttl=60):
+        pass
+"""
+        for n in range(8)
+    )
+    pytester.makepyfile(test_many=tests)
+    log = pytester.path / "logs" / "audit.jsonl"
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--jitchaos-audit", str(log), "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=8)
+    logs = sorted(Path(log.parent).glob("audit.gw*.jsonl"))
+    assert [p.name for p in logs] == ["audit.gw0.jsonl", "audit.gw1.jsonl"]
+    leased = 0
+    for path in logs:
+        report = read_audit(path)
+        assert report.malformed == ()
+        assert report.open_grants == ()
+        leased += sum(1 for e in report.events if type(e).__name__ == "Leased")
+        for line in path.read_text().splitlines():
+            json.loads(line)  # every line whole
+    assert leased == 8
+
+
+def test_kill_9_leaves_a_log_that_jitchaos_audit_reports(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_killed="""
+import os
+import signal
+
+
+def test_dies_holding_a_credential(jit):
+    jit.grant("subject:bob", {"read"}, ttl=600)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    )
+    log = pytester.path / "audit.jsonl"
+    pytester.runpytest_subprocess("--jitchaos-audit", str(log), "-p", "no:cacheprovider")
+    from tests.common.cli import run_cli
+
+    result = run_cli("audit", str(log))
+    assert result.returncode == 1, result
+    assert "[open-grant] grant g1 (subject:bob, read) granted to " in result.stdout
+    assert "test_killed.py::test_dies_holding_a_credential" in result.stdout
+
+
+def test_jitchaos_audit_checks_uses_recorded_in_the_log(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    from jitchaos import Broker
+    from jitchaos.proxy import ChaosProxy
+    from tests.common.cli import run_cli
+    from tests.common.service import ResourceService
+
+    log = tmp_path / "staging.jsonl"
+    config = IdPConfig(clients=[ClientConfig("jit", "jit-secret", {"read"})])
+    with (
+        ResourceService("jwt").in_thread() as service,
+        ChaosProxy(config, services={"api": service.url}, clock=clock).in_thread() as proxy,
+    ):
+        service.point_at(proxy.url, issuer=proxy.url)
+        broker = Broker(proxy, client_id="jit", client_secret="jit-secret", audit=log)
+        proxy.holder = "broker"
+        credential = broker.grant("client:jit", {"read"}, ttl=60)
+        broker.revoke(credential)
+        clock.advance(30)
+        import requests
+
+        # The service validates JWTs locally: it still accepts the revoked token.
+        answer = requests.get(
+            proxy.service_url("api") + "/read", headers=credential.headers, timeout=10
+        )
+        assert answer.status_code == 200
+        decision = proxy.history.decisions[-1]
+        assert broker.ledger.audit is not None
+        broker.ledger.audit.write_decision(decision)  # type: ignore[attr-defined]
+    strict = run_cli("audit", str(log))
+    assert strict.returncode == 1
+    assert "[use-after-window] GET /read" in strict.stdout
+    assert credential.access_token not in strict.stdout + log.read_text()
+    lenient = run_cli("audit", str(log), "--staleness", "60")
+    assert lenient.returncode == 0, lenient.stdout
+    assert "least privilege kept" in lenient.stdout
+    bad = run_cli("audit", str(log), "--staleness", "-1")
+    assert bad.returncode == 2
