@@ -214,3 +214,20 @@ def test_jitchaos_audit_checks_uses_recorded_in_the_log(
     assert "least privilege kept" in lenient.stdout
     bad = run_cli("audit", str(log), "--staleness", "-1")
     assert bad.returncode == 2
+
+
+def test_the_readme_suite_runs_as_shown(pytester: pytest.Pytester) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    files = dict(re.findall(r"```python title=(\S+)\n(.*?)```", readme, flags=re.DOTALL))
+    assert "test_after.py" in files
+    pytester.makepyfile(**{name.removesuffix(".py"): body for name, body in files.items()})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    shown = re.search(r"```text\n(E   jitchaos.*?)```", readme, flags=re.DOTALL)
+    assert shown is not None
+    for line in shown.group(1).strip().splitlines():
+        # Times and grant ids differ from run to run; the rest is printed as shown.
+        pattern = re.sub(r"\d{6,}", "*", line.removeprefix("E   "))
+        result.stdout.fnmatch_lines([f"*{pattern}*".replace("[", "[[]").replace("g2", "g*")])
