@@ -231,3 +231,36 @@ def test_the_readme_suite_runs_as_shown(pytester: pytest.Pytester) -> None:
         # Times and grant ids differ from run to run; the rest is printed as shown.
         pattern = re.sub(r"\d{6,}", "*", line.removeprefix("E   "))
         result.stdout.fnmatch_lines([f"*{pattern}*".replace("[", "[[]").replace("g2", "g*")])
+
+
+def test_a_credential_used_by_another_test_fails_that_test(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        """
+    )
+    pytester.makepyfile(
+        test_shared="""
+import requests
+
+SHARED = {}
+
+
+def test_a_hands_it_on(jit):
+    with jit.lease("client:jitchaos", {"read"}, ttl=600) as credential:
+        SHARED["headers"] = credential.headers
+
+
+def test_b_uses_it(jit, jitchaos_proxy):
+    requests.get(jitchaos_proxy.service_url("api") + "/x", headers=SHARED["headers"])
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*[[]credential-shared[]] token * granted to test_shared.py::test_a_hands_it_on "
+            "was used by test_shared.py::test_b_uses_it*"
+        ]
+    )
