@@ -51,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="keep the credential audit log here (one file per xdist worker)",
     )
     group.addoption(
+        "--jitchaos-notebooks",
+        metavar="DIR",
+        default=None,
+        help="write a runnable notebook (findings, evidence, timeline plot) for each test "
+        "that fails its post-test audit",
+    )
+    group.addoption(
         "--jitchaos-upstream",
         metavar="URL",
         default=None,
@@ -204,7 +211,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if broker is not None and "jitchaos._broker" in sys.modules:
         report = _audit(item, broker)
         if not report.ok:
-            raise JitchaosAuditFailure(report.format())
+            message = report.format()
+            directory = item.config.getoption("jitchaos_notebooks")
+            if directory:
+                message += f"\nnotebook: {_notebook(item, broker, report, directory)}"
+            raise JitchaosAuditFailure(message)
     return outcome
 
 
@@ -230,3 +241,20 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
         holder=item.nodeid,
         required_scopes=settings.get("scopes"),
     )
+
+
+def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, directory: str) -> str:
+    from jitchaos._notebook import audit_notebook, write_notebook
+    from jitchaos._policy import Policy
+
+    marker = item.get_closest_marker("jitchaos_policy")
+    settings: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    proxy = getattr(item, "funcargs", {}).get("jitchaos_proxy")
+    decisions = [
+        d
+        for d in (proxy.history.decisions if proxy is not None else ())
+        if d.holder == item.nodeid
+    ]
+    policy = Policy(staleness=settings.get("staleness", 0.0), leeway=settings.get("leeway", 0.0))
+    notebook = audit_notebook(broker.ledger, decisions, report, holder=item.nodeid, policy=policy)
+    return str(write_notebook(notebook, directory, item.nodeid))

@@ -125,6 +125,7 @@ EXPECTED = {
         "NotApplicable",
         "World",
     },
+    "jitchaos.notebook": {"audit_notebook", "plot_timeline", "write_notebook"},
     "jitchaos.proxy": {"AppliedFault", "ChaosProxy", "Decision", "History", "ProxyClient"},
     "jitchaos.errors": {
         "AuditError",

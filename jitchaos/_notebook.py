@@ -1,0 +1,160 @@
+"""Failures as runnable notebooks, and the timeline plot they draw.
+
+A notebook carries the audit lines it needs (fingerprints, never raw tokens), so it reruns
+anywhere: it replays them into a ledger, runs the post-test audit again, prints the findings
+and plots the timeline of grants, revocations and uses, with the offending uses marked.
+nbformat writes the notebook; matplotlib draws the plot (both imported only when used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from jitchaos._audit import encode_event
+from jitchaos._ledger import Ledger, Revoked
+from jitchaos._policy import Policy
+from jitchaos._post_audit import PostTestAudit
+from jitchaos.proxy._history import Decision
+
+__all__ = ["audit_notebook", "plot_timeline", "write_notebook"]
+
+
+def audit_notebook(
+    ledger: Ledger,
+    decisions: Iterable[Decision],
+    report: PostTestAudit,
+    *,
+    holder: str | None,
+    policy: Policy,
+) -> Any:
+    """A notebook that replays an audit failure: the findings, then the evidence and the
+    timeline, computed again from the embedded audit lines when it runs."""
+    import nbformat
+
+    lines = [encode_event(event) for event in ledger.events]
+    lines += [decision.to_json() for decision in decisions]
+    sentences = "\n".join(f"- **{f.kind}**: {f.sentence}" for f in report.findings)
+    who = f" of `{holder}`" if holder else ""
+    cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# Post-test audit{who}: {len(report.findings)} findings\n\n{sentences}\n\n"
+            "The cells below replay the audit log lines recorded during the run (tokens appear "
+            "only as fingerprints), run the audit again and draw the timeline."
+        ),
+        nbformat.v4.new_code_cell(
+            "import json\n\n"
+            "from jitchaos import Ledger, Policy, audit_grants\n"
+            "from jitchaos._audit import decode_event\n"
+            "from jitchaos.notebook import plot_timeline\n"
+            "from jitchaos.proxy import Decision\n\n"
+            f"LINES = json.loads({json.dumps(json.dumps(lines))})\n"
+            "ledger = Ledger.replay(\n"
+            "    [decode_event(line) for line in LINES if line.get('type') != 'decision']\n"
+            ")\n"
+            "decisions = [Decision.from_json(line) for line in LINES "
+            "if line.get('type') == 'decision']"
+        ),
+        nbformat.v4.new_code_cell(
+            f"report = audit_grants(\n    ledger,\n    decisions,\n    at={report.at!r},\n"
+            f"    policy=Policy(staleness={policy.staleness!r}, leeway={policy.leeway!r}),\n"
+            f"    holder={holder!r},\n)\nprint(report.format())"
+        ),
+        nbformat.v4.new_code_cell(
+            f"plot_timeline(ledger, decisions, findings=report.findings, holder={holder!r});"
+        ),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return notebook
+
+
+def write_notebook(notebook: Any, directory: str | Path, name: str) -> Path:
+    """Write ``notebook`` as ``DIRECTORY/<name>-<short hash>.ipynb`` and return the path."""
+    import nbformat
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = nbformat.writes(notebook)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[:80] or "failure"
+    path = folder / f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}.ipynb"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def plot_timeline(
+    ledger: Ledger,
+    decisions: Sequence[Decision] = (),
+    *,
+    findings: Iterable[Any] = (),
+    holder: str | None = None,
+    ax: Any = None,
+) -> Any:
+    """Grants as bars from issue to revocation or expiry, uses as dots (green: accepted, grey:
+    refused), the uses behind a finding as red crosses. Returns the matplotlib axes."""
+    import matplotlib.pyplot as plt  # inline in a notebook; Agg when there is no display
+
+    leases = ledger.leases
+    grants = [
+        g
+        for g in ledger.grants
+        if holder is None
+        or (g.grant_id in leases and leases[g.grant_id].holder == holder)
+        or any(d.holder == holder and _grant_of(ledger, d) == g.grant_id for d in decisions)
+    ]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * max(1, len(grants))))
+    start = min([g.issued_at for g in grants] + [d.at for d in decisions], default=0.0)
+    rows = {g.grant_id: index for index, g in enumerate(grants)}
+    for grant in grants:
+        end = _closed_at(ledger, grant.grant_id)
+        row = rows[grant.grant_id]
+        ax.broken_barh(
+            [(grant.issued_at - start, max(end - grant.issued_at, 0.5))],
+            (row - 0.3, 0.6),
+            color="#9ecae1",
+        )
+        label = f"{grant.grant_id} {grant.principal}"
+        ax.text(grant.issued_at - start, row + 0.35, label, fontsize=8)
+    bad = {id(f.decision) for f in findings if getattr(f, "decision", None) is not None}
+    for decision in decisions:
+        grant_id = _grant_of(ledger, decision)
+        if grant_id not in rows:
+            continue
+        x, y = decision.at - start, rows[grant_id]
+        if id(decision) in bad or any(getattr(f, "decision", None) == decision for f in findings):
+            ax.plot(x, y, "x", color="red", markersize=12, markeredgewidth=2)
+        else:
+            ax.plot(x, y, "o", color="green" if decision.accepted else "grey")
+    ax.set_yticks(list(rows.values()), list(rows))
+    ax.set_xlabel("seconds since the first grant")
+    ax.set_title("grants (bars), uses (dots), findings (red crosses)")
+    return ax
+
+
+def _grant_of(ledger: Ledger, decision: Decision) -> str | None:
+    record = ledger.lookup(decision.fingerprint) if decision.fingerprint else None
+    return record.grant_id if record is not None else None
+
+
+def _closed_at(ledger: Ledger, grant_id: str) -> float:
+    grant = ledger.get_grant(grant_id)
+    ends = []
+    for fp in grant.fingerprints:
+        record = ledger.lookup(fp)
+        if record is None:
+            continue
+        closed = [t for t in (record.revoked_at, record.expired_at, record.token.expires_at) if t]
+        ends.append(min(closed))
+    revocations = [
+        e.at for e in ledger.events if isinstance(e, Revoked) and grant_id in e.grant_ids
+    ]
+    return min([*revocations, max(ends, default=grant.issued_at)])

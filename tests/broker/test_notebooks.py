@@ -1,0 +1,106 @@
+"""--jitchaos-notebooks: a test that fails its audit leaves a notebook that reruns on a real
+Jupyter kernel, prints the same findings and draws the timeline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.slow
+def test_audit_failure_notebook_replays_on_a_kernel(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        """
+    )
+    pytester.makepyfile(
+        test_leaky="""
+import requests
+
+
+def test_keeps_it_and_uses_it_late(jit, jitchaos_proxy, jitchaos_clock):
+    credential = jit.grant("subject:alice", {"read"}, ttl=30)
+    requests.get(jitchaos_proxy.service_url("api") + "/x", headers=credential.headers)
+"""
+    )
+    notebooks = pytester.path / "notebooks"
+    result = pytester.runpytest_subprocess(
+        "--jitchaos-notebooks", str(notebooks), "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1)
+    (path,) = notebooks.glob("*.ipynb")
+    assert path.name.startswith("test_leaky.py-test_keeps_it_and_uses_it_late-")
+    result.stdout.fnmatch_lines([f"*notebook: {path}*"])
+    text = path.read_text()
+    assert "[open-grant]" not in text or "open-grant" in text
+    notebook = nbformat.read(path, as_version=4)
+    # Jupyter's own deprecation notices are not ours to fix.
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    printed = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "[open-grant] grant g1 (subject:alice, read) granted to" in printed
+    images = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
+    assert images, "the timeline plot is drawn"
+    # No raw token anywhere in the notebook, before or after it ran.
+    assert not re.search(r"eyJ[\w-]{20,}\.[\w-]{20,}", nbformat.writes(notebook))
+    assert not re.search(r"eyJ[\w-]{20,}\.[\w-]{20,}", text)
+
+
+def test_plot_timeline_marks_findings(tmp_path: Path) -> None:
+    from jitchaos import Ledger, ManualClock, Policy, Principal, audit_grants
+    from jitchaos.notebook import audit_notebook, plot_timeline, write_notebook
+    from jitchaos.proxy import Decision
+    from jitchaos.strategies import grants  # noqa: F401 - the API a notebook user has
+
+    clock = ManualClock(start=1000)
+    ledger = Ledger(clock)
+    from jitchaos import GrantRequest
+
+    granted = GrantRequest(
+        principal=Principal.subject("alice"), client_id="web", scopes={"read"}, lifetime=60
+    ).record(ledger)
+    ledger.lease(granted.grant_id, holder="t", requested_ttl=60, ttl=60)
+    clock.advance(10)
+    ledger.revoke(grant=granted.grant_id)
+    use = Decision(
+        seq=1,
+        at=1020,
+        step=0,
+        service="api",
+        method="GET",
+        path="/x",
+        fingerprint=granted.tokens[0].fingerprint,
+        status=200,
+        holder="t",
+    )
+    report = audit_grants(ledger, [use], at=1030, holder="t")
+    assert [f.kind for f in report.findings] == ["use-after-window"]
+    ax = plot_timeline(ledger, [use], findings=report.findings, holder="t")
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["g1"]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert len(crosses) == 1
+    notebook = audit_notebook(ledger, [use], report, holder="t", policy=Policy())
+    path = write_notebook(notebook, tmp_path, "tests/x.py::test a")
+    assert path.name.startswith("tests-x.py-test-a-")
+    assert path.suffix == ".ipynb"
