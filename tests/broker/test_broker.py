@@ -243,3 +243,61 @@ def test_proxy_log_holds_decisions_for_jitchaos_audit(fronted: tuple[ChaosProxy,
     assert report.malformed == ()
     assert [d.status for d in report.decisions] == [200]
     assert token not in log.read_text()
+
+
+def test_renewal_beyond_the_cap_is_reported() -> None:
+    from jitchaos import GrantRequest, IssuedToken, Ledger, Principal, TokenKind
+
+    clock = ManualClock(start=1000)
+    ledger = Ledger(clock)
+    granted = GrantRequest(
+        principal=Principal.client("jit"),
+        client_id="jit",
+        scopes={"read"},
+        lifetime=30,
+        refresh=True,
+    ).record(ledger)
+    ledger.lease(granted.grant_id, holder="t", requested_ttl=30, ttl=30, max_ttl=60)
+    clock.advance(25)
+    spent = granted.tokens[1].fingerprint
+    ledger.refresh(
+        spent,
+        tokens=[
+            IssuedToken(
+                fingerprint="f" * 16,
+                kind=TokenKind.ACCESS,
+                issued_at=1025,
+                expires_at=1125,
+                scopes={"read"},
+            )
+        ],
+    )
+    ledger.revoke(grant=granted.grant_id)
+    report = audit_grants(ledger, at=clock.now(), holder="t")
+    (finding,) = report.findings
+    assert finding.kind == "renewal-beyond-cap"
+    assert "beyond its lease cap of 60s from 1000" in finding.sentence
+
+
+def test_use_after_expiry_by_a_lenient_service_is_reported(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    with (
+        ResourceService("jwt", leeway=3600).in_thread() as lenient,
+        ChaosProxy(CONFIG, services={"api": lenient.url}, clock=clock).in_thread() as proxy,
+    ):
+        lenient.point_at(proxy.url, issuer=proxy.url)
+        jit = broker(proxy, holder="t")
+        proxy.holder = "t"
+        with clock.freeze():
+            credential = jit.grant("client:jit", {"read"}, ttl=10)
+            clock.advance(60)
+            # An hour of leeway: the service accepts a token that expired 50 s ago.
+            assert use(proxy, credential.headers) == 200
+            jit.revoke(credential)
+        report = audit_grants(
+            jit.ledger, proxy.history.decisions, at=clock.now(), policy=Policy(leeway=5)
+        )
+    (finding,) = report.findings
+    assert finding.kind == "use-after-window"
+    assert "expired at" in finding.sentence
