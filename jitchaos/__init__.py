@@ -2,6 +2,7 @@
 
 from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
 from jitchaos._broker import Broker, Credential
+from jitchaos._checker import VIOLATION_KINDS, Violation, check
 from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
@@ -45,6 +46,7 @@ from jitchaos.proxy import ChaosProxy, ProxyClient
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "VIOLATION_KINDS",
     "AtStep",
     "AtTime",
     "AuditError",
@@ -95,8 +97,10 @@ __all__ = [
     "TokenStatus",
     "Trigger",
     "Verdict",
+    "Violation",
     "Widened",
     "audit_grants",
+    "check",
     "fingerprint",
     "mint_access_token",
     "read_audit",

@@ -420,6 +420,11 @@ class Ledger:
             return tuple(self._events)
 
     @property
+    def seq(self) -> int:
+        """How many events have been recorded (the seq of the latest)."""
+        return len(self._events)
+
+    @property
     def leases(self) -> dict[str, Leased]:
         """The lease of each grant handed out as one, by grant id."""
         with self._lock:

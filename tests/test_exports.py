@@ -12,6 +12,9 @@ from jitchaos.errors import JitchaosError
 
 EXPECTED = {
     "jitchaos": {
+        "VIOLATION_KINDS",
+        "Violation",
+        "check",
         "Broker",
         "BrokerError",
         "Credential",

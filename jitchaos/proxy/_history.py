@@ -36,6 +36,9 @@ class Decision:
     """Fingerprint of the bearer token the request carried, if any."""
     status: int
     """HTTP status the service answered (or the proxy, when the service was unreachable)."""
+    ledger_seq: int = 0
+    """How many ledger events had been recorded when the service answered: with a clock that
+    did not move, it orders the decision among events of the same instant."""
     holder: str | None = None
     """Who was driving the traffic then (the proxy's :attr:`~ChaosProxy.holder`, e.g. the
     pytest node id the plugin sets), for the post-test audit."""
@@ -61,6 +64,7 @@ class Decision:
             "seq": int,
             "step": int,
             "status": int,
+            "ledger_seq": int,
             "at": (int, float),
             "service": str,
             "method": str,

@@ -904,6 +904,7 @@ class ChaosProxy:
             path=request.path,
             fingerprint=token,
             status=response.status,
+            ledger_seq=self.ledger.seq,
             holder=self.holder,
         )
         record = getattr(self.ledger.audit, "write_decision", None)

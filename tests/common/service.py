@@ -27,9 +27,12 @@ class IdPUnavailable(Exception):
 
 
 class ResourceService:
-    def __init__(self, mode: Literal["jwt", "introspect"], *, leeway: float = 0) -> None:
+    def __init__(
+        self, mode: Literal["jwt", "introspect"], *, leeway: float = 0, jwks_cooldown: float = 0
+    ) -> None:
         self.mode = mode
         self.leeway = leeway
+        self.jwks_cooldown = jwks_cooldown
         self.issuer: str | None = None
         self.jwks: jwt.PyJWKClient | None = None
         self.introspection_url: str | None = None
@@ -38,7 +41,9 @@ class ResourceService:
     def point_at(self, idp_url: str, *, issuer: str) -> None:
         """Use the IdP (or proxy) at ``idp_url``; tokens must come from ``issuer``."""
         self.issuer = issuer
-        self.jwks = jwt.PyJWKClient(f"{idp_url}/jwks", cache_keys=False, cooldown_duration=0)
+        self.jwks = jwt.PyJWKClient(
+            f"{idp_url}/jwks", cache_keys=False, cooldown_duration=self.jwks_cooldown
+        )
         self.introspection_url = f"{idp_url}/introspect"
 
     async def _handle(self, request: web.Request) -> web.Response:

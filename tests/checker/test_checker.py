@@ -1,0 +1,172 @@
+"""The checker judges real decisions recorded by the proxy against the ledger: each violation
+kind from a service that really makes that mistake, and nothing inside the policy's windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+import requests
+
+from jitchaos import ManualClock, Policy, check
+from jitchaos.faults import Narrow, Revoke, RotateKeys
+from jitchaos.idp import EmbeddedIdP
+from jitchaos.proxy import ChaosProxy, Decision
+from tests.common.idp import client_credentials
+from tests.common.service import ResourceService
+
+NEEDS = {"GET /read": {"read"}, "POST /write": {"write"}}
+Start = Callable[..., ChaosProxy]
+
+
+@pytest.fixture
+def start(idp: EmbeddedIdP) -> Iterator[Start]:
+    with ExitStack() as stack:
+
+        def run(mode: str = "jwt", **settings: float) -> ChaosProxy:
+            service = stack.enter_context(ResourceService(mode, **settings).in_thread())  # type: ignore[arg-type]
+            proxy = stack.enter_context(ChaosProxy(idp, services={"api": service.url}).in_thread())
+            service.point_at(proxy.url, issuer=idp.issuer)
+            return proxy
+
+        yield run
+
+
+def call(proxy: ChaosProxy, token: str, route: str = "GET /read") -> int:
+    method, path = route.split()
+    return requests.request(
+        method,
+        proxy.service_url("api") + path,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).status_code
+
+
+def kinds(proxy: ChaosProxy, policy: Policy | None = None, **extra: object) -> list[str]:
+    found = check(
+        proxy.ledger, proxy.history.decisions, policy=policy, required_scopes=NEEDS, **extra
+    )  # type: ignore[arg-type]
+    return [v.kind for v in found]
+
+
+def test_revoked_token_accepted_beyond_staleness_only(start: Start, clock: ManualClock) -> None:
+    proxy = start("jwt")
+    token = client_credentials(proxy, "read")["access_token"]
+    proxy.apply(Revoke(target="grant:g1"))
+    clock.advance(10)
+    assert call(proxy, token) == 200  # trusts the JWT until exp
+    assert kinds(proxy, Policy(staleness=30)) == []  # allowed: a 30 s cache
+    assert kinds(proxy, Policy(staleness=5)) == ["revoked-token-accepted"]
+    (violation,) = check(proxy.ledger, proxy.history.decisions, policy=Policy(staleness=5))
+    text = violation.format()
+    assert "GET /read" in text
+    assert "revoked" in text
+    assert token not in text
+
+
+def test_introspecting_service_has_no_violation(start: Start, clock: ManualClock) -> None:
+    proxy = start("introspect")
+    token = client_credentials(proxy, "read write")["access_token"]
+    assert call(proxy, token, "POST /write") == 200
+    proxy.apply(Narrow(scopes=frozenset({"read"}), target="grant:g1"))
+    assert call(proxy, token, "POST /write") == 403
+    assert call(proxy, token) == 200
+    proxy.apply(Revoke(target="grant:g1"))
+    assert call(proxy, token) == 401
+    assert kinds(proxy) == []
+
+
+def test_narrowed_scope_honoured(start: Start, clock: ManualClock) -> None:
+    proxy = start("jwt")
+    token = client_credentials(proxy, "read write")["access_token"]
+    proxy.apply(Narrow(scopes=frozenset({"read"}), target="grant:g1"))
+    clock.advance(60)
+    assert call(proxy, token, "POST /write") == 200  # the JWT still says write
+    assert call(proxy, token) == 200  # read is still granted: fine
+    assert kinds(proxy, Policy(staleness=30)) == ["narrowed-scope-honoured"]
+
+
+def test_expired_token_accepted(start: Start, clock: ManualClock) -> None:
+    proxy = start("jwt", leeway=3600)
+    token = client_credentials(proxy, "read", ttl="60")["access_token"]
+    with clock.freeze():
+        clock.advance(120)
+        assert call(proxy, token) == 200
+    assert kinds(proxy, Policy(leeway=30)) == ["expired-token-accepted"]
+    assert kinds(proxy, Policy(leeway=120)) == []
+
+
+def test_valid_token_rejected_after_rotation_without_refetch(
+    start: Start, clock: ManualClock
+) -> None:
+    proxy = start("jwt", jwks_cooldown=30)  # PyJWKClient's default: no refetch for 30 s
+    first = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, first) == 200
+    proxy.apply(RotateKeys(mode="add"))
+    fresh = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, fresh) == 401
+    assert kinds(proxy) == ["valid-token-rejected"]
+
+
+def test_hostile_and_unknown_tokens(start: Start) -> None:
+    proxy = start("jwt")
+    token = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, token) == 200
+    (decision,) = proxy.history.decisions
+    forged = Decision(
+        seq=9,
+        at=decision.at,
+        step=0,
+        service="api",
+        method="GET",
+        path="/read",
+        fingerprint="0123456789abcdef",
+        status=200,
+    )
+    refused = Decision(
+        seq=10,
+        at=decision.at,
+        step=0,
+        service="api",
+        method="GET",
+        path="/read",
+        fingerprint="fedcba9876543210",
+        status=401,
+    )
+    outage = Decision(
+        seq=11,
+        at=decision.at,
+        step=0,
+        service="api",
+        method="GET",
+        path="/read",
+        fingerprint=decision.fingerprint,
+        status=503,
+    )
+    found = check(
+        proxy.ledger, [decision, forged, refused, outage], hostile={decision.fingerprint or ""}
+    )
+    assert [v.kind for v in found] == ["hostile-token-accepted", "hostile-token-accepted"]
+    assert "a forged token" in found[0].sentence
+    assert "never issued" in found[1].sentence
+
+
+def test_scope_not_enforced(start: Start) -> None:
+    proxy = start("jwt")
+    token = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, token, "POST /write") == 403
+    (decision,) = proxy.history.decisions
+    lenient = Decision(
+        seq=2,
+        at=decision.at,
+        step=0,
+        service="api",
+        method="POST",
+        path="/write",
+        fingerprint=decision.fingerprint,
+        status=200,
+    )
+    assert [v.kind for v in check(proxy.ledger, [lenient], required_scopes=NEEDS)] == [
+        "scope-not-enforced"
+    ]
