@@ -29,6 +29,7 @@ from jitchaos._ledger import (
 from jitchaos._policy import Policy
 from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
+from jitchaos._stateful import AuthChaosMachine
 from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
     AuditError,
@@ -53,6 +54,7 @@ __all__ = [
     "AuditLog",
     "AuditLogError",
     "AuditReport",
+    "AuthChaosMachine",
     "Broker",
     "BrokerError",
     "ChaosProxy",

@@ -86,8 +86,11 @@ def check(
     as_of: dict[int, Ledger] = {}
     for decision in decisions:
         judge_by = ledger
-        later = events[decision.ledger_seq :] if 0 < decision.ledger_seq < len(events) else ()
-        if any(event.at <= decision.at for event in later):
+        # Events are in time order (the clock never goes back): only the first event recorded
+        # after the answer can share its instant.
+        if 0 < decision.ledger_seq < len(events) and (
+            events[decision.ledger_seq].at <= decision.at
+        ):
             # Events of the same instant recorded after the service answered: judge the
             # decision by the ledger as it stood then.
             if decision.ledger_seq not in as_of:

@@ -70,9 +70,10 @@ class KeyRing:
     Thread-safe: tests rotate keys from their own thread while the IdP signs on its event loop.
     """
 
-    def __init__(self, algorithm: Algorithm = "RS256") -> None:
+    def __init__(self, algorithm: Algorithm = "RS256", *, key: SigningKey | None = None) -> None:
+        """A ring holding one key: ``key``, or a new one for ``algorithm``."""
         self._lock = threading.Lock()
-        first = SigningKey.generate(algorithm)
+        first = key if key is not None else SigningKey.generate(algorithm)
         self._keys: tuple[SigningKey, ...] = (first,)
         self._current = first
 

@@ -12,6 +12,7 @@ from jitchaos.errors import JitchaosError
 
 EXPECTED = {
     "jitchaos": {
+        "AuthChaosMachine",
         "VIOLATION_KINDS",
         "Violation",
         "check",

@@ -81,12 +81,20 @@ def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
     return check
 
 
+def _client_tuple(value: Iterable[ClientConfig]) -> tuple[ClientConfig, ...]:
+    return tuple(value)
+
+
+def _user_tuple(value: Iterable[UserConfig]) -> tuple[UserConfig, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class IdPConfig:
     """Everything the embedded IdP serves: clients, users, audience and lifetimes."""
 
-    clients: tuple[ClientConfig, ...] = attrs.field(converter=tuple)
-    users: tuple[UserConfig, ...] = attrs.field(default=(), converter=tuple)
+    clients: tuple[ClientConfig, ...] = attrs.field(converter=_client_tuple)
+    users: tuple[UserConfig, ...] = attrs.field(default=(), converter=_user_tuple)
     audience: str = "jitchaos"
     """``aud`` of every access token: the resource servers under test."""
     access_ttl: int = attrs.field(default=300, validator=_positive("access_ttl"))

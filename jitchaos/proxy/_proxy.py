@@ -359,6 +359,15 @@ class ChaosProxy:
         self.engine.tick()
         return now
 
+    def retarget(self, name: str, url: str) -> None:
+        """Send service ``name``'s traffic to ``url`` from now on (its listener stays)."""
+        if name not in self.services:
+            raise InvalidArgument(f"name={name!r} is not a configured service")
+        parsed = URL(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InvalidArgument(f"url={url!r} must be an http(s) URL")
+        self.services[name] = parsed
+
     def reset(self) -> None:
         """Forget the schedule, lasting effects and history (the ledger, like the audit log,
         only grows)."""
@@ -850,7 +859,7 @@ class ChaosProxy:
 
     def _service_app(self, name: str, target: URL) -> web.Application:
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self._service_request(request, name, target)
+            return await self._service_request(request, name, self.services[name])
 
         app = web.Application(middlewares=[_refuse_foreign_targets], client_max_size=0)
         app.router.add_route("*", "/{tail:.*}", handle)

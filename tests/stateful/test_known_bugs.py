@@ -1,0 +1,92 @@
+"""The machine against the known-bug services: each bug is found, its shrunk sequence holds the
+fault that causes it, and each correct twin runs many examples without a false alarm."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from examples import introspection_cache, jwks_cache, jwks_wiped, permission_cache
+from jitchaos import AuthChaosMachine, Policy
+
+ROUTES = {"GET /read": {"read"}, "POST /write": {"write"}}
+FIND = settings(
+    max_examples=400,
+    stateful_step_count=10,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    # A fixed search order: CI proves the same thing every time (bench/ measures the spread).
+    derandomize=True,
+    # No explain phase: it reruns the failure under a tracer, which costs more than the search.
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
+CLEAN = settings(FIND, max_examples=60)
+
+
+def machine(factory: Callable[..., Any], policy: Policy, **options: Any) -> type[AuthChaosMachine]:
+    return type(
+        f"Machine_{factory.__module__.rsplit('.', 1)[-1]}_{options.get('fixed', False)}",
+        (AuthChaosMachine,),
+        {
+            "service": staticmethod(functools.partial(factory, **options)),
+            "routes": ROUTES,
+            "policy": policy,
+        },
+    )
+
+
+CASES = [
+    # (service, policy, violation kinds, the rules one of which causes it)
+    (
+        permission_cache.make_app,
+        Policy(staleness=30),
+        # Keyed by subject: a narrowing is ignored, and so is a later grant with more scopes.
+        # ... and a user's later token borrows scopes an earlier token had.
+        {"narrowed-scope-honoured", "valid-token-rejected", "scope-not-enforced"},
+        {"narrow", "grant"},
+    ),
+    (
+        introspection_cache.make_app,
+        Policy(staleness=30),
+        {"revoked-token-accepted", "narrowed-scope-honoured", "expired-token-accepted"},
+        {"revoke", "narrow", "advance"},
+    ),
+    (jwks_cache.make_app, Policy(staleness=300), {"valid-token-rejected"}, {"rotate_keys"}),
+    (jwks_wiped.make_app, Policy(staleness=300), {"valid-token-rejected"}, {"outage"}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("factory", "policy", "kinds", "faults"), CASES)
+def test_the_bug_is_found_and_shrunk(
+    factory: Callable[..., Any], policy: Policy, kinds: set[str], faults: set[str]
+) -> None:
+    with pytest.raises(AssertionError) as caught:
+        run_state_machine_as_test(machine(factory, policy), settings=FIND)
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    message = f"{caught.value}\n{notes}"
+    assert any(f"[{kind}]" in message for kind in kinds), message
+    assert any(f"state.{fault}(" in notes for fault in faults), notes
+    steps = [
+        line
+        for line in notes.splitlines()
+        if ("state." in line or "= state." in line)
+        and "no_violation" not in line
+        and "teardown" not in line
+        and "AuthChaosMachine" not in line
+        and "Machine_" not in line
+    ]
+    # The hand-written minimal sequences have at most five steps; shrinking gets within one.
+    assert len(steps) <= 6, notes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("factory", "policy"), [(c[0], c[1]) for c in CASES])
+def test_the_correct_twin_raises_no_alarm(factory: Callable[..., Any], policy: Policy) -> None:
+    run_state_machine_as_test(machine(factory, policy, fixed=True), settings=CLEAN)
