@@ -157,6 +157,26 @@ class Fault(Protocol):
         ...
 
 
+class EndpointWindow(Effect):
+    """An effect on every request to one endpoint until ``until`` (clock time), and on at
+    least one: with a clock that does not move, a zero-length window still acts once."""
+
+    def __init__(self, endpoint: str, until: float) -> None:
+        self.endpoint = endpoint
+        self.until = until
+        self._hit = False
+
+    def due(self, exchange: Exchange, world: World) -> bool:
+        """Whether this request falls in the window (ending the effect once it has passed)."""
+        if exchange.endpoint != self.endpoint:
+            return False
+        if self._hit and world.now() >= self.until:
+            self.done = True
+            return False
+        self._hit = True
+        return True
+
+
 class OnNextToken(Effect):
     """Apply a change to the next token a request carries or is issued (target "request")."""
 

@@ -17,6 +17,7 @@ from jitchaos.faults._base import (
     Answer,
     Effect,
     Endpoint,
+    EndpointWindow,
     Exchange,
     World,
     check_endpoint,
@@ -43,22 +44,15 @@ class Latency:
         )
 
 
-class _Slow(Effect):
+class _Slow(EndpointWindow):
     """Delays every request to the endpoint until ``until`` (clock time), and at least one."""
 
     def __init__(self, latency: Latency, until: float) -> None:
+        super().__init__(latency.endpoint, until)
         self._latency = latency
-        self._until = until
-        self._hit = False
 
     def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
-        if exchange.endpoint != self._latency.endpoint:
-            return None
-        if self._hit and world.now() >= self._until:
-            self.done = True
-            return None
-        self._hit = True
-        return self._wait()
+        return self._wait() if self.due(exchange, world) else None
 
     async def _wait(self) -> None:
         await asyncio.sleep(self._latency.seconds)

@@ -17,6 +17,7 @@ from jitchaos.faults._base import (
     Answer,
     Effect,
     Endpoint,
+    EndpointWindow,
     Exchange,
     World,
     check_endpoint,
@@ -48,22 +49,15 @@ class Outage:
         )
 
 
-class _Failing(Effect):
+class _Failing(EndpointWindow):
     """Fails every request to the endpoint until ``until`` (clock time), and at least one."""
 
     def __init__(self, outage: Outage, until: float) -> None:
+        super().__init__(outage.endpoint, until)
         self._outage = outage
-        self._until = until
-        self._hit = False
 
     def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
-        if exchange.endpoint != self._outage.endpoint:
-            return None
-        if self._hit and world.now() >= self._until:
-            self.done = True
-            return None
-        self._hit = True
-        return self._answer(world)
+        return self._answer(world) if self.due(exchange, world) else None
 
     async def _answer(self, world: World) -> Answer:
         mode = self._outage.mode
