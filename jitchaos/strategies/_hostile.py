@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from hypothesis import strategies as st
 
@@ -127,6 +127,27 @@ def _attacker_jwk() -> dict[str, str]:
     jwk: dict[str, str] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_attacker().public_key()))
     jwk.update(kid="attacker", alg="RS256", use="sig")
     return jwk
+
+
+def _warm_up_certificates() -> None:
+    """Build one throwaway certificate now, at import.
+
+    cryptography's Rust core remembers the ``datetime`` type the first time it builds a
+    certificate; if that first time is under freezegun (a test freezing the clock while
+    drawing jku/x5u tokens), it remembers freezegun's class and refuses real datetimes for
+    the rest of the process (trustme, anything else that makes certificates).
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warm-up")])
+    when = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(
+        key.public_key()
+    ).serial_number(1).not_valid_before(when).not_valid_after(
+        when + datetime.timedelta(days=1)
+    ).sign(key, hashes.SHA256())
+
+
+_warm_up_certificates()
 
 
 @functools.cache

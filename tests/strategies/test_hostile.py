@@ -318,3 +318,14 @@ def test_unknown_attack_drawn_is_named() -> None:
     strategy = hostile_tokens(legitimate=LEGIT, keys=RING, attacks=st.just("meteor"))
     with pytest.raises(InvalidArgument, match="attacks drew 'meteor'"):
         find(strategy, lambda hostile: True)
+
+
+def test_certificates_still_work_after_x5u_tokens_drawn_under_a_frozen_clock() -> None:
+    import trustme
+
+    from jitchaos.strategies import jku_tokens
+
+    with CLOCK.freeze():
+        drawn = find(jku_tokens(legitimate=LEGIT, keys=RING), lambda h: "x5u" in h.variant)
+    assert "BEGIN CERTIFICATE" in next(iter(drawn.served.values()))
+    trustme.CA().issue_cert("127.0.0.1")  # cryptography still takes real datetimes
