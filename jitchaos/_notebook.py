@@ -124,13 +124,13 @@ def plot_timeline(
         )
         label = f"{grant.grant_id} {grant.principal}"
         ax.text(grant.issued_at - start, row + 0.35, label, fontsize=8)
-    bad = {id(f.decision) for f in findings if getattr(f, "decision", None) is not None}
+    bad = [f.decision for f in findings if getattr(f, "decision", None) is not None]
     for decision in decisions:
         grant_id = _grant_of(ledger, decision)
         if grant_id not in rows:
             continue
         x, y = decision.at - start, rows[grant_id]
-        if id(decision) in bad or any(getattr(f, "decision", None) == decision for f in findings):
+        if decision in bad:
             ax.plot(x, y, "x", color="red", markersize=12, markeredgewidth=2)
         else:
             ax.plot(x, y, "o", color="green" if decision.accepted else "grey")

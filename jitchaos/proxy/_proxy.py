@@ -572,7 +572,6 @@ class ChaosProxy:
     ) -> dict[str, Any]:
         """Read what the upstream issued, let faults change it, re-mint when needed, record it
         in the ledger, and return what the client gets."""
-        upstream = self._require_upstream()
         now = self.clock.now()
         raw = payload["access_token"]
         parsed = parse_compact(raw)
@@ -662,7 +661,6 @@ class ChaosProxy:
                 )
             )
         self._record_issue(tokens, spent, form, client_id, info, issue.scopes)
-        del upstream
         self.engine.event("first-refresh" if spent is not None else "first-grant")
         self.engine.offer_token(access.fingerprint)
         return payload
