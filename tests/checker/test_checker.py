@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
+import attrs
 import pytest
 import requests
 
 from jitchaos import ManualClock, Policy, check
 from jitchaos.faults import Narrow, Revoke, RotateKeys
 from jitchaos.idp import EmbeddedIdP
-from jitchaos.proxy import ChaosProxy, Decision
+from jitchaos.proxy import ChaosProxy
 from tests.common.idp import client_credentials
 from tests.common.service import ResourceService
 
@@ -114,36 +115,10 @@ def test_hostile_and_unknown_tokens(start: Start) -> None:
     token = client_credentials(proxy, "read")["access_token"]
     assert call(proxy, token) == 200
     (decision,) = proxy.history.decisions
-    forged = Decision(
-        seq=9,
-        at=decision.at,
-        step=0,
-        service="api",
-        method="GET",
-        path="/read",
-        fingerprint="0123456789abcdef",
-        status=200,
-    )
-    refused = Decision(
-        seq=10,
-        at=decision.at,
-        step=0,
-        service="api",
-        method="GET",
-        path="/read",
-        fingerprint="fedcba9876543210",
-        status=401,
-    )
-    outage = Decision(
-        seq=11,
-        at=decision.at,
-        step=0,
-        service="api",
-        method="GET",
-        path="/read",
-        fingerprint=decision.fingerprint,
-        status=503,
-    )
+    # What other services would have answered to other tokens at the same moment:
+    forged = attrs.evolve(decision, seq=9, fingerprint="0123456789abcdef")
+    refused = attrs.evolve(decision, seq=10, fingerprint="fedcba9876543210", status=401)
+    outage = attrs.evolve(decision, seq=11, status=503)
     found = check(
         proxy.ledger, [decision, forged, refused, outage], hostile={decision.fingerprint or ""}
     )
@@ -157,16 +132,7 @@ def test_scope_not_enforced(start: Start) -> None:
     token = client_credentials(proxy, "read")["access_token"]
     assert call(proxy, token, "POST /write") == 403
     (decision,) = proxy.history.decisions
-    lenient = Decision(
-        seq=2,
-        at=decision.at,
-        step=0,
-        service="api",
-        method="POST",
-        path="/write",
-        fingerprint=decision.fingerprint,
-        status=200,
-    )
+    lenient = attrs.evolve(decision, seq=2, status=200)  # a service that let it through
     assert [v.kind for v in check(proxy.ledger, [lenient], required_scopes=NEEDS)] == [
         "scope-not-enforced"
     ]
