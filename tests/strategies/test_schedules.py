@@ -27,10 +27,11 @@ def test_schedules_shrink_to_the_single_fault_that_matters_fired_late() -> None:
     schedule = find(
         schedules(horizon=40, max_size=8),
         lambda s: any(isinstance(e.fault, Revoke) for e in s.entries) and len(s) >= 1,
-        settings=settings(max_examples=2000),
+        settings=settings(max_examples=2000, derandomize=True, database=None),
     )
-    (entry,) = schedule.entries
-    assert entry.fault == Revoke()  # target "request", no delay: the simplest revocation
+    (entry,) = schedule.entries  # the other faults are gone
+    assert isinstance(entry.fault, Revoke)
+    assert entry.fault.delay == 0
     assert entry.trigger == AtStep(40)  # moved as late as the horizon allows
 
 
@@ -39,7 +40,7 @@ def test_schedules_shrink_keeps_what_is_needed() -> None:
     schedule = find(
         schedules(max_size=8),
         lambda s: {type(e.fault) for e in s.entries} >= {Expire, Outage},
-        settings=settings(max_examples=3000),
+        settings=settings(max_examples=3000, derandomize=True, database=None),
     )
     assert sorted(type(e.fault).__name__ for e in schedule.entries) == ["Expire", "Outage"]
 
