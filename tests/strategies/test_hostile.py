@@ -255,7 +255,13 @@ def test_strict_rejects_all_and_naive_accepts_some(attack: str, tmp_path: Path) 
     else:
         strategy = ATTACKS[attack](legitimate=LEGIT, keys=RING)
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+        derandomize=True,  # "accepts some" must not hang on the luck of one run
+        database=None,
+    )
     @given(strategy)
     def check(hostile: HostileToken) -> None:
         assert hostile.attack == attack
