@@ -7,31 +7,19 @@ decision inside those windows is indeterminate, not wrong (Jepsen-style).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 
+from jitchaos._checks import check_seconds
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["Policy"]
 
 
-def _seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidArgument(
-            f"{attribute.name}={value!r} must be a finite number of seconds >= 0"
-        )
-
-
 def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        _seconds(instance, attribute, value)
+        check_seconds(instance, attribute, value)
         if value == 0:
             raise InvalidArgument(f"{attribute.name}=0 would refuse every token; use None or > 0")
 
@@ -40,12 +28,12 @@ def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: 
 class Policy:
     """What a service under test is allowed: the checker's allowance for each decision."""
 
-    staleness: float = attrs.field(default=0.0, validator=_seconds)
+    staleness: float = attrs.field(default=0.0, validator=check_seconds)
     """Seconds after a revocation, narrowing or early expiry during which the service may still
     act on what it knew before (an introspection or permission cache)."""
-    leeway: float = attrs.field(default=0.0, validator=_seconds)
+    leeway: float = attrs.field(default=0.0, validator=check_seconds)
     """Clock disagreement tolerated around ``exp``, ``nbf`` and ``iat``."""
-    key_staleness: float = attrs.field(default=0.0, validator=_seconds)
+    key_staleness: float = attrs.field(default=0.0, validator=check_seconds)
     """Seconds after a key rotation or removal during which the service may still use the key
     set it had (a JWKS cache)."""
     max_lifetime: float | None = attrs.field(default=None, validator=_optional_seconds)

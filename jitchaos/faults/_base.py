@@ -17,13 +17,13 @@ numbers; everything they do follows from the fault's fields, the clock and the t
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args
 
 import attrs
 
+from jitchaos._checks import check_seconds
 from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -198,18 +198,6 @@ def check_target(instance: object, attribute: attrs.Attribute[Any], value: objec
         raise InvalidArgument(
             f"{attribute.name}={value!r} must be 'request', 'token:FINGERPRINT', 'grant:ID' or "
             "'principal:subject:NAME' / 'principal:client:ID'"
-        )
-
-
-def check_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidArgument(
-            f"{attribute.name}={value!r} must be a finite number of seconds >= 0"
         )
 
 

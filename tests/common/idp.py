@@ -133,3 +133,18 @@ def web_session() -> OAuth2Session:
         redirect_uri=REDIRECT,
         code_challenge_method="S256",
     )
+
+
+def live_tokens(idp: Served) -> dict[str, str]:
+    """One token of each kind from ``idp``: a service token, a user's access, rotated refresh,
+    spent refresh and ID tokens (what the bad-input tests mangle)."""
+    user = user_tokens(idp)
+    spent = user["refresh_token"]
+    rotated = refresh(idp, spent).json()
+    return {
+        "service": client_credentials(idp, "read")["access_token"],
+        "user_access": user["access_token"],
+        "user_refresh": rotated["refresh_token"],
+        "spent_refresh": spent,
+        "id_token": user["id_token"],
+    }

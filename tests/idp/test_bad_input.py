@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from jitchaos import Revoked, fingerprint
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.strategies import scopes
-from tests.common.idp import client_credentials, refresh, user_tokens
+from tests.common.idp import live_tokens
 
 RFC_ERRORS = {
     "invalid_request",
@@ -170,18 +170,9 @@ def requests_to_endpoints(draw: st.DrawFn, tokens: dict[str, str]) -> dict[str, 
     return {"path": path, "body": body, "headers": headers, "pairs": pairs}
 
 
-@pytest.fixture
-def live_tokens(idp: EmbeddedIdP) -> dict[str, str]:
-    user = user_tokens(idp)
-    spent = user["refresh_token"]
-    rotated = refresh(idp, spent).json()
-    return {
-        "service": client_credentials(idp, "read")["access_token"],
-        "user_access": user["access_token"],
-        "user_refresh": rotated["refresh_token"],
-        "spent_refresh": spent,
-        "id_token": user["id_token"],
-    }
+@pytest.fixture(name="live_tokens")
+def _live_tokens(idp: EmbeddedIdP) -> dict[str, str]:
+    return live_tokens(idp)
 
 
 def test_endpoints_survive_arbitrary_input(idp: EmbeddedIdP, live_tokens: dict[str, str]) -> None:

@@ -10,21 +10,13 @@ from hypothesis import HealthCheck, given, settings
 
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
-from tests.common.idp import client_credentials, refresh, user_tokens
+from tests.common.idp import live_tokens
 from tests.idp.test_bad_input import RFC_ERRORS, requests_to_endpoints
 
 
 def test_proxy_survives_arbitrary_input(idp: EmbeddedIdP) -> None:
     with ChaosProxy(idp).in_thread() as proxy:
-        user = user_tokens(proxy)
-        spent = user["refresh_token"]
-        tokens = {
-            "service": client_credentials(proxy, "read")["access_token"],
-            "user_access": user["access_token"],
-            "user_refresh": refresh(proxy, spent).json()["refresh_token"],
-            "spent_refresh": spent,
-            "id_token": user["id_token"],
-        }
+        tokens = live_tokens(proxy)
         session = requests.Session()
 
         @settings(
