@@ -10,7 +10,7 @@ token lifetime.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import jwt
@@ -28,30 +28,42 @@ def make_app(
     now: Callable[[], float] = time.time,
     fixed: bool = False,
 ) -> web.Application:
-    iss = issuer if issuer is not None else idp_url
+    app = service(lambda token: check(token))
+    check = jwt_validator(app, idp_url, issuer if issuer is not None else idp_url, now, fixed)
+    session_context(app, SESSION)
+    return app
+
+
+def jwt_validator(
+    app: web.Application,
+    idp_url: str,
+    issuer: str,
+    now: Callable[[], float],
+    refetch: bool,
+) -> Callable[[str], Awaitable[frozenset[str] | None]]:
+    """Local JWT validation against a cached JWKS; ``refetch`` is the fix (see above)."""
     keys: dict[str, jwt.PyJWK] = {}
-    fetched = {"at": None}
+    fetched: dict[str, float | None] = {"at": None}
+
+    async def load() -> None:
+        keys.clear()
+        keys.update(await fetch_jwks(app[SESSION], f"{idp_url}/jwks"))
+        fetched["at"] = now()
 
     async def check(token: str) -> frozenset[str] | None:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
             return None
-        if not keys or (fixed and kid not in keys and fetched["at"] != now()):
-            keys.clear()
-            keys.update(await fetch_jwks(app[SESSION], f"{idp_url}/jwks"))
-            fetched["at"] = now()  # type: ignore[assignment]
+        if not keys or (refetch and kid not in keys and fetched["at"] != now()):
+            await load()
         key = keys.get(kid) if isinstance(kid, str) else None
-        claims = verify(token, key, now(), iss) if key is not None else None
-        if claims is None and fixed and key is not None and fetched["at"] != now():
+        claims = verify(token, key, now(), issuer) if key is not None else None
+        if claims is None and refetch and key is not None and fetched["at"] != now():
             # The kid is known but the signature fails: the key behind it may have changed.
-            keys.clear()
-            keys.update(await fetch_jwks(app[SESSION], f"{idp_url}/jwks"))
-            fetched["at"] = now()  # type: ignore[assignment]
+            await load()
             key = keys.get(kid) if isinstance(kid, str) else None
-            claims = verify(token, key, now(), iss) if key is not None else None
+            claims = verify(token, key, now(), issuer) if key is not None else None
         return scopes_of(claims) if claims is not None else None
 
-    app = service(check)
-    session_context(app, SESSION)
-    return app
+    return check

@@ -29,7 +29,7 @@ from jitchaos._ledger import (
 from jitchaos._policy import Policy
 from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
-from jitchaos._stateful import AuthChaosMachine
+from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
 from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
     AuditError,
@@ -58,6 +58,7 @@ __all__ = [
     "Broker",
     "BrokerError",
     "ChaosProxy",
+    "ClientChaosMachine",
     "Clock",
     "ConfigError",
     "ControlError",

@@ -12,7 +12,15 @@ from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
-from jitchaos._ledger import Ledger, LedgerEvent, Narrowed, Outcome, TokenKind
+from jitchaos._ledger import (
+    Ledger,
+    LedgerEvent,
+    Narrowed,
+    Outcome,
+    Refreshed,
+    Revoked,
+    TokenKind,
+)
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 from jitchaos.proxy._history import Decision
@@ -27,6 +35,9 @@ VIOLATION_KINDS = (
     "valid-token-rejected",
     "hostile-token-accepted",
     "refresh-token-accepted",
+    "no-recovery-after-revoke",
+    "refresh-storm",
+    "cross-principal-leak",
 )
 
 _REJECTED = frozenset({401, 403})
@@ -38,7 +49,8 @@ class Violation:
 
     kind: str
     """One of :data:`VIOLATION_KINDS`."""
-    decision: Decision
+    decision: Decision | None
+    """The wrong decision; None for what a client did at the IdP (a refresh storm)."""
     sentence: str
     evidence: tuple[LedgerEvent, ...] = ()
 
@@ -48,7 +60,8 @@ class Violation:
         for event in self.evidence:
             lines.append(f"  t={event.at:.0f}  #{event.seq} {_describe(event)}")
         d = self.decision
-        lines.append(f"  t={d.at:.0f}  {d.method} {d.path} -> {d.status}")
+        if d is not None:
+            lines.append(f"  t={d.at:.0f}  {d.method} {d.path} -> {d.status}")
         return "\n".join(lines)
 
 
@@ -68,22 +81,33 @@ def check(
     policy: Policy | None = None,
     required_scopes: Mapping[str, Collection[str]] | None = None,
     hostile: Collection[str] = (),
+    clients: Collection[str] = (),
+    since: int = 0,
 ) -> tuple[Violation, ...]:
     """Judge every decision that carried a token.
 
     ``required_scopes`` maps ``"METHOD /path"`` (or ``"/path"``) to the scopes the route needs;
     ``hostile`` holds fingerprints of forged tokens a test submitted (any acceptance of one, or
-    of a token the IdP never issued, is a violation).
+    of a token the IdP never issued, is a violation). ``clients`` names the OAuth clients whose
+    token handling is under test: their tokens are also checked for recovery after a refusal
+    (``no-recovery-after-revoke``) and their grants for refresh storms (in ledger events after
+    event ``since``: a stateful test's earlier examples share the ledger).
     """
     if not isinstance(ledger, Ledger):
         raise InvalidArgument(f"ledger={ledger!r} must be a Ledger")
     policy = policy if policy is not None else Policy()
     if not isinstance(policy, Policy):
         raise InvalidArgument(f"policy={policy!r} must be a Policy")
+    if isinstance(clients, str):
+        raise InvalidArgument(f"clients={clients!r} must be a collection of client ids")
     forged = frozenset(hostile)
+    under_test = frozenset(clients)
     found: list[Violation] = []
     events = ledger.events
     as_of: dict[int, Ledger] = {}
+    refused: dict[str, Decision] = {}  # dead token -> the first decision that refused it
+    reported: set[str] = set()
+    served: list[tuple[Decision, Ledger]] = []  # accepted decisions, for cross-principal leaks
     for decision in decisions:
         judge_by = ledger
         # Events are in time order (the clock never goes back): only the first event recorded
@@ -97,9 +121,131 @@ def check(
                 as_of[decision.ledger_seq] = Ledger.replay(events[: decision.ledger_seq])
             judge_by = as_of[decision.ledger_seq]
         violation = _judge(judge_by, decision, policy, required_scopes or {}, forged)
+        if violation is not None and violation.kind == "scope-not-enforced":
+            violation = _leak(judge_by, violation, served) or violation
         if violation is not None:
             found.append(violation)
+        if decision.fingerprint is not None and decision.accepted:
+            served.append((decision, judge_by))
+        if under_test:
+            late = _no_recovery(judge_by, decision, policy, under_test, refused, reported)
+            if late is not None:
+                found.append(late)
+    if under_test:
+        found.extend(_storms(ledger, policy, under_test, since))
     return tuple(found)
+
+
+def _no_recovery(
+    ledger: Ledger,
+    decision: Decision,
+    policy: Policy,
+    clients: frozenset[str],
+    refused: dict[str, Decision],
+    reported: set[str],
+) -> Violation | None:
+    """A client under test presenting a token again, longer than the policy's recovery window
+    after a service refused it as dead: it never fetched a fresh one (refresh on a timer only,
+    no reaction to 401)."""
+    fp = decision.fingerprint
+    record = ledger.lookup(fp) if fp is not None else None
+    if fp is None or record is None or record.client_id not in clients:
+        return None
+    first = refused.get(fp)
+    if first is not None:
+        if decision.at - first.at > policy.recovery and fp not in reported:
+            reported.add(fp)  # one violation per token
+            late = decision.at - first.at
+            return Violation(
+                "no-recovery-after-revoke",
+                decision,
+                f"client {record.client_id} still presented token {fp} (grant "
+                f"{record.grant_id}, {record.principal}) at t={decision.at:.0f}, {late:.0f}s "
+                f"after {first.method} {first.path} refused it as dead at t={first.at:.0f} "
+                f"(policy: recover within {policy.recovery:g}s)",
+                ledger.verdict(fp, at=decision.at).evidence,
+            )
+        return None
+    if decision.status == 401:
+        verdict = ledger.verdict(
+            fp, at=decision.at, staleness=policy.staleness, leeway=policy.leeway
+        )
+        if verdict.outcome is Outcome.MUST_DENY:
+            refused[fp] = decision
+    return None
+
+
+def _storms(
+    ledger: Ledger, policy: Policy, clients: frozenset[str], since: int
+) -> list[Violation]:
+    """More exchanges of one refresh token than the policy allows, per grant of a client under
+    test: concurrent requests that each refresh on their own. An attempt is an exchange
+    (``Refreshed``) or a reuse the IdP caught (a ``Revoked`` for refresh-token reuse, which
+    presented the refresh token the grant spent last)."""
+    attempts: dict[tuple[str, str], list[LedgerEvent]] = {}
+    last_spent: dict[str, str] = {}
+    for event in ledger.events[since:]:
+        if isinstance(event, Refreshed):
+            last_spent[event.grant_id] = event.spent
+            attempts.setdefault((event.grant_id, event.spent), []).append(event)
+        elif isinstance(event, Revoked) and "reuse" in event.reason:
+            for grant_id in event.grant_ids:
+                key = (grant_id, last_spent.get(grant_id, ""))
+                attempts.setdefault(key, []).append(event)
+    found: list[Violation] = []
+    for (grant_id, presented), made in attempts.items():
+        grant = ledger.get_grant(grant_id)
+        if grant.client_id not in clients or len(made) <= policy.max_refreshes:
+            continue
+        reused = any(isinstance(e, Revoked) for e in made)
+        found.append(
+            Violation(
+                "refresh-storm",
+                None,
+                f"client {grant.client_id} refreshed grant {grant_id} ({grant.principal}) "
+                f"{len(made)} times with one refresh token ({presented or 'unknown'}) at "
+                f"t={made[0].at:.0f}..{made[-1].at:.0f} (policy: at most {policy.max_refreshes})"
+                + ("; the IdP's reuse detection revoked the whole grant" if reused else ""),
+                tuple(made),
+            )
+        )
+    return found
+
+
+def _leak(
+    ledger: Ledger, violation: Violation, served: list[tuple[Decision, Ledger]]
+) -> Violation | None:
+    """A scope the token's own grant never had, allowed on a service that earlier served
+    another principal who held it: the service answered with someone else's permissions."""
+    decision = violation.decision
+    if decision is None or decision.fingerprint is None:
+        return None
+    record = ledger.lookup(decision.fingerprint)
+    if record is None:
+        return None
+    for earlier, judged_by in reversed(served):
+        if earlier.service != decision.service or earlier.fingerprint is None:
+            continue
+        other = judged_by.lookup(earlier.fingerprint)
+        if other is None or other.principal == record.principal:
+            continue
+        grant = judged_by.get_grant(other.grant_id)
+        held = other.token.scopes & grant.scopes_at(earlier.at)
+        mine = ledger.get_grant(record.grant_id).scope_history[0][1] & record.token.scopes
+        extra = held - mine
+        if not extra:
+            continue
+        first = next(e for e in judged_by.events if getattr(e, "grant_id", None) == grant.grant_id)
+        return Violation(
+            "cross-principal-leak",
+            decision,
+            f"{decision.method} {decision.path} at t={decision.at:.0f} was allowed "
+            f"({decision.status}) with token {decision.fingerprint} of {record.principal}, who "
+            f"never held [{' '.join(sorted(extra))}]; {other.principal} did (token "
+            f"{earlier.fingerprint}, served at t={earlier.at:.0f})",
+            (first, *violation.evidence),
+        )
+    return None
 
 
 def _judge(

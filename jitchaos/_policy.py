@@ -24,6 +24,11 @@ def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: 
             raise InvalidArgument(f"{attribute.name}=0 would refuse every token; use None or > 0")
 
 
+def _positive_count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"{attribute.name}={value!r} must be an integer >= 1")
+
+
 @attrs.frozen(kw_only=True)
 class Policy:
     """What a service under test is allowed: the checker's allowance for each decision."""
@@ -38,3 +43,8 @@ class Policy:
     set it had (a JWKS cache)."""
     max_lifetime: float | None = attrs.field(default=None, validator=_optional_seconds)
     """The longest token lifetime (``exp - iat``) the service accepts; None for no limit."""
+    recovery: float = attrs.field(default=1.0, validator=check_seconds)
+    """Seconds a client under test may keep presenting a token after a service refused it as
+    dead (revoked or expired) before it must have switched to a fresh one."""
+    max_refreshes: int = attrs.field(default=1, validator=_positive_count)
+    """Refreshes a client under test may make for one access token (a storm is more)."""

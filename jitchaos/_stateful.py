@@ -1,18 +1,26 @@
-"""The stateful layer: a RuleBasedStateMachine that changes credentials under a service.
+"""The stateful layer: RuleBasedStateMachines that change credentials under a running system.
 
-Rules grant tokens, call the service's routes with them, revoke and narrow grants, move the
-clock, rotate keys, take an IdP endpoint down, and submit hostile tokens; the invariant is that
-the checker finds no violation. Hypothesis shrinks any failure to the shortest sequence of steps
-that shows it. Every fault comes from a rule, never from the proxy's own dice, so shrinking and
-replay are sound.
+:class:`AuthChaosMachine` tests a *service* (a resource server): rules grant tokens (client
+credentials, or a user's login with a refresh token), call the service's routes with them,
+refresh, revoke, narrow and expire them, move the clock, rotate keys, take an IdP endpoint down,
+and submit hostile tokens. :class:`ClientChaosMachine` tests a *client* (an app that holds tokens
+and calls a downstream API): rules use it, burst concurrent requests into it, and expire or
+revoke its tokens under it. The invariant of both is that the checker finds no violation;
+Hypothesis shrinks any failure to the shortest sequence of steps that shows it. Every fault comes
+from a rule, never from the proxy's own dice, so shrinking and replay are sound.
 
 One event loop on a background thread keeps the embedded IdP and the proxy alive across steps
-and examples (rules stay synchronous: Hypothesis has no async rules); each example gets a fresh
-service instance, so no cache survives from one example into the next.
+and examples (rules stay synchronous: Hypothesis has no async rules, its issue 4107); each
+example gets a fresh service instance, so no cache survives from one example into the next.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
 import threading
 import urllib.error
 import urllib.parse
@@ -21,26 +29,59 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar
 
 import attrs
+import jwt
 from aiohttp import web
+from hypothesis import assume
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
 
 from jitchaos._checker import Violation, check
 from jitchaos._clock import ManualClock
 from jitchaos._keys import KeyRing
+from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
 from jitchaos._policy import Policy
+from jitchaos._reference import reference_service
 from jitchaos._tokens import fingerprint
-from jitchaos.faults import Narrow, Outage, Revoke, RotateKeys
-from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig
+from jitchaos.faults import Expire, Narrow, Outage, Revoke, RotateKeys
+from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
 from jitchaos.proxy import ChaosProxy
 
-__all__ = ["AuthChaosMachine", "ServiceFactory"]
+__all__ = ["ACTIONS", "AuthChaosMachine", "ClientChaosMachine", "ServiceFactory"]
 
 ServiceFactory = Callable[..., web.Application]
 """``factory(idp_url=..., issuer=..., now=...)`` -> the service's aiohttp application."""
 
-_CLIENT, _RESOURCE = "machine", "machine-api"
+_CLIENT, _RESOURCE, _APP = "machine", "machine-api", "app"
+_SECRETS = {_CLIENT: "machine-secret", _RESOURCE: "machine-api-secret", _APP: "app-secret"}
+_REDIRECT = "http://127.0.0.1/callback"
+_ACCESS_TTL = 300
+
+ACTIONS = frozenset(
+    {
+        "grant",
+        "login",
+        "refresh",
+        "call",
+        "revoke",
+        "narrow",
+        "expire",
+        "advance",
+        "rotate_keys",
+        "outage",
+        "submit_hostile",
+        "use",
+        "burst",
+    }
+)
+"""The rules a machine may run; a machine's ``actions`` picks some (a scenario)."""
 
 
 @attrs.frozen
@@ -48,9 +89,11 @@ class _Token:
     raw: str = attrs.field(repr=False)
     fingerprint: str
     scopes: frozenset[str]
+    principal: str
+    refresh: str | None = attrs.field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        return f"token({' '.join(sorted(self.scopes))}, {self.fingerprint})"
+        return f"token({self.principal}: {' '.join(sorted(self.scopes))}, {self.fingerprint})"
 
 
 class _World:
@@ -60,55 +103,61 @@ class _World:
         self.clock = ManualClock()
         self.loop = BackgroundLoop(name="jitchaos-machine")
         self.loop.start()
-        self.client_secret = "machine-secret"
+        least = {min(scopes)} if scopes else set()
         config = IdPConfig(
             clients=[
-                ClientConfig(_CLIENT, self.client_secret, scopes),
-                ClientConfig(_RESOURCE, "machine-api-secret", set()),
-            ]
+                ClientConfig(_CLIENT, _SECRETS[_CLIENT], scopes),
+                ClientConfig(_RESOURCE, _SECRETS[_RESOURCE], set()),
+                ClientConfig(_APP, _SECRETS[_APP], scopes),
+            ],
+            users=[UserConfig("alice", scopes), UserConfig("bob", least)],
+            access_ttl=_ACCESS_TTL,
         )
         self.idp = EmbeddedIdP(config, clock=self.clock)
         self.first_key = self.idp.keys.current
         self.loop.run(self.idp.start())
         self.proxy = ChaosProxy(
-            self.idp, services={"service": "http://127.0.0.1:9"}, clock=self.clock, hold_limit=0.1
+            self.idp,
+            services={"service": "http://127.0.0.1:9", "downstream": "http://127.0.0.1:9"},
+            clock=self.clock,
+            hold_limit=0.1,
         )
         self.loop.run(self.proxy.start())
 
 
-class AuthChaosMachine(RuleBasedStateMachine):
-    """Subclass it and name your service, its routes and its policy::
+def _action(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run the rule only when the machine's ``actions`` include it."""
+    return precondition(lambda self: name in self._actions)
 
-        class OrdersMachine(AuthChaosMachine):
-            service = staticmethod(make_orders_app)  # or "http://127.0.0.1:8000"
-            routes = {"GET /orders": {"read"}, "POST /orders": {"write"}}
-            policy = Policy(staleness=30)
 
-        TestOrders = OrdersMachine.TestCase
+class _ChaosMachine(RuleBasedStateMachine):
+    """What both machines share: the world, the clock, key rotation, outages, the invariant."""
 
-    ``service`` is an aiohttp application factory called as
-    ``factory(idp_url=..., issuer=..., now=...)`` (a fresh instance per example; ``now`` is the
-    machine's clock, ``idp_url`` the proxy's IdP side, whose introspection accepts client
-    ``machine-api`` / ``machine-api-secret``, ``issuer`` the tokens' ``iss``), or the
-    URL of a running service (then configured with the proxy's IdP URL, see
-    :attr:`idp_url`).
-    """
-
-    service: ClassVar[ServiceFactory | str]
     routes: ClassVar[Mapping[str, Collection[str]]] = {}
     policy: ClassVar[Policy] = Policy()
     scopes: ClassVar[Collection[str]] = ("read", "write")
+    actions: ClassVar[Collection[str] | None] = None
+    """The rules this machine runs (None: all that apply); see :data:`ACTIONS`."""
+    outage_endpoints: ClassVar[tuple[str, ...]] = ("token", "jwks", "introspection")
 
     _worlds: ClassVar[dict[type, _World]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    tokens = Bundle("tokens")
+    _clients: ClassVar[frozenset[str]] = frozenset()
+    all_actions: ClassVar[frozenset[str]] = ACTIONS
+    """Every rule this kind of machine has (``actions`` picks from these)."""
 
     def __init__(self) -> None:
         super().__init__()
         cls = type(self)
         if not cls.routes:
             raise TypeError(f"{cls.__name__}.routes must map 'METHOD /path' to scopes")
+        unknown = set(cls.actions or ()) - cls.all_actions
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.actions names rules it does not have: {sorted(unknown)} "
+                f"(it has {sorted(cls.all_actions)})"
+            )
+        self._actions = frozenset(cls.actions) if cls.actions is not None else cls.all_actions
         with cls._world_lock:
             world = cls._worlds.get(cls)
             if world is None:
@@ -121,107 +170,66 @@ class AuthChaosMachine(RuleBasedStateMachine):
         # service. (The clock only moves forward; everything is judged relative to it.)
         world.idp.keys = KeyRing(key=world.first_key)
         self.hostile: set[str] = set()
-        self._runner: web.AppRunner | None = None
-        target = cls.service
-        if isinstance(target, str):
-            self.proxy.retarget("service", target)
-        else:
-            app = target(idp_url=self.proxy.url, issuer=world.idp.issuer, now=self.clock.now)
-            self.proxy.retarget("service", world.loop.run(self._serve(app)))
+        self._runners: list[web.AppRunner] = []
         self._first_seq = self.proxy.ledger.seq
+        """Ledger events up to this one belong to earlier examples."""
 
     @property
     def idp_url(self) -> str:
-        """The IdP URL the service must use (the proxy's IdP side)."""
+        """The IdP URL the system under test must use (the proxy's IdP side)."""
         return self.proxy.url
 
     async def _serve(self, app: web.Application) -> str:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self._runner = runner
+        self._runners.append(runner)
         return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     def teardown(self) -> None:
-        if self._runner is not None:
-            self.world.loop.run(self._runner.cleanup())
-            self._runner = None
+        for runner in reversed(self._runners):
+            self.world.loop.run(runner.cleanup())
+        self._runners.clear()
 
-    # Rules: the world changes. Each starts a millisecond later than the last, so that every
+    # Rules both machines have. Each starts a millisecond later than the last, so that every
     # decision and ledger event has its own instant (the checker then needs no replay).
 
     def _tick(self) -> None:
         self.clock.advance(0.001)
 
-    @rule(target=tokens, data=st.data())
-    def grant(self, data: st.DataObject) -> _Token:
-        """A client_credentials token for some of the scopes, used at once (as a client
-        uses a fresh token) on one route."""
-        self._tick()
-        routes = type(self).routes
-        chosen = data.draw(
-            st.frozensets(st.sampled_from(sorted(type(self).scopes)), min_size=1), label="scopes"
-        )
-        body = urllib.parse.urlencode(
-            {"grant_type": "client_credentials", "scope": " ".join(sorted(chosen))}
-        ).encode()
-        answer = self._post(f"{self.proxy.url}/token", body)
-        raw = answer["access_token"]
-        self._call(data.draw(st.sampled_from(sorted(routes)), label="route"), raw)
-        return _Token(raw, fingerprint(raw), chosen)
+    def _seconds(self) -> st.SearchStrategy[int]:
+        """Clock moves that matter to this policy first (just past each window, just past a
+        token's life), then any move up to an hour."""
+        policy = type(self).policy
+        edges = {1, _ACCESS_TTL + 1}
+        for window in (policy.staleness, policy.key_staleness, policy.leeway, policy.recovery):
+            edges.add(int(window) + 1)
+        return st.sampled_from(sorted(edges)) | st.integers(1, 3600)
 
-    @rule(token=tokens)
-    def call(self, token: _Token) -> None:
-        """Call every route with a token."""
-        self._tick()
-        for route in sorted(type(self).routes):
-            self._call(route, token.raw)
-
-    @rule(token=tokens)
-    def revoke(self, token: _Token) -> None:
-        self._tick()
-        self.proxy.apply(Revoke(target=f"token:{token.fingerprint}"))
-
-    @rule(token=tokens, scopes=st.data())
-    def narrow(self, token: _Token, scopes: st.DataObject) -> None:
-        self._tick()
-        kept = scopes.draw(st.frozensets(st.sampled_from(sorted(token.scopes))), label="kept")
-        self.proxy.apply(Narrow(scopes=kept, target=f"token:{token.fingerprint}"))
-
-    @rule(seconds=st.integers(1, 600))
-    def advance(self, seconds: int) -> None:
-        """Move the clock (tokens age, caches go stale)."""
-        self.clock.advance(seconds)
+    @_action("advance")
+    @rule(data=st.data())
+    def advance(self, data: st.DataObject) -> None:
+        """Move the clock (tokens age, caches go stale), then keep using what is held."""
+        self.clock.advance(data.draw(self._seconds(), label="seconds"))
         self.proxy.engine.tick()
+        self._keep_using()
 
+    def _keep_using(self) -> None:
+        """What the clients of the system do as time passes."""
+
+    @_action("rotate_keys")
     @rule(mode=st.sampled_from(["add", "remove-old", "rekey"]))
     def rotate_keys(self, mode: str) -> None:
         self._tick()
         self.proxy.apply(RotateKeys(mode=mode))  # type: ignore[arg-type]
 
-    @rule(endpoint=st.sampled_from(["jwks", "introspection"]), seconds=st.integers(1, 120))
-    def outage(self, endpoint: str, seconds: int) -> None:
+    @_action("outage")
+    @rule(data=st.data(), seconds=st.integers(1, 120))
+    def outage(self, data: st.DataObject, seconds: int) -> None:
         """An IdP endpoint answers 503 for a while (clock seconds)."""
         self._tick()
+        endpoint = data.draw(st.sampled_from(type(self).outage_endpoints), label="endpoint")
         self.proxy.apply(Outage(endpoint=endpoint, duration=float(seconds)))  # type: ignore[arg-type]
-
-    @rule(token=tokens, data=st.data())
-    def submit_hostile(self, token: _Token, data: st.DataObject) -> None:
-        """Call a route with a forged variant of a legitimate token."""
-        self._tick()
-        import jwt
-        from hypothesis import assume
-
-        from jitchaos.strategies import hostile_tokens
-
-        # A token whose key was removed can no longer be the base of an attack on that key.
-        assume(self.world.idp.keys.get(jwt.get_unverified_header(token.raw)["kid"]) is not None)
-        forged = data.draw(
-            hostile_tokens(legitimate=token.raw, keys=self.world.idp.keys), label="hostile"
-        )
-        self.hostile.add(fingerprint(forged.token))
-        route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
-        self._call(route, forged.token)
 
     # The invariant.
 
@@ -239,38 +247,358 @@ class AuthChaosMachine(RuleBasedStateMachine):
             policy=type(self).policy,
             required_scopes=type(self).routes,
             hostile=self.hostile,
+            clients=type(self)._clients,
+            since=self._first_seq,
         )
 
-    # Inside.
+    # Talking to the IdP and the services, synchronously (rules are synchronous).
+
+    def _request(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(  # noqa: S310 - the proxy's own loopback URLs
+            url, data=body, method=method, headers=dict(headers or {})
+        )
+        try:
+            with _NO_REDIRECTS.open(request, timeout=10) as answer:
+                return int(answer.status), dict(answer.headers), answer.read()
+        except urllib.error.HTTPError as error:
+            return int(error.code), dict(error.headers), error.read()
+
+    def _token_request(self, form: Mapping[str, str], client: str = _CLIENT) -> dict[str, Any]:
+        """POST /token at the proxy's IdP side; the JSON answer, or {} when refused."""
+        basic = base64.b64encode(f"{client}:{_SECRETS[client]}".encode()).decode()
+        status, _, body = self._request(
+            f"{self.proxy.url}/token",
+            method="POST",
+            headers={
+                "Authorization": f"Basic {basic}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            body=urllib.parse.urlencode(form).encode(),
+        )
+        if status != 200:
+            return {}
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+    def _login(self, user: str, scopes: Collection[str], client: str = _CLIENT) -> dict[str, Any]:
+        """Authorization code with PKCE for ``user`` (the IdP approves ``login_hint`` at once)."""
+        verifier = secrets.token_urlsafe(48)
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        query = urllib.parse.urlencode(
+            {
+                "response_type": "code",
+                "client_id": client,
+                "redirect_uri": _REDIRECT,
+                "scope": " ".join(sorted(scopes)),
+                "state": "s",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "login_hint": user,
+            }
+        )
+        status, headers, _ = self._request(f"{self.proxy.url}/authorize?{query}")
+        if status != 302:
+            return {}
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(headers["Location"]).query)["code"]
+        return self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": code[0],
+                "redirect_uri": _REDIRECT,
+                "code_verifier": verifier,
+            },
+            client,
+        )
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
+
+
+class AuthChaosMachine(_ChaosMachine):
+    """Subclass it and name your service, its routes and its policy::
+
+        class OrdersMachine(AuthChaosMachine):
+            service = staticmethod(make_orders_app)  # or "http://127.0.0.1:8000"
+            routes = {"GET /orders": {"read"}, "POST /orders": {"write"}}
+            policy = Policy(staleness=30)
+
+        TestOrders = OrdersMachine.TestCase
+
+    ``service`` is an aiohttp application factory called as
+    ``factory(idp_url=..., issuer=..., now=...)`` (a fresh instance per example; ``now`` is the
+    machine's clock, ``idp_url`` the proxy's IdP side, whose introspection accepts client
+    ``machine-api`` / ``machine-api-secret``, ``issuer`` the tokens' ``iss``), or the
+    URL of a running service (then configured with the proxy's IdP URL, see
+    :attr:`idp_url`). Tokens come from client ``machine`` (client credentials) and from users
+    ``alice`` (every scope) and ``bob`` (the first scope only) logging in through it.
+    """
+
+    service: ClassVar[ServiceFactory | str]
+    outage_endpoints = ("jwks", "introspection")
+    all_actions = ACTIONS - {"use", "burst"}
+
+    tokens = Bundle("tokens")
+    logins = Bundle("logins")
+    """Tokens that came with a refresh token (a user's login, or a refresh of one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[_Token] = []
+        target = type(self).service
+        if isinstance(target, str):
+            self.proxy.retarget("service", target)
+        else:
+            app = target(idp_url=self.proxy.url, issuer=self.world.idp.issuer, now=self.clock.now)
+            self.proxy.retarget("service", self.world.loop.run(self._serve(app)))
+
+    def _scopes(self, data: st.DataObject, allowed: Collection[str]) -> frozenset[str]:
+        return data.draw(
+            st.frozensets(st.sampled_from(sorted(allowed)), min_size=1), label="scopes"
+        )
+
+    def _issued(self, answer: dict[str, Any], principal: str, data: st.DataObject) -> Any:
+        if "access_token" not in answer:
+            return multiple()  # the IdP refused (an outage, a spent refresh token)
+        raw = answer["access_token"]
+        token = _Token(
+            raw,
+            fingerprint(raw),
+            frozenset(str(answer.get("scope", "")).split()),
+            principal,
+            answer.get("refresh_token"),
+        )
+        self.held.append(token)
+        # A client uses a fresh token at once.
+        self._call(data.draw(st.sampled_from(sorted(type(self).routes)), label="route"), raw)
+        return token
+
+    @_action("grant")
+    @rule(target=tokens, data=st.data())
+    def grant(self, data: st.DataObject) -> Any:
+        """A client_credentials token for some of the scopes, used at once on one route."""
+        self._tick()
+        chosen = self._scopes(data, type(self).scopes)
+        answer = self._token_request(
+            {"grant_type": "client_credentials", "scope": " ".join(sorted(chosen))}
+        )
+        return self._issued(answer, _CLIENT, data)
+
+    @_action("login")
+    @rule(targets=(tokens, logins), user=st.sampled_from(["alice", "bob"]), data=st.data())
+    def login(self, user: str, data: st.DataObject) -> Any:
+        """A user logs in (authorization code + PKCE): an access and a refresh token for some
+        of the user's scopes, the access token used at once on one route."""
+        self._tick()
+        allowed = type(self).scopes if user == "alice" else {min(type(self).scopes)}
+        answer = self._login(user, self._scopes(data, allowed))
+        return self._issued(answer, user, data)
+
+    @_action("refresh")
+    @rule(targets=(tokens, logins), token=logins, data=st.data())
+    def refresh(self, token: _Token, data: st.DataObject) -> Any:
+        """Exchange a login's refresh token (spending it: a second exchange is reuse, and the
+        IdP revokes the whole grant) for a new access token, used at once."""
+        self._tick()
+        assert token.refresh is not None
+        answer = self._token_request(
+            {"grant_type": "refresh_token", "refresh_token": token.refresh}
+        )
+        return self._issued(answer, token.principal, data)
+
+    @_action("call")
+    @rule(token=tokens)
+    def call(self, token: _Token) -> None:
+        """Call every route with a token."""
+        self._tick()
+        for route in sorted(type(self).routes):
+            self._call(route, token.raw)
+
+    @_action("revoke")
+    @rule(token=tokens, whole_grant=st.booleans())
+    def revoke(self, token: _Token, whole_grant: bool) -> None:
+        """Revoke a token, or its whole grant (a logout)."""
+        self._tick()
+        target = f"token:{token.fingerprint}"
+        if whole_grant:
+            record = self.proxy.ledger.lookup(token.fingerprint)
+            assert record is not None
+            target = f"grant:{record.grant_id}"
+        self.proxy.apply(Revoke(target=target))
+
+    @_action("narrow")
+    @rule(token=tokens, scopes=st.data())
+    def narrow(self, token: _Token, scopes: st.DataObject) -> None:
+        """Take scopes away from a token's grant (a role change)."""
+        self._tick()
+        kept = scopes.draw(st.frozensets(st.sampled_from(sorted(token.scopes))), label="kept")
+        self.proxy.apply(Narrow(scopes=kept, target=f"token:{token.fingerprint}"))
+
+    @_action("expire")
+    @rule(token=tokens)
+    def expire(self, token: _Token) -> None:
+        """Make a live token expired now (the IdP ended its session early)."""
+        self._tick()
+        self.proxy.apply(Expire(target=f"token:{token.fingerprint}"))
+
+    @_action("submit_hostile")
+    @rule(token=tokens, data=st.data())
+    def submit_hostile(self, token: _Token, data: st.DataObject) -> None:
+        """Call a route with a forged variant of a legitimate token; the legitimate one must
+        still work after it (checked by the decisions of later calls)."""
+        from jitchaos.strategies import hostile_tokens
+
+        self._tick()
+        # A token whose key was removed can no longer be the base of an attack on that key.
+        assume(self.world.idp.keys.get(jwt.get_unverified_header(token.raw)["kid"]) is not None)
+        forged = data.draw(
+            hostile_tokens(legitimate=token.raw, keys=self.world.idp.keys), label="hostile"
+        )
+        self.hostile.add(fingerprint(forged.token))
+        route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
+        self._call(route, forged.token)
+        self._call(route, token.raw)
+
+    def _keep_using(self) -> None:
+        for token in self.held[-3:]:
+            for route in sorted(type(self).routes):
+                self._call(route, token.raw)
 
     def _call(self, route: str, token: str) -> int:
         method, path = route.split(" ", 1)
-        request = urllib.request.Request(  # noqa: S310 - the proxy's own loopback URL
+        status, _, _ = self._request(
             self.proxy.service_url("service") + path,
             method=method,
             headers={"Authorization": f"Bearer {token}"},
-            data=b"" if method in ("POST", "PUT", "PATCH") else None,
+            body=b"" if method in ("POST", "PUT", "PATCH") else None,
         )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-                return int(answer.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
+        return status
 
-    def _post(self, url: str, body: bytes) -> dict[str, Any]:
-        import base64
-        import json
 
-        credentials = base64.b64encode(f"{_CLIENT}:{self.world.client_secret}".encode()).decode()
-        request = urllib.request.Request(  # noqa: S310 - the proxy's own loopback URL
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Authorization": f"Basic {credentials}",
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
+ClientFactory = Callable[..., web.Application]
+"""``factory(idp_url=..., issuer=..., now=..., downstream=..., client=(id, secret))``."""
+
+
+class ClientChaosMachine(_ChaosMachine):
+    """Subclass it to test a *client*: an app that holds tokens and calls an API::
+
+        class GatewayMachine(ClientChaosMachine):
+            client = staticmethod(make_gateway)
+            routes = {"GET /read": {"read"}, "POST /write": {"write"}}
+            policy = Policy(recovery=1)
+
+    ``client`` is called as ``factory(idp_url=..., issuer=..., now=..., downstream=...,
+    client=(client_id, secret))``; the app must answer each of ``routes`` by calling the same
+    route on ``downstream`` (a correct resource server behind the proxy that introspects every
+    request) with a token it got from ``idp_url`` for user ``alice`` (who holds every scope).
+    The checker then also judges the client: a dead token presented again after the policy's
+    ``recovery`` window (``no-recovery-after-revoke``), and more than ``max_refreshes`` refreshes
+    per access token (``refresh-storm``).
+    """
+
+    client: ClassVar[ClientFactory]
+    outage_endpoints = ("token",)
+    _clients = frozenset({_APP})
+    # The downstream introspects every request, so key rotation changes nothing a client sees.
+    all_actions = frozenset({"use", "burst", "expire", "revoke", "advance", "outage"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        world, cls = self.world, type(self)
+        downstream = reference_service(
+            idp_url=self.proxy.url,
+            routes=cls.routes,
+            client=(_RESOURCE, _SECRETS[_RESOURCE]),
         )
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            data: dict[str, Any] = json.loads(answer.read())
-        return data
+        self.proxy.retarget("downstream", world.loop.run(self._serve(downstream)))
+        app = cls.client(
+            idp_url=self.proxy.url,
+            issuer=world.idp.issuer,
+            now=self.clock.now,
+            downstream=self.proxy.service_url("downstream"),
+            client=(_APP, _SECRETS[_APP]),
+        )
+        self.client_url = world.loop.run(self._serve(app))
+
+    @_action("use")
+    @rule(data=st.data())
+    def use(self, data: st.DataObject) -> None:
+        """One request into the client, which calls the API with its token."""
+        self._tick()
+        route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
+        self.world.loop.run(self._fan_out(route, 1))
+
+    @_action("burst")
+    @rule(data=st.data(), n=st.integers(2, 4))
+    def burst(self, data: st.DataObject, n: int) -> None:
+        """``n`` concurrent requests into the client (they all find the same token)."""
+        self._tick()
+        route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
+        self.world.loop.run(self._fan_out(route, n))
+
+    def _current(self) -> tuple[str, str] | None:
+        """The newest access token of the client's newest grant: (fingerprint, grant id)."""
+        ledger = self.proxy.ledger
+        mine = [
+            e.grant_id
+            for e in ledger.events[self._first_seq :]
+            if isinstance(e, Granted) and e.client_id == _APP
+        ]
+        if not mine:
+            return None
+        for fp in reversed(ledger.get_grant(mine[-1]).fingerprints):
+            record = ledger.lookup(fp)
+            if record is not None and record.token.kind is TokenKind.ACCESS:
+                return fp, mine[-1]
+        return None
+
+    @_action("expire")
+    @precondition(lambda self: self._current() is not None)
+    @rule()
+    def expire(self) -> None:
+        """Make the client's current access token expired now (its refresh token lives on)."""
+        current = self._current()
+        assert current is not None
+        self._tick()
+        self.proxy.apply(Expire(target=f"token:{current[0]}"))
+
+    @_action("revoke")
+    @precondition(lambda self: self._current() is not None)
+    @rule(whole_grant=st.booleans())
+    def revoke(self, whole_grant: bool) -> None:
+        """Revoke the client's current access token, or its whole grant (logout elsewhere)."""
+        current = self._current()
+        assert current is not None
+        self._tick()
+        target = f"grant:{current[1]}" if whole_grant else f"token:{current[0]}"
+        self.proxy.apply(Revoke(target=target))
+
+    def _keep_using(self) -> None:
+        self.world.loop.run(self._fan_out(sorted(type(self).routes)[0], 1))
+
+    async def _fan_out(self, route: str, n: int) -> None:
+        import aiohttp
+
+        method, path = route.split(" ", 1)
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> None:
+                async with session.request(method, self.client_url + path) as answer:
+                    await answer.read()
+
+            await asyncio.gather(*(one() for _ in range(n)))

@@ -13,6 +13,7 @@ from jitchaos.errors import JitchaosError
 EXPECTED = {
     "jitchaos": {
         "AuthChaosMachine",
+        "ClientChaosMachine",
         "VIOLATION_KINDS",
         "Violation",
         "check",

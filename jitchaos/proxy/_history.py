@@ -42,6 +42,8 @@ class Decision:
     holder: str | None = None
     """Who was driving the traffic then (the proxy's :attr:`~ChaosProxy.holder`, e.g. the
     pytest node id the plugin sets), for the post-test audit."""
+    latency: float = 0.0
+    """Real seconds from the request reaching the proxy to the service's answer."""
 
     @property
     def accepted(self) -> bool:
@@ -66,6 +68,7 @@ class Decision:
             "status": int,
             "ledger_seq": int,
             "at": (int, float),
+            "latency": (int, float),
             "service": str,
             "method": str,
             "path": str,

@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import ssl
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -104,7 +105,9 @@ class ChaosProxy:
     the embedded IdP's clock, else the wall clock. ``secret`` guards the control API (one is
     generated when not given). ``ca_bundle`` names CA certificates for https upstreams.
     ``hold_limit`` caps, in real seconds, how long a fault may hold a request (an outage in
-    timeout mode answers 504 after it).
+    timeout mode answers 504 after it). ``reuse_detection`` says the upstream revokes a whole
+    grant when a spent refresh token is presented again (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2;
+    the embedded IdP does): when it refuses such a reuse, the ledger records that revocation.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class ChaosProxy:
         ca_bundle: str | os.PathLike[str] | None = None,
         upstream_timeout: float = 10.0,
         hold_limit: float = 10.0,
+        reuse_detection: bool = True,
     ) -> None:
         self._own_idp: EmbeddedIdP | None = None
         self._idp_config: IdPConfig | None = None
@@ -164,6 +168,7 @@ class ChaosProxy:
         ):
             raise InvalidArgument(f"hold_limit={hold_limit!r} must be seconds >= 0")
         self._hold_limit = float(hold_limit)
+        self.reuse_detection = bool(reuse_detection)
         if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
             raise InvalidArgument("secret must be a string of at least 16 characters")
         self.secret = secret if secret is not None else secrets.token_urlsafe(24)
@@ -553,6 +558,16 @@ class ChaosProxy:
         answer = await self._forward("POST", target, _request_headers(request), body)
         payload = answer.json_object() if answer.status == 200 else None
         if payload is None or not isinstance(payload.get("access_token"), str):
+            # A concurrent refresh may have spent it while this one was in flight.
+            spent = self.ledger.lookup(spent.token.fingerprint) if spent is not None else None
+            if (
+                spent is not None
+                and self.reuse_detection
+                and answer.status == 400
+                and spent.status(self.clock.now()) is TokenStatus.SPENT
+            ):
+                # The upstream saw a rotated refresh token again and ended its grant.
+                self.ledger.revoke(grant=spent.grant_id, reason="refresh token reused")
             return _relay(answer)
         client_id = _client_id(request, form)
         payload = await self._issued(payload, form, client_id, request, spent)
@@ -867,6 +882,7 @@ class ChaosProxy:
         self, request: web.Request, name: str, target: URL
     ) -> web.StreamResponse:
         assert self._session is not None
+        started = time.perf_counter()
         self.engine.tick()
         raw = _bearer(request) or request.query.get("access_token")
         token = fingerprint(raw) if raw else None
@@ -913,6 +929,7 @@ class ChaosProxy:
             status=response.status,
             ledger_seq=self.ledger.seq,
             holder=self.holder,
+            latency=time.perf_counter() - started,
         )
         record = getattr(self.ledger.audit, "write_decision", None)
         if record is not None:

@@ -10,11 +10,11 @@ import attrs
 import pytest
 import requests
 
-from jitchaos import ManualClock, Policy, check
+from jitchaos import ManualClock, Policy, Revoked, check
 from jitchaos.faults import Narrow, Revoke, RotateKeys
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
-from tests.common.idp import client_credentials
+from tests.common.idp import client_credentials, refresh, user_tokens
 from tests.common.service import ResourceService
 
 NEEDS = {"GET /read": {"read"}, "POST /write": {"write"}}
@@ -136,3 +136,57 @@ def test_scope_not_enforced(start: Start) -> None:
     assert [v.kind for v in check(proxy.ledger, [lenient], required_scopes=NEEDS)] == [
         "scope-not-enforced"
     ]
+
+
+def test_cross_principal_leak(start: Start) -> None:
+    proxy = start("introspect")
+    alice = user_tokens(proxy, "alice", "read write")["access_token"]
+    bob = user_tokens(proxy, "bob", "read")["access_token"]
+    assert call(proxy, alice, "POST /write") == 200
+    assert call(proxy, bob, "POST /write") == 403  # a correct service
+    assert kinds(proxy) == []
+    served, refused = proxy.history.decisions
+    leaked = attrs.evolve(refused, seq=3, status=200)  # a service that used alice's entry
+    (violation,) = check(proxy.ledger, [served, leaked], required_scopes=NEEDS)
+    assert violation.kind == "cross-principal-leak"
+    assert "subject:bob" in violation.sentence
+    assert "subject:alice" in violation.sentence
+    # Without alice's earlier use, bob's write is only a scope the service did not enforce.
+    (alone,) = check(proxy.ledger, [leaked], required_scopes=NEEDS)
+    assert alone.kind == "scope-not-enforced"
+
+
+def test_no_recovery_after_revoke_for_clients_under_test(start: Start, clock: ManualClock) -> None:
+    proxy = start("introspect")
+    token = client_credentials(proxy, "read")["access_token"]
+    proxy.apply(Revoke(target="grant:g1"))
+    assert call(proxy, token) == 401
+    clock.advance(0.5)
+    assert call(proxy, token) == 401  # presented again within the recovery window
+    assert kinds(proxy, clients={"svc"}) == []
+    clock.advance(1)
+    assert call(proxy, token) == 401  # and again, 1.5 s after it was refused
+    assert kinds(proxy, clients={"svc"}) == ["no-recovery-after-revoke"]
+    assert kinds(proxy, Policy(recovery=2), clients={"svc"}) == []
+    assert kinds(proxy) == []  # a test's own deliberate reuse is not a client's mistake
+    (violation,) = check(proxy.ledger, proxy.history.decisions, clients={"svc"})
+    assert violation.decision == proxy.history.decisions[-1]
+    assert token not in violation.format()
+
+
+def test_refresh_storm_is_reuse_of_one_refresh_token(start: Start) -> None:
+    proxy = start("introspect")
+    tokens = user_tokens(proxy, "alice", "read")
+    assert refresh(proxy, tokens["refresh_token"]).status_code == 200
+    assert kinds(proxy, clients={"web"}) == []  # one refresh per refresh token
+    again = refresh(proxy, tokens["refresh_token"])  # a second request refreshing, too late
+    assert again.status_code == 400
+    (event,) = [e for e in proxy.ledger.events if isinstance(e, Revoked)]
+    assert "reused" in event.reason  # the proxy's ledger follows the IdP's reuse detection
+    assert kinds(proxy, clients={"web"}) == ["refresh-storm"]
+    assert kinds(proxy, Policy(max_refreshes=2), clients={"web"}) == []
+    assert kinds(proxy, clients={"svc"}) == []
+    (violation,) = check(proxy.ledger, (), clients={"web"})
+    assert violation.decision is None
+    assert "reuse detection revoked" in violation.format()
+    assert tokens["refresh_token"] not in violation.format()

@@ -11,8 +11,17 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from examples import introspection_cache, jwks_cache, jwks_wiped, permission_cache
-from jitchaos import AuthChaosMachine, Policy
+from examples import (
+    concurrent_refresh,
+    introspection_cache,
+    jwks_cache,
+    jwks_wiped,
+    permission_cache,
+    refresh_on_timer,
+    shared_cache,
+    stateless_jwt,
+)
+from jitchaos import AuthChaosMachine, ClientChaosMachine, Policy
 
 ROUTES = {"GET /read": {"read"}, "POST /write": {"write"}}
 FIND = settings(
@@ -29,14 +38,22 @@ FIND = settings(
 CLEAN = settings(FIND, max_examples=60)
 
 
-def machine(factory: Callable[..., Any], policy: Policy, **options: Any) -> type[AuthChaosMachine]:
+CLIENTS = {refresh_on_timer.make_app, concurrent_refresh.make_app}
+# A user-facing service: its tokens come from users logging in, not from client credentials
+# (whose one principal would make a leak between grants, not between principals).
+ACTIONS = {shared_cache.make_app: AuthChaosMachine.all_actions - {"grant"}}
+
+
+def machine(factory: Callable[..., Any], policy: Policy, **options: Any) -> type[Any]:
+    client = factory in CLIENTS
     return type(
         f"Machine_{factory.__module__.rsplit('.', 1)[-1]}_{options.get('fixed', False)}",
-        (AuthChaosMachine,),
+        (ClientChaosMachine if client else AuthChaosMachine,),
         {
-            "service": staticmethod(functools.partial(factory, **options)),
+            "client" if client else "service": staticmethod(functools.partial(factory, **options)),
             "routes": ROUTES,
             "policy": policy,
+            "actions": ACTIONS.get(factory),
         },
     )
 
@@ -55,15 +72,30 @@ CASES = [
         introspection_cache.make_app,
         Policy(staleness=30),
         {"revoked-token-accepted", "narrowed-scope-honoured", "expired-token-accepted"},
-        {"revoke", "narrow", "advance"},
+        {"revoke", "narrow", "advance", "expire"},
     ),
     (jwks_cache.make_app, Policy(staleness=300), {"valid-token-rejected"}, {"rotate_keys"}),
     (jwks_wiped.make_app, Policy(staleness=300), {"valid-token-rejected"}, {"outage"}),
+    (
+        stateless_jwt.make_app,
+        Policy(staleness=30),
+        {"revoked-token-accepted", "narrowed-scope-honoured", "expired-token-accepted"},
+        {"revoke", "narrow", "expire"},
+    ),
+    (shared_cache.make_app, Policy(staleness=30), {"cross-principal-leak"}, {"login", "grant"}),
+    (
+        refresh_on_timer.make_app,
+        Policy(recovery=1),
+        {"no-recovery-after-revoke"},
+        {"expire", "revoke"},
+    ),
+    (concurrent_refresh.make_app, Policy(), {"refresh-storm"}, {"burst"}),
 ]
+NAMES = [str(case[0].__module__).rsplit(".", 1)[-1] for case in CASES]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("factory", "policy", "kinds", "faults"), CASES)
+@pytest.mark.parametrize(("factory", "policy", "kinds", "faults"), CASES, ids=NAMES)
 def test_the_bug_is_found_and_shrunk(
     factory: Callable[..., Any], policy: Policy, kinds: set[str], faults: set[str]
 ) -> None:
@@ -87,6 +119,6 @@ def test_the_bug_is_found_and_shrunk(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("factory", "policy"), [(c[0], c[1]) for c in CASES])
+@pytest.mark.parametrize(("factory", "policy"), [(c[0], c[1]) for c in CASES], ids=NAMES)
 def test_the_correct_twin_raises_no_alarm(factory: Callable[..., Any], policy: Policy) -> None:
     run_state_machine_as_test(machine(factory, policy, fixed=True), settings=CLEAN)
