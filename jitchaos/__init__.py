@@ -28,6 +28,7 @@ from jitchaos._ledger import (
 )
 from jitchaos._policy import Policy
 from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
+from jitchaos._report import RunReport, report
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
 from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
@@ -91,6 +92,7 @@ __all__ = [
     "ProxyClient",
     "Refreshed",
     "Revoked",
+    "RunReport",
     "Schedule",
     "Scheduled",
     "SigningKey",
@@ -107,5 +109,6 @@ __all__ = [
     "fingerprint",
     "mint_access_token",
     "read_audit",
+    "report",
     "verify_access_token",
 ]

@@ -49,6 +49,7 @@ from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
 from jitchaos._policy import Policy
 from jitchaos._reference import reference_service
+from jitchaos._report import RunReport, report
 from jitchaos._tokens import fingerprint
 from jitchaos.faults import Expire, Narrow, Outage, Revoke, RotateKeys
 from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
@@ -97,9 +98,13 @@ class _Token:
 
 
 class _World:
-    """The IdP, proxy and clock one machine class shares across its examples."""
+    """The IdP, proxy and clock one machine class shares across its examples.
 
-    def __init__(self, scopes: frozenset[str]) -> None:
+    The proxy starts the embedded IdP itself, with the proxy's IdP side as its issuer: a
+    service in another process is configured with that one URL (``listen`` fixes its port).
+    """
+
+    def __init__(self, scopes: frozenset[str], listen: tuple[str, int] | None = None) -> None:
         self.clock = ManualClock()
         self.loop = BackgroundLoop(name="jitchaos-machine")
         self.loop.start()
@@ -113,16 +118,21 @@ class _World:
             users=[UserConfig("alice", scopes), UserConfig("bob", least)],
             access_ttl=_ACCESS_TTL,
         )
-        self.idp = EmbeddedIdP(config, clock=self.clock)
-        self.first_key = self.idp.keys.current
-        self.loop.run(self.idp.start())
         self.proxy = ChaosProxy(
-            self.idp,
+            config,
             services={"service": "http://127.0.0.1:9", "downstream": "http://127.0.0.1:9"},
             clock=self.clock,
             hold_limit=0.1,
         )
-        self.loop.run(self.proxy.start())
+        host, port = listen if listen is not None else ("127.0.0.1", 0)
+        try:
+            self.loop.run(self.proxy.start(host, port))
+        except BaseException:
+            self.loop.stop()
+            raise
+        assert self.proxy.idp is not None
+        self.idp: EmbeddedIdP = self.proxy.idp
+        self.first_key = self.idp.keys.current
 
 
 def _action(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -139,8 +149,12 @@ class _ChaosMachine(RuleBasedStateMachine):
     actions: ClassVar[Collection[str] | None] = None
     """The rules this machine runs (None: all that apply); see :data:`ACTIONS`."""
     outage_endpoints: ClassVar[tuple[str, ...]] = ("token", "jwks", "introspection")
+    listen: ClassVar[tuple[str, int] | None] = None
+    """Where the proxy's IdP side listens (host, port): fix it for a service in another
+    process, configured with ``http://host:port`` as its IdP and issuer."""
 
     _worlds: ClassVar[dict[type, _World]] = {}
+    _reports: ClassVar[dict[type, RunReport]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
     _clients: ClassVar[frozenset[str]] = frozenset()
     all_actions: ClassVar[frozenset[str]] = ACTIONS
@@ -161,7 +175,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         with cls._world_lock:
             world = cls._worlds.get(cls)
             if world is None:
-                world = cls._worlds[cls] = _World(frozenset(cls.scopes))
+                world = cls._worlds[cls] = _World(frozenset(cls.scopes), cls.listen)
         self.world = world
         self.proxy = world.proxy
         self.clock = world.clock
@@ -187,6 +201,9 @@ class _ChaosMachine(RuleBasedStateMachine):
         return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     def teardown(self) -> None:
+        cls = type(self)
+        with cls._world_lock:
+            cls._reports[cls] = cls.report().merge(self.example_report())
         for runner in reversed(self._runners):
             self.world.loop.run(runner.cleanup())
         self._runners.clear()
@@ -238,6 +255,20 @@ class _ChaosMachine(RuleBasedStateMachine):
         found = self.violations()
         if found:
             raise AssertionError("\n".join(v.format() for v in found))
+
+    @classmethod
+    def report(cls) -> RunReport:
+        """Recovery times and latencies over every example this machine class has run."""
+        return cls._reports.get(cls, RunReport())
+
+    def example_report(self) -> RunReport:
+        """Recovery times and latencies in this example so far."""
+        return report(
+            self.proxy.ledger,
+            self.proxy.history.entries,
+            policy=type(self).policy,
+            required_scopes=type(self).routes,
+        )
 
     def violations(self) -> tuple[Violation, ...]:
         """What the checker finds in this example's decisions so far."""
@@ -446,7 +477,11 @@ class AuthChaosMachine(_ChaosMachine):
     def narrow(self, token: _Token, scopes: st.DataObject) -> None:
         """Take scopes away from a token's grant (a role change)."""
         self._tick()
-        kept = scopes.draw(st.frozensets(st.sampled_from(sorted(token.scopes))), label="kept")
+        kept = (
+            scopes.draw(st.frozensets(st.sampled_from(sorted(token.scopes))), label="kept")
+            if token.scopes
+            else frozenset()
+        )
         self.proxy.apply(Narrow(scopes=kept, target=f"token:{token.fingerprint}"))
 
     @_action("expire")

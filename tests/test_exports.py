@@ -14,6 +14,8 @@ EXPECTED = {
     "jitchaos": {
         "AuthChaosMachine",
         "ClientChaosMachine",
+        "RunReport",
+        "report",
         "VIOLATION_KINDS",
         "Violation",
         "check",
