@@ -298,6 +298,36 @@ def _build_parser() -> _Parser:
     proxy.add_argument("--ttl", type=_positive_int, default=300, help="(embedded) token TTL")
     _add_idp_config(proxy)
 
+    run = commands.add_parser(
+        "run",
+        help="run a scenario against a running service through the proxy",
+        description="Run a scenario (a module defining Scenario, e.g. strategies/NAME.py) "
+        "against a running service: the proxy's IdP side listens on --listen (the service "
+        "must use it as its IdP and issuer), faults come from the scenario's rules. Prints "
+        "the shrunk failure (exit 1) or 'no violation in N examples' (exit 0), then the run "
+        "report.",
+    )
+    run.add_argument("scenario", metavar="SCENARIO.py")
+    run.add_argument("--service", required=True, metavar="URL", help="the running service")
+    run.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="'METHOD /path=SCOPES'",
+        help="a route and the scopes it needs, comma-separated (repeatable; default: the "
+        "scenario's own routes)",
+    )
+    run.add_argument("--policy", metavar="FILE", help="a JSON object of Policy fields")
+    run.add_argument(
+        "--listen",
+        type=_address,
+        default=("127.0.0.1", 8790),
+        metavar="HOST:PORT",
+        help="the IdP side's address the service uses (default 127.0.0.1:8790)",
+    )
+    run.add_argument("--examples", type=_positive_int, default=100, help="examples to run")
+    run.add_argument("--steps", type=_positive_int, default=10, help="steps per example")
+
     commands.add_parser(
         "faults",
         help="list the registered faults",
@@ -555,6 +585,43 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
+def _run_run(args: argparse.Namespace) -> int:
+    from jitchaos._run import load_policy, load_scenario, parse_route, run_scenario
+    from jitchaos.errors import InvalidArgument
+
+    try:
+        scenario = load_scenario(args.scenario)
+        routes = dict(parse_route(text) for text in args.route) or None
+        policy = load_policy(args.policy) if args.policy is not None else None
+        tty = sys.stderr.isatty()
+
+        def progress(line: str) -> None:
+            count = int(line.split(" ", 1)[0])
+            if tty:
+                print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            elif count % 25 == 0:
+                print(line, file=sys.stderr, flush=True)
+
+        outcome = run_scenario(
+            scenario,
+            service=args.service,
+            routes=routes,
+            policy=policy,
+            listen=args.listen,
+            examples=args.examples,
+            steps=args.steps,
+            progress=progress,
+        )
+    except InvalidArgument as error:
+        raise _UsageError(str(error)) from None
+    except OSError as error:
+        raise _UsageError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error}") from None
+    if tty:
+        print(file=sys.stderr)
+    print(outcome.format())
+    return 0 if outcome.failure is None else 1
+
+
 def _run_faults(args: argparse.Namespace) -> int:
     width = max(len(name) for name in FAULTS)
     for name, fault in FAULTS.items():
@@ -566,7 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    runners = {"idp": _run_idp, "proxy": _run_proxy, "audit": _run_audit, "faults": _run_faults}
+    runners = {
+        "idp": _run_idp,
+        "proxy": _run_proxy,
+        "audit": _run_audit,
+        "faults": _run_faults,
+        "run": _run_run,
+    }
     try:
         return runners[args.command](args)
     except _UsageError as error:

@@ -43,7 +43,7 @@ from hypothesis.stateful import (
 )
 
 from jitchaos._checker import Violation, check
-from jitchaos._clock import ManualClock
+from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._keys import KeyRing
 from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
@@ -104,8 +104,11 @@ class _World:
     service in another process is configured with that one URL (``listen`` fixes its port).
     """
 
-    def __init__(self, scopes: frozenset[str], listen: tuple[str, int] | None = None) -> None:
-        self.clock = ManualClock()
+    def __init__(
+        self, scopes: frozenset[str], listen: tuple[str, int] | None, manual: bool
+    ) -> None:
+        self.manual = manual
+        self.clock: ManualClock | OffsetClock = ManualClock() if manual else OffsetClock()
         self.loop = BackgroundLoop(name="jitchaos-machine")
         self.loop.start()
         least = {min(scopes)} if scopes else set()
@@ -152,6 +155,16 @@ class _ChaosMachine(RuleBasedStateMachine):
     listen: ClassVar[tuple[str, int] | None] = None
     """Where the proxy's IdP side listens (host, port): fix it for a service in another
     process, configured with ``http://host:port`` as its IdP and issuer."""
+    shared_clock: ClassVar[bool | None] = None
+    """Whether the system under test reads the machine's clock (``now``), so rules may move
+    it. None: yes for an application the machine runs, no for a URL (a service in another
+    process keeps the wall clock: time passes for real and ``advance`` is left out)."""
+
+    @classmethod
+    def _clock_is_shared(cls) -> bool:
+        if cls.shared_clock is not None:
+            return cls.shared_clock
+        return not isinstance(getattr(cls, "service", None), str)
 
     _worlds: ClassVar[dict[type, _World]] = {}
     _reports: ClassVar[dict[type, RunReport]] = {}
@@ -175,7 +188,9 @@ class _ChaosMachine(RuleBasedStateMachine):
         with cls._world_lock:
             world = cls._worlds.get(cls)
             if world is None:
-                world = cls._worlds[cls] = _World(frozenset(cls.scopes), cls.listen)
+                world = cls._worlds[cls] = _World(
+                    frozenset(cls.scopes), cls.listen, cls._clock_is_shared()
+                )
         self.world = world
         self.proxy = world.proxy
         self.clock = world.clock
@@ -212,7 +227,8 @@ class _ChaosMachine(RuleBasedStateMachine):
     # decision and ledger event has its own instant (the checker then needs no replay).
 
     def _tick(self) -> None:
-        self.clock.advance(0.001)
+        if self.world.manual:
+            self.clock.advance(0.001)
 
     def _seconds(self) -> st.SearchStrategy[int]:
         """Clock moves that matter to this policy first (just past each window, just past a
@@ -224,6 +240,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         return st.sampled_from(sorted(edges)) | st.integers(1, 3600)
 
     @_action("advance")
+    @precondition(lambda self: self.world.manual)
     @rule(data=st.data())
     def advance(self, data: st.DataObject) -> None:
         """Move the clock (tokens age, caches go stale), then keep using what is held."""
@@ -381,7 +398,7 @@ class AuthChaosMachine(_ChaosMachine):
     """
 
     service: ClassVar[ServiceFactory | str]
-    outage_endpoints = ("jwks", "introspection")
+    outage_endpoints: ClassVar[tuple[str, ...]] = ("jwks", "introspection")
     all_actions = ACTIONS - {"use", "burst"}
 
     tokens = Bundle("tokens")
@@ -547,7 +564,7 @@ class ClientChaosMachine(_ChaosMachine):
     """
 
     client: ClassVar[ClientFactory]
-    outage_endpoints = ("token",)
+    outage_endpoints: ClassVar[tuple[str, ...]] = ("token",)
     _clients = frozenset({_APP})
     # The downstream introspects every request, so key rotation changes nothing a client sees.
     all_actions = frozenset({"use", "burst", "expire", "revoke", "advance", "outage"})

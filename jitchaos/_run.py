@@ -1,0 +1,203 @@
+"""Running a scenario from the catalogue against a service: what ``jitchaos run`` does.
+
+A scenario module defines ``Scenario``, a machine class (see :mod:`strategies`). Running it
+names the service (a URL of a running service, or an aiohttp application factory), its routes
+and its policy, runs Hypothesis over it with a fixed search order (the same command finds the
+same failure), and returns the shrunk failure or how many examples found nothing, with the run
+report.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from jitchaos._policy import Policy
+from jitchaos._report import RunReport
+from jitchaos._stateful import AuthChaosMachine, ServiceFactory
+from jitchaos.errors import InvalidArgument
+
+__all__ = ["Outcome", "load_policy", "load_scenario", "parse_route", "run_scenario"]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@attrs.frozen
+class Outcome:
+    """What a run found."""
+
+    examples: int
+    """Examples run (shrinking included)."""
+    faults: int
+    """Faults injected over all examples."""
+    seconds: float
+    failure: str | None
+    """The violation and the shrunk steps that show it; None when nothing was found."""
+    report: RunReport
+    persistent: bool = False
+    """The service kept its state across examples (it runs in another process)."""
+
+    def format(self) -> str:
+        if self.failure is None:
+            head = f"no violation in {self.examples} examples ({self.faults} faults injected)"
+        else:
+            head = f"violation found after {self.examples} examples:\n{self.failure}"
+            if self.persistent:
+                head += (
+                    "\n(the service runs in another process and kept its state across "
+                    "examples: what earlier examples left in its caches may be part of the cause)"
+                )
+        return f"{head}\n\n{self.report.format()}"
+
+
+def load_scenario(path: str | os.PathLike[str]) -> type[AuthChaosMachine]:
+    """The ``Scenario`` class of the module at ``path``; InvalidArgument naming the problem."""
+    file = Path(path)
+    if file.suffix != ".py" or not file.is_file():
+        raise InvalidArgument(f"scenario {os.fspath(path)!r} is not a Python file")
+    spec = importlib.util.spec_from_file_location(f"jitchaos_scenario_{file.stem}", file)
+    if spec is None or spec.loader is None:
+        raise InvalidArgument(f"scenario {os.fspath(path)!r} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's file: report it, don't crash
+        raise InvalidArgument(
+            f"scenario {os.fspath(path)!r} failed to import: {type(error).__name__}: {error}"
+        ) from None
+    scenario = getattr(module, "Scenario", None)
+    if not (isinstance(scenario, type) and issubclass(scenario, AuthChaosMachine)):
+        raise InvalidArgument(
+            f"scenario {os.fspath(path)!r} defines no Scenario class (an AuthChaosMachine)"
+        )
+    return scenario
+
+
+def parse_route(text: str) -> tuple[str, frozenset[str]]:
+    """``"GET /orders=read,write"`` -> ``("GET /orders", {"read", "write"})``."""
+    route, sep, scopes = text.partition("=")
+    method, _, path = route.strip().partition(" ")
+    if not sep or method.upper() not in _METHODS or not path.startswith("/") or " " in path:
+        raise InvalidArgument(
+            f"route {text!r} must look like 'METHOD /path=scope,scope' (scopes may be empty)"
+        )
+    needed = frozenset(s for s in scopes.replace(",", " ").split() if s)
+    return f"{method.upper()} {path}", needed
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """A :class:`Policy` from a JSON object of its fields (seconds as numbers)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidArgument(f"policy file {os.fspath(path)!r}: {error}") from None
+    except ValueError as error:
+        raise InvalidArgument(f"policy file {os.fspath(path)!r} is not JSON: {error}") from None
+    fields = {f.name for f in attrs.fields(Policy)}
+    if not isinstance(data, dict) or set(data) - fields:
+        raise InvalidArgument(
+            f"policy file {os.fspath(path)!r} must be a JSON object with fields among "
+            f"{sorted(fields)}"
+        )
+    try:
+        return Policy(**data)
+    except (InvalidArgument, TypeError) as error:
+        raise InvalidArgument(f"policy file {os.fspath(path)!r}: {error}") from None
+
+
+def run_scenario(
+    scenario: type[AuthChaosMachine],
+    *,
+    service: str | ServiceFactory,
+    routes: Mapping[str, Collection[str]] | None = None,
+    policy: Policy | None = None,
+    listen: tuple[str, int] | None = None,
+    examples: int = 100,
+    steps: int = 10,
+    progress: Callable[[str], None] | None = None,
+) -> Outcome:
+    """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
+    side at ``listen`` as its IdP) and return what it found."""
+    if isinstance(service, str):
+        _check_reachable(service)
+    routes = routes if routes is not None else scenario.routes
+    if not routes:
+        raise InvalidArgument("no routes: name at least one ('METHOD /path=scopes')")
+    counts = {"examples": 0, "faults": 0}
+    started = time.monotonic()
+
+    class Run(scenario):  # type: ignore[valid-type,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            counts["examples"] += 1
+
+        def teardown(self) -> None:
+            counts["faults"] += sum(1 for f in self.proxy.history.faults if f.applied)
+            super().teardown()
+            if progress is not None:
+                progress(
+                    f"{counts['examples']} examples, {counts['faults']} faults injected, "
+                    f"{time.monotonic() - started:.0f}s"
+                )
+
+    Run.__name__ = Run.__qualname__ = scenario.__name__
+    attributes: dict[str, Any] = {
+        "service": service if isinstance(service, str) else staticmethod(service),
+        "routes": {route: frozenset(scopes) for route, scopes in routes.items()},
+        "policy": policy if policy is not None else scenario.policy,
+        "listen": listen,
+    }
+    for name, value in attributes.items():
+        setattr(Run, name, value)
+    failure: str | None = None
+    try:
+        run_state_machine_as_test(
+            Run,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=steps,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate, Phase.shrink],
+            ),
+        )
+    except AssertionError as error:
+        notes = "\n".join(getattr(error, "__notes__", []))
+        failure = f"{error}\n{notes}".rstrip()
+    finally:
+        world = Run._worlds.pop(Run, None)
+        if world is not None:
+            world.loop.run(world.proxy.stop())
+            world.loop.stop()
+    return Outcome(
+        counts["examples"],
+        counts["faults"],
+        time.monotonic() - started,
+        failure,
+        Run.report(),
+        persistent=isinstance(service, str),
+    )
+
+
+def _check_reachable(url: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - the user's own service
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise InvalidArgument(f"service {url!r} does not answer: {reason}") from None

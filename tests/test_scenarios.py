@@ -1,0 +1,195 @@
+"""The scenario catalogue: public API only, and each scenario finds the bug of its flow."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples import (
+    introspection_cache,
+    jwks_cache,
+    jwks_wiped,
+    permission_cache,
+    stateless_jwt,
+)
+from jitchaos import AuthChaosMachine
+from jitchaos._run import load_scenario, run_scenario
+from tests.common.cli import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "strategies").glob("[!_]*.py"))
+ROUTES = {"GET /read": {"read"}, "POST /write": {"write"}}
+
+
+def test_the_catalogue_has_the_flows_the_issue_names() -> None:
+    assert {p.stem for p in SCENARIOS} >= {
+        "client_credentials_rotation",
+        "refresh_rotation",
+        "jwks_rotation",
+        "role_narrowing",
+        "outage_during_refresh",
+    }
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenarios_import_only_public_names(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if module == "__future__":
+                continue
+            assert not any(part.startswith("_") for part in module.split(".")), module
+            assert all(not alias.name.startswith("_") for alias in node.names), module
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert not any(p.startswith("_") for p in alias.name.split(".")), alias.name
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            assert not node.attr.startswith("_") or node.value.id == "self", node.attr
+    scenario = load_scenario(path)
+    assert issubclass(scenario, AuthChaosMachine)
+    assert ast.get_docstring(tree), "say which flow it is and what it finds"
+
+
+CASES = [
+    ("client_credentials_rotation", stateless_jwt.make_app),
+    ("refresh_rotation", introspection_cache.make_app),
+    ("jwks_rotation", jwks_cache.make_app),
+    ("role_narrowing", permission_cache.make_app),
+    ("outage_during_refresh", jwks_wiped.make_app),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "factory"), CASES, ids=[c[0] for c in CASES])
+def test_each_scenario_finds_its_bug_and_not_in_the_twin(name: str, factory: object) -> None:
+    scenario = load_scenario(ROOT / "strategies" / f"{name}.py")
+    found = run_scenario(
+        scenario,
+        service=factory,
+        routes=ROUTES,
+        examples=300,  # type: ignore[arg-type]
+    )
+    assert found.failure is not None, found.format()
+    assert "state." in found.failure
+    clean = run_scenario(
+        scenario,
+        service=functools.partial(factory, fixed=True),  # type: ignore[arg-type]
+        routes=ROUTES,
+        examples=40,
+    )
+    assert clean.failure is None, clean.format()
+    assert f"no violation in {clean.examples} examples" in clean.format()
+
+
+@pytest.fixture
+def service_process() -> object:
+    """Serve a known-bug service in its own process, configured with a fixed IdP URL."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(name: str, idp_port: int, port: int, *fixed: str) -> str:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "examples",
+                name,
+                "--idp",
+                f"http://127.0.0.1:{idp_port}",
+                "--port",
+                str(port),
+                *fixed,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_jitchaos_run_against_a_service_in_another_process(
+    service_process: object, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"staleness": 0}')
+    for fixed, status, expected in (
+        ((), 1, "narrowed-scope-honoured"),
+        (
+            ("--fixed",),
+            0,
+            "no violation in",
+        ),
+    ):
+        idp_port = _free_port()
+        url = service_process("permission_cache", idp_port, _free_port(), *fixed)  # type: ignore[operator]
+        result = run_cli(
+            "run",
+            str(ROOT / "strategies" / "role_narrowing.py"),
+            "--service",
+            url,
+            "--route",
+            "GET /read=read",
+            "--route",
+            "POST /write=write",
+            "--policy",
+            str(policy),
+            "--listen",
+            f"127.0.0.1:{idp_port}",
+            "--examples",
+            "60",
+        )
+        assert result.returncode == status, result.stdout + result.stderr
+        assert expected in result.stdout or "scope" in result.stdout, result.stdout
+        assert "fault kind" in result.stdout  # the run report
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.py"], "is not a Python file"),
+        (["README.md"], "is not a Python file"),
+        (["strategies/__init__.py"], "defines no Scenario class"),
+        (["strategies/role_narrowing.py", "--route", "read"], "must look like"),
+        (["strategies/role_narrowing.py", "--policy", str(ROOT / "README.md")], "is not JSON"),
+        (["strategies/role_narrowing.py", "--policy", "missing.json"], "policy file"),
+        (["strategies/role_narrowing.py", "--listen", "nowhere"], "listen"),
+    ],
+)
+def test_bad_run_arguments_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    first, *rest = args
+    path = first if first == "missing.py" else str(ROOT / first)
+    result = run_cli("run", path, *rest, "--service", "http://127.0.0.1:9")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_service_is_named(tmp_path: Path) -> None:
+    result = run_cli(
+        "run", str(ROOT / "strategies" / "role_narrowing.py"), "--service", "http://127.0.0.1:9"
+    )
+    assert result.returncode == 2
+    assert "does not answer" in result.stderr
