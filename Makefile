@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint typecheck unit bench clean
+.PHONY: test lint typecheck unit demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ typecheck: $(BIN)/.installed
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest
+
+# The embedded IdP, the proxy and a known-bug service: the bug found, its notebook written
+# into notebooks/, then the fixed service cleared. NAME=... picks another (jitchaos demo --list).
+demo: $(BIN)/.installed
+	$(BIN)/python -m jitchaos demo $(NAME)
 
 # mitmproxy lives in its own environment: it pins versions of what jitchaos also uses.
 MITM := bench/.venv-mitm

@@ -328,6 +328,29 @@ def _build_parser() -> _Parser:
     run.add_argument("--examples", type=_positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=_positive_int, default=10, help="steps per example")
 
+    demo = commands.add_parser(
+        "demo",
+        help="watch jitchaos find a planted bug in a known-bug service, then not in its fix",
+        description="Run the stateful machine against a known-bug service from examples/ "
+        "(run it from a jitchaos checkout): the shrunk failure as a short story, a repro "
+        "notebook, then the correct twin.",
+    )
+    demo.add_argument("name", nargs="?", default="permission_cache", help="the service")
+    demo.add_argument("--list", action="store_true", help="list the known-bug services")
+    demo.add_argument(
+        "--notebooks", default="notebooks", metavar="DIR", help="where the notebook goes"
+    )
+
+    repro = commands.add_parser(
+        "repro",
+        help="write the repro notebook of a saved failure",
+        description="Write the notebook that replays a saved failure (the .json a failing "
+        "machine wrote beside its notebook); --execute runs it first so it carries outputs.",
+    )
+    repro.add_argument("failure", metavar="FAILURE.json")
+    repro.add_argument("--out", default="notebooks", metavar="DIR", help="(default notebooks)")
+    repro.add_argument("--execute", action="store_true", help="run it on a Jupyter kernel")
+
     commands.add_parser(
         "faults",
         help="list the registered faults",
@@ -622,6 +645,50 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0 if outcome.failure is None else 1
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    from jitchaos._demo import DEMOS, run_demo
+    from jitchaos.errors import InvalidArgument
+
+    if args.list:
+        width = max(len(name) for name in DEMOS)
+        for name, demo in DEMOS.items():
+            print(f"{name:<{width}}  {demo.summary}")
+        return 0
+    tty = sys.stderr.isatty()
+
+    def progress(line: str) -> None:
+        if tty:
+            print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+        elif int(line.split(" ", 1)[0]) % 50 == 0:
+            print(line, file=sys.stderr, flush=True)
+
+    def out(text: str) -> None:
+        if tty:
+            print("\r", end="", file=sys.stderr)
+        print(text, flush=True)
+
+    try:
+        buggy, twin = run_demo(args.name, notebooks=args.notebooks, out=out, progress=progress)
+    except InvalidArgument as error:
+        raise _UsageError(str(error)) from None
+    return 0 if buggy.record is not None and twin.record is None else 1
+
+
+def _run_repro(args: argparse.Namespace) -> int:
+    from jitchaos._repro import load_failure, write_repro
+    from jitchaos.errors import InvalidArgument
+
+    try:
+        failure = load_failure(args.failure)
+        path = write_repro(failure, args.out, execute=args.execute)
+    except InvalidArgument as error:
+        raise _UsageError(str(error)) from None
+    except OSError as error:
+        raise _UsageError(f"cannot write into {args.out!r}: {error}") from None
+    print(path)
+    return 0
+
+
 def _run_faults(args: argparse.Namespace) -> int:
     width = max(len(name) for name in FAULTS)
     for name, fault in FAULTS.items():
@@ -639,6 +706,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audit": _run_audit,
         "faults": _run_faults,
         "run": _run_run,
+        "demo": _run_demo,
+        "repro": _run_repro,
     }
     try:
         return runners[args.command](args)

@@ -96,10 +96,12 @@ def plot_timeline(
     *,
     findings: Iterable[Any] = (),
     holder: str | None = None,
+    faults: Iterable[Any] = (),
     ax: Any = None,
 ) -> Any:
     """Grants as bars from issue to revocation or expiry, uses as dots (green: accepted, grey:
-    refused), the uses behind a finding as red crosses. Returns the matplotlib axes."""
+    refused), the uses behind a finding (or violation) as red crosses, applied faults as
+    labelled vertical lines. Returns the matplotlib axes."""
     import matplotlib.pyplot as plt  # inline in a notebook; Agg when there is no display
 
     leases = ledger.leases
@@ -134,9 +136,14 @@ def plot_timeline(
             ax.plot(x, y, "x", color="red", markersize=12, markeredgewidth=2)
         else:
             ax.plot(x, y, "o", color="green" if decision.accepted else "grey")
+    for fault in faults:
+        if not getattr(fault, "applied", True):
+            continue
+        ax.axvline(fault.at - start, color="orange", linestyle="--", linewidth=1)
+        ax.text(fault.at - start, -0.6, fault.fault.kind, color="darkorange", fontsize=8)
     ax.set_yticks(list(rows.values()), list(rows))
     ax.set_xlabel("seconds since the first grant")
-    ax.set_title("grants (bars), uses (dots), findings (red crosses)")
+    ax.set_title("grants (bars), uses (dots), faults (dashed), violations (red crosses)")
     return ax
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import attrs
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.stateful import run_state_machine_as_test
 
 from jitchaos._policy import Policy
 from jitchaos._report import RunReport
@@ -45,6 +44,10 @@ class Outcome:
     failure: str | None
     """The violation and the shrunk steps that show it; None when nothing was found."""
     report: RunReport
+    record: dict[str, Any] | None = None
+    """The shrunk failure as data (see :func:`jitchaos.notebook.load_failure`)."""
+    notebook: Path | None = None
+    """The repro notebook written for it."""
     persistent: bool = False
     """The service kept its state across examples (it runs in another process)."""
 
@@ -53,6 +56,8 @@ class Outcome:
             head = f"no violation in {self.examples} examples ({self.faults} faults injected)"
         else:
             head = f"violation found after {self.examples} examples:\n{self.failure}"
+            if self.notebook is not None:
+                head += f"\nrepro notebook: {self.notebook}"
             if self.persistent:
                 head += (
                     "\n(the service runs in another process and kept its state across "
@@ -126,9 +131,12 @@ def run_scenario(
     examples: int = 100,
     steps: int = 10,
     progress: Callable[[str], None] | None = None,
+    notebooks: str | os.PathLike[str] | None = None,
+    execute: bool = False,
 ) -> Outcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
-    side at ``listen`` as its IdP) and return what it found."""
+    side at ``listen`` as its IdP) and return what it found; a failure is also written as a
+    repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs)."""
     if isinstance(service, str):
         _check_reachable(service)
     routes = routes if routes is not None else scenario.routes
@@ -161,9 +169,10 @@ def run_scenario(
     for name, value in attributes.items():
         setattr(Run, name, value)
     failure: str | None = None
+    notebook: Path | None = None
     try:
-        run_state_machine_as_test(
-            Run,
+        Run.run(
+            notebooks=None,
             settings=settings(
                 max_examples=examples,
                 stateful_step_count=steps,
@@ -177,6 +186,11 @@ def run_scenario(
     except AssertionError as error:
         notes = "\n".join(getattr(error, "__notes__", []))
         failure = f"{error}\n{notes}".rstrip()
+        record = Run.last_failure()
+        if record is not None and notebooks is not None:
+            from jitchaos._repro import write_repro
+
+            notebook = write_repro(record, notebooks, execute=execute)
     finally:
         world = Run._worlds.pop(Run, None)
         if world is not None:
@@ -188,6 +202,8 @@ def run_scenario(
         time.monotonic() - started,
         failure,
         Run.report(),
+        record=Run.last_failure() if failure is not None else None,
+        notebook=notebook,
         persistent=isinstance(service, str),
     )
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import inspect
 import json
+import os
 import secrets
 import threading
+import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,7 +34,8 @@ from typing import Any, ClassVar
 import attrs
 import jwt
 from aiohttp import web
-from hypothesis import assume
+from hypothesis import HealthCheck, assume
+from hypothesis import settings as Settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -40,6 +44,7 @@ from hypothesis.stateful import (
     multiple,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from jitchaos._checker import Violation, check
@@ -97,6 +102,52 @@ class _Token:
         return f"token({self.principal}: {' '.join(sorted(self.scopes))}, {self.fingerprint})"
 
 
+class _Draws:
+    """``st.data()`` as a rule sees it, writing down each value drawn (for replay)."""
+
+    def __init__(self, data: Any, log: list[Any]) -> None:
+        self._data = data
+        self._log = log
+
+    def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:
+        value = self._data.draw(strategy, label=label)
+        self._log.append(_encode(value))
+        return value
+
+
+class _Replayed:
+    """The values one recorded step drew, handed back in order."""
+
+    def __init__(self, draws: list[Any], machine: _ChaosMachine) -> None:
+        self._draws = list(draws)
+        self._machine = machine
+
+    def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:
+        if not self._draws:
+            raise ValueError(f"the recorded step has no value left to draw for {label!r}")
+        return _decode(self._draws.pop(0), self._machine)
+
+
+def _encode(value: Any) -> Any:
+    """A drawn value as JSON: sets as sorted lists, forged tokens by attack class only (never
+    the token itself)."""
+    from jitchaos.strategies import HostileToken
+
+    if isinstance(value, frozenset | set):
+        return {"set": sorted(value)}
+    if isinstance(value, HostileToken):
+        return {"hostile": value.attack, "fingerprint": fingerprint(value.token)}
+    return value
+
+
+def _decode(value: Any, machine: _ChaosMachine) -> Any:
+    if isinstance(value, dict) and "set" in value:
+        return frozenset(value["set"])
+    if isinstance(value, dict) and "hostile" in value:
+        return machine._forge_again(value["hostile"])
+    return value
+
+
 class _World:
     """The IdP, proxy and clock one machine class shares across its examples.
 
@@ -138,6 +189,30 @@ class _World:
         self.first_key = self.idp.keys.current
 
 
+class _TestCase:
+    """``Machine.TestCase``: what pytest and unittest collect. Like Hypothesis's own, plus a
+    repro notebook for a failure, in ``$JITCHAOS_NOTEBOOKS`` (default ``notebooks``; empty
+    for none) or the test case's ``notebooks`` attribute."""
+
+    def __get__(self, instance: object, owner: type[_ChaosMachine]) -> type[unittest.TestCase]:
+        machine = owner
+
+        class StateMachineTestCase(unittest.TestCase):
+            settings: ClassVar[Settings] = Settings(
+                deadline=None, suppress_health_check=list(HealthCheck)
+            )
+            notebooks: ClassVar[str | None] = (
+                os.environ.get("JITCHAOS_NOTEBOOKS", "notebooks") or None
+            )
+
+            def runTest(self) -> None:
+                machine.run(settings=self.settings, notebooks=self.notebooks)
+
+        StateMachineTestCase.__name__ = f"{owner.__name__}.TestCase"
+        StateMachineTestCase.__qualname__ = f"{owner.__qualname__}.TestCase"
+        return StateMachineTestCase
+
+
 def _action(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the rule only when the machine's ``actions`` include it."""
     return precondition(lambda self: name in self._actions)
@@ -168,6 +243,7 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     _worlds: ClassVar[dict[type, _World]] = {}
     _reports: ClassVar[dict[type, RunReport]] = {}
+    _failures: ClassVar[dict[type, dict[str, Any]]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
     _clients: ClassVar[frozenset[str]] = frozenset()
     all_actions: ClassVar[frozenset[str]] = ACTIONS
@@ -202,6 +278,10 @@ class _ChaosMachine(RuleBasedStateMachine):
         self._runners: list[web.AppRunner] = []
         self._first_seq = self.proxy.ledger.seq
         """Ledger events up to this one belong to earlier examples."""
+        self.steps: list[dict[str, Any]] = []
+        """The rules run in this example, with their arguments and draws (for replay)."""
+        self.held: list[_Token] = []
+        self._last_forged: _Token | None = None
 
     @property
     def idp_url(self) -> str:
@@ -244,6 +324,7 @@ class _ChaosMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def advance(self, data: st.DataObject) -> None:
         """Move the clock (tokens age, caches go stale), then keep using what is held."""
+        data = self._begin("advance", data)
         self.clock.advance(data.draw(self._seconds(), label="seconds"))
         self.proxy.engine.tick()
         self._keep_using()
@@ -254,6 +335,7 @@ class _ChaosMachine(RuleBasedStateMachine):
     @_action("rotate_keys")
     @rule(mode=st.sampled_from(["add", "remove-old", "rekey"]))
     def rotate_keys(self, mode: str) -> None:
+        self._begin("rotate_keys", mode=mode)
         self._tick()
         self.proxy.apply(RotateKeys(mode=mode))  # type: ignore[arg-type]
 
@@ -261,9 +343,41 @@ class _ChaosMachine(RuleBasedStateMachine):
     @rule(data=st.data(), seconds=st.integers(1, 120))
     def outage(self, data: st.DataObject, seconds: int) -> None:
         """An IdP endpoint answers 503 for a while (clock seconds)."""
+        data = self._begin("outage", data, seconds=seconds)
         self._tick()
         endpoint = data.draw(st.sampled_from(type(self).outage_endpoints), label="endpoint")
         self.proxy.apply(Outage(endpoint=endpoint, duration=float(seconds)))  # type: ignore[arg-type]
+
+    # Recording and replaying steps.
+
+    def _begin(self, rule: str, data: Any = None, **args: Any) -> Any:
+        """Write down the step about to run; return ``data`` recording its draws."""
+        encoded = {
+            name: ({"token": self.held.index(v)} if isinstance(v, _Token) else v)
+            for name, v in args.items()
+        }
+        step: dict[str, Any] = {"rule": rule, "args": encoded, "draws": []}
+        self.steps.append(step)
+        if isinstance(data, _Replayed):
+            return data
+        return _Draws(data, step["draws"]) if data is not None else None
+
+    def replay_step(self, step: Mapping[str, Any]) -> None:
+        """Run one recorded step again (same rule, arguments and drawn values)."""
+        rule = step.get("rule")
+        method = getattr(self, str(rule), None) if rule in type(self).all_actions else None
+        if method is None:
+            raise ValueError(f"step {dict(step)!r} names no rule of {type(self).__name__}")
+        args = {
+            name: (self.held[v["token"]] if isinstance(v, dict) and "token" in v else v)
+            for name, v in dict(step.get("args", {})).items()
+        }
+        if "data" in inspect.signature(method).parameters:
+            args["data"] = _Replayed(list(step.get("draws", [])), self)
+        method(**args)
+
+    def _forge_again(self, attack: str) -> Any:
+        raise ValueError("this machine submits no forged tokens")
 
     # The invariant.
 
@@ -271,7 +385,47 @@ class _ChaosMachine(RuleBasedStateMachine):
     def no_violation(self) -> None:
         found = self.violations()
         if found:
+            cls = type(self)
+            with cls._world_lock:
+                # Hypothesis runs the shrunk failure last: the one remembered at the end.
+                from jitchaos._repro import failure_record
+
+                cls._failures[cls] = failure_record(self, found)
             raise AssertionError("\n".join(v.format() for v in found))
+
+    @classmethod
+    def run(
+        cls,
+        *,
+        settings: Settings | None = None,
+        notebooks: str | os.PathLike[str] | None = "notebooks",
+    ) -> None:
+        """Run the machine under Hypothesis; on a failure, write the shrunk one as a repro
+        notebook (and its JSON) into ``notebooks`` and name it in the error's notes."""
+        cls._failures.pop(cls, None)
+        try:
+            run_state_machine_as_test(cls, settings=settings)
+        except AssertionError as error:
+            failure = cls._failures.get(cls)
+            if failure is not None and notebooks is not None:
+                from jitchaos._repro import write_repro
+
+                try:
+                    path = write_repro(failure, notebooks)
+                except (OSError, ImportError) as problem:
+                    error.add_note(f"jitchaos: could not write a repro notebook: {problem}")
+                else:
+                    error.add_note(
+                        f"jitchaos: repro notebook {path} (failure {path.with_suffix('.json')})"
+                    )
+            raise
+
+    @classmethod
+    def last_failure(cls) -> dict[str, Any] | None:
+        """The last failing example (the shrunk one, after a run), as JSON-ready data."""
+        return cls._failures.get(cls)
+
+    TestCase = _TestCase()  # type: ignore[assignment]
 
     @classmethod
     def report(cls) -> RunReport:
@@ -407,7 +561,6 @@ class AuthChaosMachine(_ChaosMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.held: list[_Token] = []
         target = type(self).service
         if isinstance(target, str):
             self.proxy.retarget("service", target)
@@ -440,6 +593,7 @@ class AuthChaosMachine(_ChaosMachine):
     @rule(target=tokens, data=st.data())
     def grant(self, data: st.DataObject) -> Any:
         """A client_credentials token for some of the scopes, used at once on one route."""
+        data = self._begin("grant", data)
         self._tick()
         chosen = self._scopes(data, type(self).scopes)
         answer = self._token_request(
@@ -452,6 +606,7 @@ class AuthChaosMachine(_ChaosMachine):
     def login(self, user: str, data: st.DataObject) -> Any:
         """A user logs in (authorization code + PKCE): an access and a refresh token for some
         of the user's scopes, the access token used at once on one route."""
+        data = self._begin("login", data, user=user)
         self._tick()
         allowed = type(self).scopes if user == "alice" else {min(type(self).scopes)}
         answer = self._login(user, self._scopes(data, allowed))
@@ -462,6 +617,7 @@ class AuthChaosMachine(_ChaosMachine):
     def refresh(self, token: _Token, data: st.DataObject) -> Any:
         """Exchange a login's refresh token (spending it: a second exchange is reuse, and the
         IdP revokes the whole grant) for a new access token, used at once."""
+        data = self._begin("refresh", data, token=token)
         self._tick()
         assert token.refresh is not None
         answer = self._token_request(
@@ -473,6 +629,7 @@ class AuthChaosMachine(_ChaosMachine):
     @rule(token=tokens)
     def call(self, token: _Token) -> None:
         """Call every route with a token."""
+        self._begin("call", token=token)
         self._tick()
         for route in sorted(type(self).routes):
             self._call(route, token.raw)
@@ -481,6 +638,7 @@ class AuthChaosMachine(_ChaosMachine):
     @rule(token=tokens, whole_grant=st.booleans())
     def revoke(self, token: _Token, whole_grant: bool) -> None:
         """Revoke a token, or its whole grant (a logout)."""
+        self._begin("revoke", token=token, whole_grant=whole_grant)
         self._tick()
         target = f"token:{token.fingerprint}"
         if whole_grant:
@@ -490,12 +648,13 @@ class AuthChaosMachine(_ChaosMachine):
         self.proxy.apply(Revoke(target=target))
 
     @_action("narrow")
-    @rule(token=tokens, scopes=st.data())
-    def narrow(self, token: _Token, scopes: st.DataObject) -> None:
+    @rule(token=tokens, data=st.data())
+    def narrow(self, token: _Token, data: st.DataObject) -> None:
         """Take scopes away from a token's grant (a role change)."""
+        data = self._begin("narrow", data, token=token)
         self._tick()
         kept = (
-            scopes.draw(st.frozensets(st.sampled_from(sorted(token.scopes))), label="kept")
+            data.draw(st.frozensets(st.sampled_from(sorted(token.scopes))), label="kept")
             if token.scopes
             else frozenset()
         )
@@ -505,6 +664,7 @@ class AuthChaosMachine(_ChaosMachine):
     @rule(token=tokens)
     def expire(self, token: _Token) -> None:
         """Make a live token expired now (the IdP ended its session early)."""
+        self._begin("expire", token=token)
         self._tick()
         self.proxy.apply(Expire(target=f"token:{token.fingerprint}"))
 
@@ -515,6 +675,8 @@ class AuthChaosMachine(_ChaosMachine):
         still work after it (checked by the decisions of later calls)."""
         from jitchaos.strategies import hostile_tokens
 
+        data = self._begin("submit_hostile", data, token=token)
+        self._last_forged = token
         self._tick()
         # A token whose key was removed can no longer be the base of an attack on that key.
         assume(self.world.idp.keys.get(jwt.get_unverified_header(token.raw)["kid"]) is not None)
@@ -525,6 +687,26 @@ class AuthChaosMachine(_ChaosMachine):
         route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
         self._call(route, forged.token)
         self._call(route, token.raw)
+
+    def _forge_again(self, attack: str) -> Any:
+        """A forged token of the same attack class against the same legitimate token (replay
+        records the class, never the forged token itself)."""
+        from hypothesis import HealthCheck, find, settings
+
+        from jitchaos.strategies import hostile_tokens
+
+        assert self._last_forged is not None
+        return find(
+            hostile_tokens(
+                legitimate=self._last_forged.raw,
+                keys=self.world.idp.keys,
+                attacks=st.just(attack),
+            ),
+            lambda forged: True,
+            settings=settings(
+                database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+            ),
+        )
 
     def _keep_using(self) -> None:
         for token in self.held[-3:]:
@@ -591,6 +773,7 @@ class ClientChaosMachine(_ChaosMachine):
     @rule(data=st.data())
     def use(self, data: st.DataObject) -> None:
         """One request into the client, which calls the API with its token."""
+        data = self._begin("use", data)
         self._tick()
         route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
         self.world.loop.run(self._fan_out(route, 1))
@@ -599,6 +782,7 @@ class ClientChaosMachine(_ChaosMachine):
     @rule(data=st.data(), n=st.integers(2, 4))
     def burst(self, data: st.DataObject, n: int) -> None:
         """``n`` concurrent requests into the client (they all find the same token)."""
+        data = self._begin("burst", data, n=n)
         self._tick()
         route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
         self.world.loop.run(self._fan_out(route, n))
@@ -626,6 +810,7 @@ class ClientChaosMachine(_ChaosMachine):
         """Make the client's current access token expired now (its refresh token lives on)."""
         current = self._current()
         assert current is not None
+        self._begin("expire")
         self._tick()
         self.proxy.apply(Expire(target=f"token:{current[0]}"))
 
@@ -636,6 +821,7 @@ class ClientChaosMachine(_ChaosMachine):
         """Revoke the client's current access token, or its whole grant (logout elsewhere)."""
         current = self._current()
         assert current is not None
+        self._begin("revoke", whole_grant=whole_grant)
         self._tick()
         target = f"grant:{current[1]}" if whole_grant else f"token:{current[0]}"
         self.proxy.apply(Revoke(target=target))

@@ -1,5 +1,14 @@
 """Runnable notebooks for failures, and the timeline plot they draw."""
 
 from jitchaos._notebook import audit_notebook, plot_timeline, write_notebook
+from jitchaos._repro import Repro, load_failure, repro_notebook, write_repro
 
-__all__ = ["audit_notebook", "plot_timeline", "write_notebook"]
+__all__ = [
+    "Repro",
+    "audit_notebook",
+    "load_failure",
+    "plot_timeline",
+    "repro_notebook",
+    "write_notebook",
+    "write_repro",
+]

@@ -132,7 +132,15 @@ EXPECTED = {
         "NotApplicable",
         "World",
     },
-    "jitchaos.notebook": {"audit_notebook", "plot_timeline", "write_notebook"},
+    "jitchaos.notebook": {
+        "Repro",
+        "audit_notebook",
+        "load_failure",
+        "plot_timeline",
+        "repro_notebook",
+        "write_notebook",
+        "write_repro",
+    },
     "jitchaos.proxy": {"AppliedFault", "ChaosProxy", "Decision", "History", "ProxyClient"},
     "jitchaos.errors": {
         "AuditError",

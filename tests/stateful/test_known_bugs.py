@@ -4,6 +4,7 @@ fault that causes it, and each correct twin runs many examples without a false a
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from examples import (
     stateless_jwt,
 )
 from jitchaos import AuthChaosMachine, ClientChaosMachine, Policy
+from jitchaos.notebook import Repro
 
 ROUTES = {"GET /read": {"read"}, "POST /write": {"write"}}
 FIND = settings(
@@ -99,8 +101,9 @@ NAMES = [str(case[0].__module__).rsplit(".", 1)[-1] for case in CASES]
 def test_the_bug_is_found_and_shrunk(
     factory: Callable[..., Any], policy: Policy, kinds: set[str], faults: set[str]
 ) -> None:
+    found = machine(factory, policy)
     with pytest.raises(AssertionError) as caught:
-        run_state_machine_as_test(machine(factory, policy), settings=FIND)
+        found.run(settings=FIND, notebooks=None)
     notes = "\n".join(getattr(caught.value, "__notes__", []))
     message = f"{caught.value}\n{notes}"
     assert any(f"[{kind}]" in message for kind in kinds), message
@@ -116,6 +119,19 @@ def test_the_bug_is_found_and_shrunk(
     ]
     # The hand-written minimal sequences have at most five steps; shrinking gets within one.
     assert len(steps) <= 6, notes
+    # The remembered failure is the shrunk one, and replaying it (no Hypothesis, no example
+    # database) on a fresh IdP, proxy and service shows the same violation.
+    failure = found.last_failure()
+    assert failure is not None
+    assert len(failure["steps"]) == len(steps)
+    repro = Repro(json.loads(json.dumps(failure)))
+    try:
+        for step in failure["steps"]:
+            repro.step(step)
+        again = {v.kind for v in repro.machine.violations()}
+    finally:
+        repro.close()
+    assert again == {v["kind"] for v in failure["violations"]}, (again, failure)
 
 
 @pytest.mark.slow
