@@ -335,7 +335,9 @@ def _build_parser() -> _Parser:
         "(run it from a jitchaos checkout): the shrunk failure as a short story, a repro "
         "notebook, then the correct twin.",
     )
-    demo.add_argument("name", nargs="?", default="permission_cache", help="the service")
+    demo.add_argument(
+        "name", nargs="?", default="introspection_cache", help="the service (see --list)"
+    )
     demo.add_argument("--list", action="store_true", help="list the known-bug services")
     demo.add_argument(
         "--notebooks", default="notebooks", metavar="DIR", help="where the notebook goes"

@@ -41,15 +41,16 @@ DEMOS = {
     demo.name: demo
     for demo in (
         Demo(
+            "introspection_cache",
+            "introspection cached 5 minutes: revoked or narrowed tokens honoured that long",
+            Policy(staleness=30),
+            actions=frozenset({"grant", "call", "revoke", "narrow", "expire", "advance"}),
+        ),
+        Demo(
             "permission_cache",
             "permissions cached per user: the first token's rights stick, narrowing ignored",
             Policy(staleness=30),
             actions=frozenset({"login", "call", "narrow", "advance", "refresh"}),
-        ),
-        Demo(
-            "introspection_cache",
-            "introspection cached 5 minutes: revoked tokens honoured that long",
-            Policy(staleness=30),
         ),
         Demo(
             "jwks_cache",
@@ -106,7 +107,7 @@ def _factory(name: str) -> Callable[..., Any]:
 
 
 def run_demo(
-    name: str = "permission_cache",
+    name: str = "introspection_cache",
     *,
     notebooks: str | os.PathLike[str] = "notebooks",
     examples: int = 400,
@@ -174,23 +175,25 @@ def _sentence(step: Mapping[str, Any], tokens: list[str]) -> str:
     rule, args, draws = step["rule"], step.get("args", {}), list(step.get("draws", []))
 
     def scopes(value: Any) -> str:
-        return "+".join(value["set"]) if isinstance(value, dict) and "set" in value else "?"
+        if isinstance(value, dict) and "set" in value:
+            return "+".join(value["set"])
+        return "?"
 
     def token(value: Any) -> str:
         index = value.get("token") if isinstance(value, dict) else None
         return tokens[index] if isinstance(index, int) and index < len(tokens) else "a token"
 
     if rule in ("grant", "login"):
-        who = "client machine" if rule == "grant" else args.get("user", "a user")
-        name = f"token {len(tokens) + 1} ({who}, {scopes(draws[0]) if draws else '?'})"
+        name = f"token {len(tokens) + 1}"
         tokens.append(name)
         route = draws[1] if len(draws) > 1 else "a route"
-        verb = "gets" if rule == "grant" else "logs in:"
-        return f"{who} {verb} {name}, used on {route}"
+        granted = scopes(draws[0]) if draws else "?"
+        who = "client machine gets" if rule == "grant" else f"{args.get('user')} logs in, gets"
+        return f"{who} {name} for {granted}, uses it on {route}"
     if rule == "refresh":
-        name = f"token {len(tokens) + 1} (refreshed from {token(args.get('token'))})"
+        name = f"token {len(tokens) + 1}"
         tokens.append(name)
-        return f"{name} is issued"
+        return f"{token(args.get('token'))} is refreshed: {name}"
     if rule == "call":
         return f"{token(args.get('token'))} calls every route"
     if rule == "revoke":
@@ -200,7 +203,7 @@ def _sentence(step: Mapping[str, Any], tokens: list[str]) -> str:
         return ("the grant of " if whole else "") + f"{token(args.get('token'))} is revoked"
     if rule == "narrow":
         kept = scopes(draws[0]) if draws else "?"
-        return f"{token(args.get('token'))}'s grant is narrowed to {kept or 'nothing'}"
+        return f"{token(args.get('token'))}'s grant is narrowed to {kept or 'no scope'}"
     if rule == "expire":
         target = token(args["token"]) if "token" in args else "the client's token"
         return f"{target} is expired early by the IdP"

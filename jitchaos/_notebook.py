@@ -136,14 +136,23 @@ def plot_timeline(
             ax.plot(x, y, "x", color="red", markersize=12, markeredgewidth=2)
         else:
             ax.plot(x, y, "o", color="green" if decision.accepted else "grey")
+    faults = list(faults)
     for fault in faults:
         if not getattr(fault, "applied", True):
             continue
         ax.axvline(fault.at - start, color="orange", linestyle="--", linewidth=1)
-        ax.text(fault.at - start, -0.6, fault.fault.kind, color="darkorange", fontsize=8)
+        ax.text(fault.at - start, -0.75, f" {fault.fault.kind}", color="darkorange", fontsize=8)
+    moments = [d.at - start for d in decisions] + [
+        f.at - start for f in faults if getattr(f, "applied", True)
+    ]
+    if moments:
+        # Refresh tokens live for days: show the part of the bars where things happened.
+        pad = max(1.0, 0.05 * (max(moments) - min(0.0, *moments)))
+        ax.set_xlim(min(0.0, *moments) - pad, max(moments) + pad)
     ax.set_yticks(list(rows.values()), list(rows))
+    ax.set_ylim(-1, max(1, len(rows)))
     ax.set_xlabel("seconds since the first grant")
-    ax.set_title("grants (bars), uses (dots), faults (dashed), violations (red crosses)")
+    ax.set_title("grants (bars), uses (dots), faults (dashed), violations (red crosses)", pad=12)
     return ax
 
 

@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -296,9 +297,19 @@ def write_repro(
 
     notebook = repro_notebook(failure)
     if execute:
+        from jupyter_client.manager import KernelManager
         from nbclient import NotebookClient
 
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3").execute()
+        # IPC sockets in a private directory: no TCP port, nothing reachable from elsewhere.
+        with tempfile.TemporaryDirectory(prefix="jitchaos-kernel-") as sockets:
+            manager = KernelManager(
+                kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel")
+            )
+            try:
+                NotebookClient(notebook, timeout=timeout, km=manager).execute()
+            finally:
+                if manager.has_kernel:
+                    manager.shutdown_kernel(now=True)
     path = write_notebook(notebook, Path(directory), str(failure["test"]))
     path.with_suffix(".json").write_text(json.dumps(failure, indent=2) + "\n", encoding="utf-8")
     return path

@@ -37,7 +37,7 @@ def test_the_demo_finds_the_bug_writes_a_replaying_notebook_and_clears_the_twin(
     tmp_path: Path,
 ) -> None:
     said: list[str] = []
-    buggy, twin = run_demo("permission_cache", notebooks=tmp_path, out=said.append)
+    buggy, twin = run_demo(notebooks=tmp_path, out=said.append)  # what make demo runs
     assert buggy.record is not None
     assert twin.record is None
     kind = buggy.record["violations"][0]["kind"]
@@ -81,8 +81,8 @@ def test_the_story_reads_the_steps() -> None:
         "violations": [{"kind": "narrowed-scope-honoured", "sentence": "POST /write ..."}],
     }
     assert story(failure).splitlines() == [
-        "  1. alice logs in: token 1 (alice, read+write), used on POST /write",
-        "  2. token 1 (alice, read+write)'s grant is narrowed to read",
+        "  1. alice logs in, gets token 1 for read+write, uses it on POST /write",
+        "  2. token 1's grant is narrowed to read",
         "  3. 31 s pass; clients keep using their tokens",
         "  -> narrowed-scope-honoured: POST /write ...",
     ]
