@@ -21,3 +21,15 @@ def test_make_targets_named_in_the_readme_exist() -> None:
     makefile = (README.parent / "Makefile").read_text()
     for target in re.findall(r"^make (\w+)", README.read_text(), flags=re.MULTILINE):
         assert re.search(rf"^{target}:", makefile, flags=re.MULTILINE), target
+
+
+def test_json_examples_are_schedules() -> None:
+    import json
+
+    from jitchaos import Schedule
+
+    blocks = re.findall(r"```json\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    assert blocks
+    for block in blocks:
+        schedule = Schedule.from_json(json.loads(block))
+        assert len(schedule.entries) == 4
