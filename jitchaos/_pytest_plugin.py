@@ -55,7 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         default=None,
         help="write a runnable notebook (findings, evidence, timeline plot) for each test "
-        "that fails its post-test audit",
+        "that fails its post-test audit, and each failing jitchaos state machine's repro "
+        "notebook (default for those: notebooks)",
     )
     group.addoption(
         "--jitchaos-upstream",
@@ -75,6 +76,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    directory = config.getoption("jitchaos_notebooks", None)
+    if directory is not None:
+        # Where Machine.TestCase writes repro notebooks of shrunk failures.
+        os.environ["JITCHAOS_NOTEBOOKS"] = str(directory)
     config.addinivalue_line(
         "markers",
         "jitchaos_policy(staleness=0, leeway=0, max_ttl=None, scopes=None): the policy the "

@@ -264,3 +264,44 @@ def test_b_uses_it(jit, jitchaos_proxy):
             "was used by test_shared.py::test_b_uses_it*"
         ]
     )
+
+
+def test_a_failing_machine_writes_its_repro_notebook_where_the_option_says(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_machine="""
+from aiohttp import web
+from hypothesis import settings
+
+from jitchaos import AuthChaosMachine
+
+
+def make_app(**_):
+    async def ok(request):
+        return web.json_response({"ok": True})  # never looks at the token
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", ok)
+    return app
+
+
+class Lenient(AuthChaosMachine):
+    service = staticmethod(make_app)
+    routes = {"GET /read": {"read"}}
+    scopes = ("read",)
+
+
+TestLenient = Lenient.TestCase
+TestLenient.settings = settings(
+    max_examples=100, deadline=None, database=None, derandomize=True
+)
+"""
+    )
+    where = pytester.path / "repros"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--jitchaos-notebooks", where)
+    result.assert_outcomes(failed=1)
+    (notebook,) = where.glob("Lenient-*.ipynb")
+    assert notebook.with_suffix(".json").exists()
+    result.stdout.fnmatch_lines([f"*repro notebook {notebook}*"])
+    result.stdout.fnmatch_lines(["*-token-accepted*"])
