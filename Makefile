@@ -20,8 +20,9 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy jitchaos strategies
 
+# Two workers or more (pytest-xdist): the stateful and end-to-end tests are most of the time.
 unit: $(BIN)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # The embedded IdP, the proxy and a known-bug service: the bug found, its notebook written
 # into notebooks/, then the fixed service cleared. NAME=... picks another (jitchaos demo --list).

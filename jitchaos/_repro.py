@@ -306,7 +306,8 @@ def write_repro(
                 kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel")
             )
             try:
-                NotebookClient(notebook, timeout=timeout, km=manager).execute()
+                # We own the kernel's client too: close its sockets when done.
+                NotebookClient(notebook, timeout=timeout, km=manager).execute(cleanup_kc=True)
             finally:
                 if manager.has_kernel:
                     manager.shutdown_kernel(now=True)

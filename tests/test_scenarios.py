@@ -118,6 +118,8 @@ def service_process() -> object:
     for process in started:
         process.terminate()
         process.wait(10)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def _free_port() -> int:
