@@ -54,6 +54,7 @@ from jitchaos.errors import InvalidArgument, LedgerError
 from jitchaos.faults import AnyFault
 from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
 from jitchaos.idp import EmbeddedIdP, IdPConfig
+from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
 from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
 from jitchaos.proxy._jose import CompactJWS, parse_compact, verify_signature
@@ -179,15 +180,16 @@ class ChaosProxy:
         self.engine = FaultEngine(self, self.clock, self.history, on_fired=self._count_fault)
         if schedule is not None:
             self.engine.load(schedule)
-        self._ssl_client: ssl.SSLContext | bool = True
+        self._ca_context: ssl.SSLContext | None = None
         if ca_bundle is not None:
             try:
-                self._ssl_client = ssl.create_default_context(cafile=os.fspath(ca_bundle))
+                self._ca_context = ssl.create_default_context(cafile=os.fspath(ca_bundle))
             except (OSError, ssl.SSLError) as error:
                 raise InvalidArgument(f"ca_bundle={os.fspath(ca_bundle)!r}: {error}") from None
-        self._timeout = aiohttp.ClientTimeout(total=upstream_timeout)
+        self._upstream_timeout = float(upstream_timeout)
         self._upstream: UpstreamIdP | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None  # the IdP side's upstream requests
+        self._session: aiohttp.ClientSession | None = None  # the service side's
         self._runners: list[web.AppRunner] = []
         self._urls: dict[str, str] = {}
         self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
@@ -257,10 +259,11 @@ class ChaosProxy:
         unknown = set(service_ports or {}) - set(self.services)
         if unknown:
             raise InvalidArgument(f"service_ports names unknown services: {sorted(unknown)}")
+        self._client = HttpClient(timeout=self._upstream_timeout, ssl_context=self._ca_context)
         self._session = aiohttp.ClientSession(
-            timeout=self._timeout,
+            timeout=aiohttp.ClientTimeout(total=self._upstream_timeout),
             auto_decompress=False,
-            connector=aiohttp.TCPConnector(ssl=self._ssl_client, limit=0),
+            connector=aiohttp.TCPConnector(ssl=self._ca_context or True, limit=0),
             skip_auto_headers=("User-Agent",),
         )
         try:
@@ -320,6 +323,9 @@ class ChaosProxy:
         if self._own_idp is not None:
             await self._own_idp.stop()
             self._own_idp = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -830,28 +836,27 @@ class ChaosProxy:
         self, method: str, url: URL, headers: dict[str, str], body: bytes
     ) -> Forwarded:
         """One request to the upstream IdP, read whole; failures become :class:`UpstreamError`."""
-        assert self._session is not None
-        upstream = self._require_upstream().name
+        assert self._client is not None
         headers = {**headers, "Accept-Encoding": "identity"}
         try:
-            async with self._session.request(
-                method, url, headers=headers, data=body or None, allow_redirects=False
-            ) as response:
-                data = await response.read()
-                kept = {
-                    k: v
-                    for k, v in response.headers.items()
-                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
-                }
-                return Forwarded(response.status, kept, data)
+            answer = await self._client.request(method, url, headers, body)
         except TimeoutError:
+            upstream = self._require_upstream().name
             raise UpstreamError(
-                504, upstream, f"no answer within {self._timeout.total:g}s"
+                504, upstream, f"no answer within {self._upstream_timeout:g}s"
             ) from None
-        except aiohttp.ClientConnectorError as error:
+        except ConnectFailed as error:
+            upstream = self._require_upstream().name
             raise UpstreamError(502, upstream, f"unreachable ({error.os_error})") from None
-        except aiohttp.ClientError as error:
+        except (ProtocolFailed, ValueError) as error:
+            upstream = self._require_upstream().name
             raise UpstreamError(502, upstream, f"{type(error).__name__}: {error}") from None
+        kept = {}
+        for name, value in answer.headers:
+            lowered = name.lower()
+            if lowered not in _HOP_BY_HOP and lowered != "content-encoding":
+                kept[name] = value
+        return Forwarded(answer.status, kept, answer.body)
 
     # The service side.
 
