@@ -567,12 +567,12 @@ class ChaosProxy:
         if payload is None or not isinstance(payload.get("access_token"), str):
             return _relay(answer)
         client_id = _client_id(request, form)
-        payload = await self._issued(payload, form, client_id, request, spent)
+        edited = await self._issued(payload, form, client_id, request, spent)
         headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
         headers.update(_NO_STORE)
-        return web.Response(
-            body=json.dumps(payload).encode(), content_type="application/json", headers=headers
-        )
+        # Unchanged, the upstream's own bytes go out: no re-serialising, nothing reformatted.
+        body = json.dumps(payload).encode() if edited else answer.body
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def _issued(
         self,
@@ -581,9 +581,9 @@ class ChaosProxy:
         client_id: str | None,
         request: Request,
         spent: TokenRecord | None,
-    ) -> dict[str, Any]:
+    ) -> bool:
         """Read what the upstream issued, let faults change it, re-mint when needed, record it
-        in the ledger, and return what the client gets."""
+        in the ledger; ``payload`` becomes what the client gets. Whether it was edited."""
         now = self.clock.now()
         raw = payload["access_token"]
         parsed = parse_compact(raw)
@@ -625,6 +625,7 @@ class ChaosProxy:
             "or use --resign",
         )
         changed = issue != original
+        edited = changed
         token = raw
         kid = header.get("kid") if header is not None else None
         if parsed is not None and signer and (changed or self.resign):
@@ -635,6 +636,7 @@ class ChaosProxy:
             kid = signer.current.kid
             self._upstream_token[fingerprint(token)] = raw
             payload["access_token"] = token
+            edited = True
         if changed:
             payload["expires_in"] = max(0, int(issue.expires_at - now))
             payload["scope"] = format_scopes(issue.scopes)
@@ -646,6 +648,7 @@ class ChaosProxy:
                 payload["id_token"] = _resign_plain(
                     parsed_id.claims, parsed_id.header, signer.current
                 )
+                edited = True
         access = IssuedToken(
             fingerprint=fingerprint(token),
             kind=TokenKind.ACCESS,
@@ -675,7 +678,7 @@ class ChaosProxy:
         self._record_issue(tokens, spent, form, client_id, info, issue.scopes)
         self.engine.event("first-refresh" if spent is not None else "first-grant")
         self.engine.offer_token(access.fingerprint)
-        return payload
+        return edited
 
     def _record_issue(
         self,
@@ -1028,15 +1031,25 @@ def _request_headers(request: web.BaseRequest | Request) -> dict[str, str]:
 
 
 def _form(request: web.BaseRequest | Request, body: bytes) -> dict[str, str]:
-    """The urlencoded parameters (first of each), or {} for any other or a malformed body."""
+    """The urlencoded parameters (first of each), or {} for any other or a malformed body.
+
+    What ``parse_qsl(text, keep_blank_values=True, strict_parsing=True)`` returns, without its
+    generality: every token request is parsed here, and most fields need no unquoting."""
     if request.content_type != "application/x-www-form-urlencoded" or not body:
         return {}
     try:
-        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
+        text = body.decode()
+    except UnicodeDecodeError:
         return {}
     form: dict[str, str] = {}
-    for name, value in pairs:
+    for field in text.split("&"):
+        name, sep, value = field.partition("=")
+        if not sep:  # strict parsing: a field without "=" (or an empty one) is malformed
+            return {}
+        if "%" in name or "+" in name:
+            name = urllib.parse.unquote_plus(name, errors="replace")
+        if "%" in value or "+" in value:
+            value = urllib.parse.unquote_plus(value, errors="replace")
         form.setdefault(name, value)
     return form
 
