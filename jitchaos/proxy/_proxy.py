@@ -57,7 +57,7 @@ from jitchaos.idp import EmbeddedIdP, IdPConfig
 from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
 from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
-from jitchaos.proxy._jose import CompactJWS, parse_compact, verify_signature
+from jitchaos.proxy._jose import CompactJWS, parse_compact, sign_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
 from jitchaos.proxy._server import LeanServer, Request
 from jitchaos.proxy._upstream import (
@@ -1129,7 +1129,5 @@ def _remint(claims: dict[str, Any], header: dict[str, Any], issue: Issue, key: S
 
 
 def _resign_plain(claims: dict[str, Any], header: dict[str, Any], key: SigningKey) -> str:
-    headers = {"kid": key.kid}
-    if isinstance(header.get("typ"), str):
-        headers["typ"] = header["typ"]
-    return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers=headers)
+    typ = header.get("typ")
+    return sign_compact(claims, key, typ=typ if isinstance(typ, str) else None)
