@@ -59,7 +59,6 @@ from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
 from jitchaos.proxy._jose import CompactJWS, parse_compact, sign_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
-from jitchaos.proxy._server import LeanServer, Request
 from jitchaos.proxy._upstream import (
     DISCOVERY_PATHS,
     ENDPOINT_PATHS,
@@ -192,8 +191,6 @@ class ChaosProxy:
         self._client: HttpClient | None = None  # the IdP side's upstream requests
         self._session: aiohttp.ClientSession | None = None  # the service side's
         self._runners: list[web.AppRunner] = []
-        self._idp_server: LeanServer | None = None
-        self._endpoints = {path: name for path, name in ENDPOINT_PATHS.values()}
         self._urls: dict[str, str] = {}
         self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
@@ -271,9 +268,7 @@ class ChaosProxy:
         )
         try:
             scheme = "https" if ssl_context is not None else "http"
-            self._idp_server = LeanServer(self._idp_entry, client_max_size=256 * 1024)
-            bound = await self._idp_server.start(host, port, ssl_context)
-            idp_url = self._urls["idp"] = _base_url(scheme, host, bound)
+            idp_url = await self._serve("idp", self._idp_app(), host, port, ssl_context, scheme)
             if self._idp_config is not None:
                 self._own_idp = EmbeddedIdP(self._idp_config, clock=self.clock, issuer=idp_url)
                 self.idp = self._own_idp
@@ -314,7 +309,9 @@ class ChaosProxy:
         await runner.setup()
         self._runners.append(runner)
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        self._urls[listener] = _base_url(scheme, host, runner.addresses[0][1])
+        bound = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self._urls[listener] = f"{scheme}://{shown}:{bound}"
         return self._urls[listener]
 
     async def stop(self) -> None:
@@ -322,9 +319,6 @@ class ChaosProxy:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        if self._idp_server is not None:
-            await self._idp_server.stop()
-            self._idp_server = None
         self._urls.clear()
         if self._own_idp is not None:
             await self._own_idp.stop()
@@ -482,16 +476,16 @@ class ChaosProxy:
 
     # The IdP side.
 
-    async def _idp_entry(self, request: Request) -> web.Response:
-        """Every IdP-side request: refuse other targets, then discovery or the rest."""
-        refused = _refuse_foreign(request)
-        if refused is not None:
-            return refused
-        if request.path in DISCOVERY_PATHS and request.method in ("GET", "HEAD"):
-            return await self._discovery(request)
-        return await self._idp_request(request)
+    def _idp_app(self) -> web.Application:
+        app = web.Application(middlewares=[_refuse_foreign_targets], client_max_size=256 * 1024)
+        for path in DISCOVERY_PATHS:
+            app.router.add_get(path, self._discovery)
+        endpoints = {path: name for path, name in ENDPOINT_PATHS.values()}
+        app.router.add_route("*", "/{tail:.*}", self._idp_request)
+        app[_ENDPOINTS] = endpoints
+        return app
 
-    async def _discovery(self, request: Request) -> web.Response:
+    async def _discovery(self, request: web.Request) -> web.StreamResponse:
         upstream = self._require_upstream()
         refused = await self._before(request, "discovery")
         if refused is not None:
@@ -510,10 +504,10 @@ class ChaosProxy:
             rewritten["id_token_signing_alg_values_supported"] = [self._own_keys.algorithm]
         return web.json_response(rewritten)
 
-    async def _idp_request(self, request: Request) -> web.Response:
+    async def _idp_request(self, request: web.Request) -> web.StreamResponse:
         upstream = self._require_upstream()
         path = request.path
-        endpoint = self._endpoints.get(path, "other")
+        endpoint = request.app[_ENDPOINTS].get(path, "other")
         body = await request.read()
         form = _form(request, body)
         refresh = endpoint == "token" and form.get("grant_type") == "refresh_token"
@@ -546,15 +540,15 @@ class ChaosProxy:
         except UpstreamError as error:
             return _gateway_error(error)
 
-    async def _before(self, request: Request, endpoint: str) -> web.Response | None:
+    async def _before(self, request: web.Request, endpoint: str) -> web.Response | None:
         self.metrics.request("idp", endpoint)
         self.engine.request(endpoint)
         answer = await self.engine.before(Exchange(endpoint))  # type: ignore[arg-type]
         return _fault_response(answer) if answer is not None else None
 
     async def _token(
-        self, request: Request, target: URL, body: bytes, form: dict[str, str], refresh: bool
-    ) -> web.Response:
+        self, request: web.Request, target: URL, body: bytes, form: dict[str, str], refresh: bool
+    ) -> web.StreamResponse:
         now = self.clock.now()
         presented = form.get("refresh_token") if refresh else None
         spent = self.ledger.lookup(fingerprint(presented)) if presented else None
@@ -579,7 +573,7 @@ class ChaosProxy:
         payload: dict[str, Any],
         form: dict[str, str],
         client_id: str | None,
-        request: Request,
+        request: web.Request,
         spent: TokenRecord | None,
     ) -> bool:
         """Read what the upstream issued, let faults change it, re-mint when needed, record it
@@ -737,7 +731,9 @@ class ChaosProxy:
             self._idp_jwks[kid] = cached
         return cached[1]
 
-    async def _introspect_upstream(self, token: str, request: Request) -> dict[str, Any] | None:
+    async def _introspect_upstream(
+        self, token: str, request: web.Request
+    ) -> dict[str, Any] | None:
         """RFC 7662 on an opaque upstream token, with the requesting client's credentials."""
         upstream = self._require_upstream()
         target = upstream.endpoints.get("introspection_endpoint")
@@ -758,8 +754,8 @@ class ChaosProxy:
         return data if data is not None and data.get("active") is True else None
 
     async def _introspection(
-        self, request: Request, target: URL, body: bytes, form: dict[str, str]
-    ) -> web.Response:
+        self, request: web.Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> web.StreamResponse:
         raw = form.get("token")
         answer = await self._forward(
             "POST", target, _request_headers(request), self._upstream_form(body, form)
@@ -781,8 +777,8 @@ class ChaosProxy:
         return web.json_response(data, headers=_NO_STORE)
 
     async def _revocation(
-        self, request: Request, target: URL, body: bytes, form: dict[str, str]
-    ) -> web.Response:
+        self, request: web.Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> web.StreamResponse:
         raw = form.get("token")
         answer = await self._forward(
             "POST", target, _request_headers(request), self._upstream_form(body, form)
@@ -800,7 +796,9 @@ class ChaosProxy:
                 log.warning("ledger could not record a revocation: %s", error)
         return _relay(answer)
 
-    async def _userinfo(self, request: Request, target: URL, body: bytes) -> web.Response:
+    async def _userinfo(
+        self, request: web.Request, target: URL, body: bytes
+    ) -> web.StreamResponse:
         headers = _request_headers(request)
         raw = _bearer(request)
         if raw is not None:
@@ -936,22 +934,11 @@ class ChaosProxy:
         return response
 
 
-def _base_url(scheme: str, host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}:{port}"
+_ENDPOINTS = web.AppKey("endpoints", dict[str, str])
 
 
 @web.middleware
 async def _refuse_foreign_targets(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The service side's guard (see :func:`_refuse_foreign`)."""
-    refused = _refuse_foreign(request)
-    if refused is not None:
-        return refused
-    result: web.StreamResponse = await handler(request)
-    return result
-
-
-def _refuse_foreign(request: web.BaseRequest | Request) -> web.Response | None:
     """No open proxy. The proxy always forwards to its configured target, whatever a request
     names; a request that names another target (CONNECT, or an absolute-form or Host authority
     on another port than the listener's own) is refused rather than quietly redirected."""
@@ -961,15 +948,13 @@ def _refuse_foreign(request: web.BaseRequest | Request) -> web.Response | None:
             "jitchaos forwards only to the upstream and services it was configured with; "
             f"refusing {request.method} for {request.host[:100]}",
         )
-    return None
+    result: web.StreamResponse = await handler(request)
+    return result
 
 
-def _names_another_target(request: web.BaseRequest | Request) -> bool:
-    if isinstance(request, Request):
-        sockname = request.sockname
-    else:
-        transport = request.transport
-        sockname = transport.get_extra_info("sockname") if transport is not None else None
+def _names_another_target(request: web.Request) -> bool:
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
     if not sockname:
         return False
     host = request.host
@@ -1026,11 +1011,11 @@ def _relay(answer: Forwarded) -> web.Response:
     return response
 
 
-def _request_headers(request: web.BaseRequest | Request) -> dict[str, str]:
+def _request_headers(request: web.Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-def _form(request: web.BaseRequest | Request, body: bytes) -> dict[str, str]:
+def _form(request: web.Request, body: bytes) -> dict[str, str]:
     """The urlencoded parameters (first of each), or {} for any other or a malformed body.
 
     What ``parse_qsl(text, keep_blank_values=True, strict_parsing=True)`` returns, without its
@@ -1054,15 +1039,13 @@ def _form(request: web.BaseRequest | Request, body: bytes) -> dict[str, str]:
     return form
 
 
-def _bearer(request: web.BaseRequest | Request) -> str | None:
+def _bearer(request: web.Request) -> str | None:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     raw = raw.strip()
     return raw if scheme.lower() == "bearer" and raw else None
 
 
-def _carried_token(
-    endpoint: str, request: web.BaseRequest | Request, form: dict[str, str]
-) -> str | None:
+def _carried_token(endpoint: str, request: web.Request, form: dict[str, str]) -> str | None:
     if endpoint in ("introspection", "revocation"):
         return form.get("token") or None
     if endpoint == "userinfo":
@@ -1072,7 +1055,7 @@ def _carried_token(
     return None
 
 
-def _client_id(request: web.BaseRequest | Request, form: dict[str, str]) -> str | None:
+def _client_id(request: web.Request, form: dict[str, str]) -> str | None:
     """RFC 6749 §2.3.1: from Basic credentials, else the form."""
     header = request.headers.get("Authorization", "")
     if header:
