@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -533,6 +534,10 @@ async def _serve_proxy(
         )
     except OSError as error:
         raise _UsageError(f"cannot listen on {host}: {error.strerror or error}") from None
+    # What is loaded by now (modules, keys, the schedule: tens of thousands of entries for a
+    # long run) lives as long as the process. Frozen, the cyclic collector stops walking it on
+    # every full collection, which cost about 10 us per token request with a 24k-entry schedule.
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Labelled children by (side, target), ("fault", kind), ("decision:SERVICE", status).
         self._children: dict[tuple[str, str], Any] = {}
         self._requests = Counter(
             "jitchaos_proxy_requests",
@@ -48,10 +49,17 @@ class Metrics:
         child.inc()
 
     def fault(self, kind: str) -> None:
-        self._faults.labels(kind).inc()
+        child = self._children.get(("fault", kind))
+        if child is None:
+            child = self._children[("fault", kind)] = self._faults.labels(kind)
+        child.inc()
 
     def decision(self, service: str, status: int) -> None:
-        self._decisions.labels(service, str(status)).inc()
+        key = (f"decision:{service}", str(status))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._decisions.labels(service, str(status))
+        child.inc()
         self.request("service", service)
 
     def exposition(self) -> bytes:

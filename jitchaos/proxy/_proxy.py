@@ -55,9 +55,10 @@ from jitchaos.errors import InvalidArgument, LedgerError
 from jitchaos.faults import AnyFault
 from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
 from jitchaos.idp import EmbeddedIdP, IdPConfig
+from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
 from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
-from jitchaos.proxy._jose import CompactJWS, parse_compact, verify_signature
+from jitchaos.proxy._jose import CompactJWS, parse_compact, sign_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
 from jitchaos.proxy._upstream import (
     DISCOVERY_PATHS,
@@ -184,15 +185,16 @@ class ChaosProxy:
         self.engine = FaultEngine(self, self.clock, self.history, on_fired=self._count_fault)
         if schedule is not None:
             self.engine.load(schedule)
-        self._ssl_client: ssl.SSLContext | bool = True
+        self._ca_context: ssl.SSLContext | None = None
         if ca_bundle is not None:
             try:
-                self._ssl_client = ssl.create_default_context(cafile=os.fspath(ca_bundle))
+                self._ca_context = ssl.create_default_context(cafile=os.fspath(ca_bundle))
             except (OSError, ssl.SSLError) as error:
                 raise InvalidArgument(f"ca_bundle={os.fspath(ca_bundle)!r}: {error}") from None
-        self._timeout = aiohttp.ClientTimeout(total=upstream_timeout)
+        self._upstream_timeout = float(upstream_timeout)
         self._upstream: UpstreamIdP | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None  # the IdP side's upstream requests
+        self._session: aiohttp.ClientSession | None = None  # the service side's
         self._runners: list[web.AppRunner] = []
         self._urls: dict[str, str] = {}
         self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
@@ -262,10 +264,11 @@ class ChaosProxy:
         unknown = set(service_ports or {}) - set(self.services)
         if unknown:
             raise InvalidArgument(f"service_ports names unknown services: {sorted(unknown)}")
+        self._client = HttpClient(timeout=self._upstream_timeout, ssl_context=self._ca_context)
         self._session = aiohttp.ClientSession(
-            timeout=self._timeout,
+            timeout=aiohttp.ClientTimeout(total=self._upstream_timeout),
             auto_decompress=False,
-            connector=aiohttp.TCPConnector(ssl=self._ssl_client, limit=0),
+            connector=aiohttp.TCPConnector(ssl=self._ca_context or True, limit=0),
             skip_auto_headers=("User-Agent",),
         )
         try:
@@ -325,6 +328,9 @@ class ChaosProxy:
         if self._own_idp is not None:
             await self._own_idp.stop()
             self._own_idp = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -570,12 +576,12 @@ class ChaosProxy:
                 self.ledger.revoke(grant=spent.grant_id, reason="refresh token reused")
             return _relay(answer)
         client_id = _client_id(request, form)
-        payload = await self._issued(payload, form, client_id, request, spent)
+        edited = await self._issued(payload, form, client_id, request, spent)
         headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
         headers.update(_NO_STORE)
-        return web.Response(
-            body=json.dumps(payload).encode(), content_type="application/json", headers=headers
-        )
+        # Unchanged, the upstream's own bytes go out: no re-serialising, nothing reformatted.
+        body = json.dumps(payload).encode() if edited else answer.body
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     async def _issued(
         self,
@@ -584,9 +590,9 @@ class ChaosProxy:
         client_id: str | None,
         request: web.Request,
         spent: TokenRecord | None,
-    ) -> dict[str, Any]:
+    ) -> bool:
         """Read what the upstream issued, let faults change it, re-mint when needed, record it
-        in the ledger, and return what the client gets."""
+        in the ledger; ``payload`` becomes what the client gets. Whether it was edited."""
         now = self.clock.now()
         raw = payload["access_token"]
         parsed = parse_compact(raw)
@@ -628,6 +634,7 @@ class ChaosProxy:
             "or use --resign",
         )
         changed = issue != original
+        edited = changed
         token = raw
         kid = header.get("kid") if header is not None else None
         if parsed is not None and signer and (changed or self.resign):
@@ -638,6 +645,7 @@ class ChaosProxy:
             kid = signer.current.kid
             self._upstream_token[fingerprint(token)] = raw
             payload["access_token"] = token
+            edited = True
         if changed:
             payload["expires_in"] = max(0, int(issue.expires_at - now))
             payload["scope"] = format_scopes(issue.scopes)
@@ -649,6 +657,7 @@ class ChaosProxy:
                 payload["id_token"] = _resign_plain(
                     parsed_id.claims, parsed_id.header, signer.current
                 )
+                edited = True
         access = IssuedToken(
             fingerprint=fingerprint(token),
             kind=TokenKind.ACCESS,
@@ -678,7 +687,7 @@ class ChaosProxy:
         self._record_issue(tokens, spent, form, client_id, info, issue.scopes)
         self.engine.event("first-refresh" if spent is not None else "first-grant")
         self.engine.offer_token(access.fingerprint)
-        return payload
+        return edited
 
     def _record_issue(
         self,
@@ -845,28 +854,27 @@ class ChaosProxy:
         self, method: str, url: URL, headers: dict[str, str], body: bytes
     ) -> Forwarded:
         """One request to the upstream IdP, read whole; failures become :class:`UpstreamError`."""
-        assert self._session is not None
-        upstream = self._require_upstream().name
+        assert self._client is not None
         headers = {**headers, "Accept-Encoding": "identity"}
         try:
-            async with self._session.request(
-                method, url, headers=headers, data=body or None, allow_redirects=False
-            ) as response:
-                data = await response.read()
-                kept = {
-                    k: v
-                    for k, v in response.headers.items()
-                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
-                }
-                return Forwarded(response.status, kept, data)
+            answer = await self._client.request(method, url, headers, body)
         except TimeoutError:
+            upstream = self._require_upstream().name
             raise UpstreamError(
-                504, upstream, f"no answer within {self._timeout.total:g}s"
+                504, upstream, f"no answer within {self._upstream_timeout:g}s"
             ) from None
-        except aiohttp.ClientConnectorError as error:
+        except ConnectFailed as error:
+            upstream = self._require_upstream().name
             raise UpstreamError(502, upstream, f"unreachable ({error.os_error})") from None
-        except aiohttp.ClientError as error:
+        except (ProtocolFailed, ValueError) as error:
+            upstream = self._require_upstream().name
             raise UpstreamError(502, upstream, f"{type(error).__name__}: {error}") from None
+        kept = {}
+        for name, value in answer.headers:
+            lowered = name.lower()
+            if lowered not in _HOP_BY_HOP and lowered != "content-encoding":
+                kept[name] = value
+        return Forwarded(answer.status, kept, answer.body)
 
     # The service side.
 
@@ -1025,15 +1033,25 @@ def _request_headers(request: web.Request) -> dict[str, str]:
 
 
 def _form(request: web.Request, body: bytes) -> dict[str, str]:
-    """The urlencoded parameters (first of each), or {} for any other or a malformed body."""
+    """The urlencoded parameters (first of each), or {} for any other or a malformed body.
+
+    What ``parse_qsl(text, keep_blank_values=True, strict_parsing=True)`` returns, without its
+    generality: every token request is parsed here, and most fields need no unquoting."""
     if request.content_type != "application/x-www-form-urlencoded" or not body:
         return {}
     try:
-        pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
+        text = body.decode()
+    except UnicodeDecodeError:
         return {}
     form: dict[str, str] = {}
-    for name, value in pairs:
+    for field in text.split("&"):
+        name, sep, value = field.partition("=")
+        if not sep:  # strict parsing: a field without "=" (or an empty one) is malformed
+            return {}
+        if "%" in name or "+" in name:
+            name = urllib.parse.unquote_plus(name, errors="replace")
+        if "%" in value or "+" in value:
+            value = urllib.parse.unquote_plus(value, errors="replace")
         form.setdefault(name, value)
     return form
 
@@ -1111,7 +1129,5 @@ def _remint(claims: dict[str, Any], header: dict[str, Any], issue: Issue, key: S
 
 
 def _resign_plain(claims: dict[str, Any], header: dict[str, Any], key: SigningKey) -> str:
-    headers = {"kid": key.kid}
-    if isinstance(header.get("typ"), str):
-        headers["typ"] = header["typ"]
-    return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers=headers)
+    typ = header.get("typ")
+    return sign_compact(claims, key, typ=typ if isinstance(typ, str) else None)

@@ -238,3 +238,26 @@ def test_narrowing_drops_roles_and_groups(clock: ManualClock) -> None:
         for claim in ("roles", "groups", "realm_access"):
             assert claim not in narrowed
         assert narrowed["sub"] == "alice"
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+@pytest.mark.parametrize("typ", [None, "at+jwt", "JWT", ""])
+def test_sign_compact_writes_what_jwt_encode_writes(algorithm: str, typ: str | None) -> None:
+    from jitchaos._keys import SigningKey
+    from jitchaos.proxy._jose import sign_compact
+
+    key = SigningKey.generate(algorithm)  # type: ignore[arg-type]
+    claims = {"iss": "http://idp", "sub": "é", "scope": "read", "n": [1, {"a": None}], "exp": 9}
+    minted = sign_compact(claims, key, typ=typ)
+    headers = {"kid": key.kid} if typ is None else {"kid": key.kid, "typ": typ}
+    expected = jwt.encode(claims, key.private_key, algorithm=algorithm, headers=headers)
+    if algorithm == "RS256":  # deterministic signatures: the same token, byte for byte
+        assert minted == expected
+    else:
+        assert minted.split(".")[:2] == expected.split(".")[:2]
+    decoded = jwt.decode(
+        minted, key.private_key.public_key(), algorithms=[algorithm], options={"verify_exp": False}
+    )
+    assert decoded == claims
+    with pytest.raises(TypeError, match="Issuer"):
+        sign_compact({**claims, "iss": 1}, key, typ=typ)
