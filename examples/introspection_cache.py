@@ -1,7 +1,8 @@
 """Introspection behind a cache that lives five minutes: a revoked or narrowed token keeps its
 old answer that long, and a cached token is accepted even after its own ``exp``.
 
-Twin (``fixed=True``): the cache lives 10 seconds and never outlives the token's ``exp``.
+Twin (``fixed=True``): the cache lives 10 seconds (or ``ttl``) and never outlives the token's
+``exp``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ def make_app(
     now: Callable[[], float] = time.time,
     fixed: bool = False,
     client: tuple[str, str] = ("machine-api", "machine-api-secret"),
+    ttl: float | None = None,
 ) -> web.Application:
-    ttl = 10.0 if fixed else 300.0
+    if ttl is None:
+        ttl = 10.0 if fixed else 300.0
     cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def check(token: str) -> frozenset[str] | None:

@@ -138,3 +138,17 @@ def test_the_bug_is_found_and_shrunk(
 @pytest.mark.parametrize(("factory", "policy"), [(c[0], c[1]) for c in CASES], ids=NAMES)
 def test_the_correct_twin_raises_no_alarm(factory: Callable[..., Any], policy: Policy) -> None:
     run_state_machine_as_test(machine(factory, policy, fixed=True), settings=CLEAN)
+
+
+@pytest.mark.slow
+def test_a_twin_using_all_of_its_staleness_window_raises_no_alarm() -> None:
+    # The introspection cache lives exactly as long as the policy allows: every answer it
+    # gives from the cache is inside the window the checker tolerates, up to its edge.
+    full = machine(introspection_cache.make_app, Policy(staleness=30), fixed=True, ttl=30.0)
+    run_state_machine_as_test(full, settings=CLEAN)
+    # And a cache living twice as long is a bug the machine finds (with the rules that matter
+    # to an introspection cache: this is about the window's edge, not about the search).
+    over = machine(introspection_cache.make_app, Policy(staleness=30), fixed=True, ttl=60.0)
+    over.actions = frozenset({"grant", "revoke", "narrow", "expire", "advance"})
+    with pytest.raises(AssertionError, match="revoked-token-accepted|narrowed-scope|expired"):
+        over.run(settings=FIND, notebooks=None)
