@@ -150,5 +150,5 @@ def test_a_twin_using_all_of_its_staleness_window_raises_no_alarm() -> None:
     # to an introspection cache: this is about the window's edge, not about the search).
     over = machine(introspection_cache.make_app, Policy(staleness=30), fixed=True, ttl=60.0)
     over.actions = frozenset({"grant", "revoke", "narrow", "expire", "advance"})
-    with pytest.raises(AssertionError, match="revoked-token-accepted|narrowed-scope|expired"):
+    with pytest.raises(AssertionError, match=r"revoked-token-accepted|narrowed-scope|expired"):
         over.run(settings=FIND, notebooks=None)
