@@ -173,6 +173,7 @@ def run_scenario(
     try:
         Run.run(
             notebooks=None,
+            quiet=True,
             settings=settings(
                 max_examples=examples,
                 stateful_step_count=steps,

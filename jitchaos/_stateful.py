@@ -399,14 +399,16 @@ class _ChaosMachine(RuleBasedStateMachine):
         *,
         settings: Settings | None = None,
         notebooks: str | os.PathLike[str] | None = "notebooks",
+        quiet: bool = False,
     ) -> None:
-        """Run the machine under Hypothesis and print the run report (on a failure, in the
-        error's notes, with the shrunk failure written as a repro notebook and its JSON into
-        ``notebooks``)."""
+        """Run the machine under Hypothesis and print the run report (unless ``quiet``; on a
+        failure it goes into the error's notes, with the shrunk failure written as a repro
+        notebook and its JSON into ``notebooks``)."""
         cls._failures.pop(cls, None)
         try:
             run_state_machine_as_test(cls, settings=settings)
-            print(f"{cls.__name__}: no violation\n{cls.report().format()}")
+            if not quiet:
+                print(f"{cls.__name__}: no violation\n{cls.report().format()}")
         except AssertionError as error:
             error.add_note(f"run report:\n{cls.report().format()}")
             failure = cls._failures.get(cls)
