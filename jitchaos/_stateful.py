@@ -410,7 +410,8 @@ class _ChaosMachine(RuleBasedStateMachine):
             if not quiet:
                 print(f"{cls.__name__}: no violation\n{cls.report().format()}")
         except AssertionError as error:
-            error.add_note(f"run report:\n{cls.report().format()}")
+            if not quiet:
+                error.add_note(f"run report:\n{cls.report().format()}")
             failure = cls._failures.get(cls)
             if failure is not None and notebooks is not None:
                 from jitchaos._repro import write_repro
