@@ -56,3 +56,27 @@ def test_strategies_bench_runs() -> None:
     assert "| tokens() RS256 |" in result.stdout
     assert "| hostile_tokens() |" in result.stdout
     assert "target >= 500 tokens/s" in result.stdout
+
+
+@pytest.mark.slow
+def test_time_to_bug_bench_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/time_to_bug.py",
+            "--only",
+            "jwks_wiped",
+            "--seeds",
+            "1",
+            "--budget",
+            "30",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| jwks_wiped |" in result.stdout
+    assert "every bug found in every seed within" in result.stdout
