@@ -42,9 +42,9 @@ DEMOS = {
     for demo in (
         Demo(
             "introspection_cache",
-            "introspection cached 5 minutes: revoked or narrowed tokens honoured that long",
+            "introspection cached 5 minutes: a narrowed role keeps its old rights that long",
             Policy(staleness=30),
-            actions=frozenset({"grant", "call", "revoke", "narrow", "expire", "advance"}),
+            actions=frozenset({"grant", "call", "narrow", "advance"}),
         ),
         Demo(
             "permission_cache",
