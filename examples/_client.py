@@ -4,6 +4,7 @@ token it holds."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -156,4 +157,51 @@ def gateway(
     app = web.Application()
     app.cleanup_ctx.append(open_session)
     app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def token_gateway(
+    *,
+    idp_url: str,
+    downstream: str,
+    client: tuple[str, str],
+    now: Callable[[], float],
+    refresh_on_401: bool,
+    single_flight: bool,
+) -> web.Application:
+    """A gateway holding user alice's session: it logs in on first use, renews when its own
+    timer runs out, and (``refresh_on_401``) when the API refuses the token; renewal refreshes,
+    or logs in again when the refresh token is refused. ``single_flight`` renews one request at
+    a time, a request that waited using the token the other one got."""
+    tokens = Tokens()
+    lock = asyncio.Lock()
+
+    async def exchange() -> None:
+        if tokens.refresh is None or not await refresh(
+            app[SESSION], idp_url, client, now(), tokens
+        ):
+            await login(app[SESSION], idp_url, client, now(), tokens)
+
+    async def renew(seen: str | None) -> None:
+        if not single_flight and seen is not None:
+            await exchange()  # every request in flight exchanges the same refresh token
+            return
+        async with lock:
+            if tokens.access == seen:  # else another request already renewed it
+                await exchange()
+
+    async def answer(request: web.Request, call: Call) -> tuple[int, bytes]:
+        if tokens.access is None or now() >= tokens.expires_at:
+            await renew(tokens.access)
+        seen = tokens.access
+        assert seen is not None
+        status, body = await call(request.method, request.path, seen)
+        if status == 401 and refresh_on_401:
+            tokens.expired(seen)  # never present it again, even if renewing fails now
+            await renew(seen)
+            assert tokens.access is not None
+            status, body = await call(request.method, request.path, tokens.access)
+        return status, body
+
+    app = gateway(downstream, answer)
     return app

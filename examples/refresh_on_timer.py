@@ -9,13 +9,12 @@ the only one.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 
-from examples._client import SESSION, Call, Tokens, gateway, login, refresh
+from examples._client import token_gateway
 
 
 def make_app(
@@ -27,30 +26,11 @@ def make_app(
     now: Callable[[], float] = time.time,
     fixed: bool = False,
 ) -> web.Application:
-    tokens = Tokens()
-    lock = asyncio.Lock()
-
-    async def renew(seen: str | None) -> None:
-        async with lock:
-            if tokens.access != seen:
-                return  # another request already renewed it
-            if tokens.refresh is None or not await refresh(
-                app[SESSION], idp_url, client, now(), tokens
-            ):
-                await login(app[SESSION], idp_url, client, now(), tokens)
-
-    async def answer(request: web.Request, call: Call) -> tuple[int, bytes]:
-        if tokens.access is None or now() >= tokens.expires_at:
-            await renew(tokens.access)
-        seen = tokens.access
-        assert seen is not None
-        status, body = await call(request.method, request.path, seen)
-        if status == 401 and fixed:
-            tokens.expired(seen)  # never present it again, even if renewing fails now
-            await renew(seen)
-            assert tokens.access is not None
-            status, body = await call(request.method, request.path, tokens.access)
-        return status, body
-
-    app = gateway(downstream, answer)
-    return app
+    return token_gateway(
+        idp_url=idp_url,
+        downstream=downstream,
+        client=client,
+        now=now,
+        refresh_on_401=fixed,  # the bug: a 401 changes nothing
+        single_flight=True,
+    )
