@@ -68,6 +68,10 @@ class HostileToken:
     served: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     """What the attacker serves at URLs the token points to (``jku``/``x5u``), by URL."""
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints drawn values with this (it would list every attrs field).
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         return (
             f"HostileToken(attack={self.attack!r}, variant={self.variant!r}, "

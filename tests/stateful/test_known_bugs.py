@@ -96,7 +96,7 @@ CASES = [
             "valid-token-rejected",
             "narrowed-scope-honoured",
         },
-        {"login", "first_token", "narrow"},
+        {"login", "narrow"},
     ),
     (
         refresh_on_timer.make_app,

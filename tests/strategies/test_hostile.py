@@ -335,3 +335,14 @@ def test_certificates_still_work_after_x5u_tokens_drawn_under_a_frozen_clock() -
         drawn = find(jku_tokens(legitimate=LEGIT, keys=RING), lambda h: "x5u" in h.variant)
     assert "BEGIN CERTIFICATE" in next(iter(drawn.served.values()))
     trustme.CA().issue_cert("127.0.0.1")  # cryptography still takes real datetimes
+
+
+@settings(max_examples=20, suppress_health_check=list(HealthCheck), deadline=None)
+@given(hostile_tokens(legitimate=LEGIT, keys=RING))
+def test_hypothesis_prints_a_forged_token_by_fingerprint_only(forged: HostileToken) -> None:
+    # What a failing test's notes show for each draw (Hypothesis's own pretty printer).
+    from hypothesis.vendor.pretty import pretty
+
+    shown = pretty(forged)
+    assert forged.token not in shown
+    assert forged.attack in shown
