@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint typecheck unit demo bench clean
+.PHONY: test lint typecheck unit demo bench bench-bugs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ $(MITM)/bin/mitmdump:
 bench: $(BIN)/.installed $(MITM)/bin/mitmdump
 	$(BIN)/python bench/strategies.py
 	$(BIN)/python bench/proxy_overhead.py --mitmdump $(MITM)/bin/mitmdump
+
+# How fast the machines find each known bug, against a naive injector (20 seeds: long).
+bench-bugs: $(BIN)/.installed
+	$(BIN)/python bench/time_to_bug.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(MITM) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
