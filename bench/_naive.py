@@ -27,26 +27,36 @@ STEPS_PER_EXAMPLE = 10
 """A fresh machine (and service instance) every this many steps, as Hypothesis runs them."""
 
 
-class _Draws:
-    """Stands in for ``st.data()``: answers each ``draw`` by its label, with a value chosen
-    beforehand (the rules label every draw)."""
-
-    def __init__(self, **values: Any) -> None:
-        self._values = values
-
-    def draw(self, strategy: object, label: str | None = None) -> Any:
-        assert label is not None, "every draw of the machines is labelled"
-        return self._values[label]
+DRAWS = {
+    "grant": ("scopes", "route"),
+    "login": ("scopes", "route"),
+    "refresh": ("route",),
+    "advance": ("seconds",),
+    "use": ("route",),
+    "burst": ("route",),
+    "narrow": ("kept",),
+    "outage": ("endpoint",),
+}
+"""What each rule draws from ``st.data()``, in the order it draws."""
 
 
 class Driver:
-    """One machine instance and the bundles Hypothesis would keep for it."""
+    """One machine instance, driven through its own replay of recorded steps
+    (:meth:`~jitchaos.AuthChaosMachine.replay_step`), with the bundles Hypothesis would keep."""
 
     def __init__(self, machine: Any) -> None:
         self.machine = machine
         self.client = isinstance(machine, ClientChaosMachine)
-        self.tokens: list[Any] = []
-        self.logins: list[Any] = []
+
+    @property
+    def tokens(self) -> list[Any]:
+        """Every token the machine obtained, in order (the ``tokens`` bundle)."""
+        return list(self.machine.held)
+
+    @property
+    def logins(self) -> list[Any]:
+        """Those that came with a refresh token (the ``logins`` bundle)."""
+        return [t for t in self.machine.held if t.refresh is not None]
 
     def applies(self, rule: str) -> bool:
         """The machine has the rule and Hypothesis could run it now: its preconditions hold
@@ -61,47 +71,18 @@ class Driver:
         )
 
     def step(self, rule: str, args: Mapping[str, Any]) -> None:
-        # Positional arguments, in each rule's order (robust to renamed parameters).
-        m, a = self.machine, args
-        if rule == "grant":
-            self._keep(m.grant(_Draws(scopes=a["scopes"], route=a["route"])), False)
-        elif rule == "login":
-            self._keep(m.login(a["user"], _Draws(scopes=a["scopes"], route=a["route"])), True)
-        elif rule == "refresh":
-            self._keep(m.refresh(self.logins[a["token"]], _Draws(route=a["route"])), True)
-        elif rule == "call":
-            m.call(self.tokens[a["token"]])
-        elif rule == "advance":
-            m.advance(_Draws(seconds=a["seconds"]))
-        elif rule == "use":
-            m.use(_Draws(route=a["route"]))
-        elif rule == "burst":
-            m.burst(_Draws(route=a["route"]), a["n"])
-        elif rule == "revoke":
-            if self.client:
-                m.revoke(a["whole_grant"])
-            else:
-                m.revoke(self.tokens[a["token"]], a["whole_grant"])
-        elif rule == "narrow":
-            m.narrow(self.tokens[a["token"]], _Draws(kept=a["kept"]))
-        elif rule == "expire":
-            if self.client:
-                m.expire()
-            else:
-                m.expire(self.tokens[a["token"]])
-        elif rule == "rotate_keys":
-            m.rotate_keys(a["mode"])
-        elif rule == "outage":
-            m.outage(_Draws(endpoint=a["endpoint"]), a["seconds"])
-        else:
-            raise ValueError(f"no such rule: {rule}")
-
-    def _keep(self, result: Any, login: bool) -> None:
-        if result is None or type(result).__name__ == "MultipleResults":
-            return  # the IdP refused: nothing goes into the bundles (as multiple() does)
-        self.tokens.append(result)
-        if login:
-            self.logins.append(result)
+        """Run ``rule`` with named arguments: what it draws, what it takes, and ``token`` as
+        an index into the tokens held (for ``refresh``, into the logins)."""
+        drawn = DRAWS.get(rule, ())
+        taken: dict[str, Any] = {k: v for k, v in args.items() if k not in drawn}
+        if "token" in taken:
+            bundle = self.logins if rule == "refresh" else self.tokens
+            taken["token"] = {"token": self.tokens.index(bundle[taken["token"]])}
+        draws = [
+            {"set": sorted(v)} if isinstance(v, frozenset | set) else v
+            for v in (args[name] for name in drawn)
+        ]
+        self.machine.replay_step({"rule": rule, "args": taken, "draws": draws})
 
     def random_step(self, rng: random.Random, rate: float) -> Step:
         """A fault that applies with probability ``rate`` (else traffic), uniform among the
