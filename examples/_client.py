@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 from aiohttp import web
 
+from examples._service import session_context
+
 REDIRECT = "http://127.0.0.1/callback"
 SESSION = web.AppKey("client-session", aiohttp.ClientSession)
 
@@ -149,14 +151,9 @@ def gateway(
             )
         return web.Response(status=status, body=body, content_type="application/json")
 
-    async def open_session(app: web.Application) -> Any:
-        app[SESSION] = aiohttp.ClientSession()
-        yield
-        await app[SESSION].close()
-
     app = web.Application()
-    app.cleanup_ctx.append(open_session)
     app.router.add_route("*", "/{tail:.*}", handle)
+    session_context(app, SESSION)
     return app
 
 

@@ -12,23 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_proxy_overhead_bench_runs() -> None:
+def bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``bench/SCRIPT ARGS`` from the repository; it must succeed."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "bench/proxy_overhead.py",
-            "--rounds",
-            "1",
-            "--duration",
-            "0.3",
-            "--concurrency",
-            "2",
-            "--pool",
-            "2000",
-            "--mitmdump",
-            "",
-        ],
+        [sys.executable, f"bench/{script}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,6 +23,24 @@ def test_proxy_overhead_bench_runs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.slow
+def test_proxy_overhead_bench_runs() -> None:
+    result = bench(
+        "proxy_overhead.py",
+        "--rounds",
+        "1",
+        "--duration",
+        "0.3",
+        "--concurrency",
+        "2",
+        "--pool",
+        "2000",
+        "--mitmdump",
+        "",
+    )
     for row in ("bare aiohttp pass-through", "jitchaos, faults off", "jitchaos, narrowing"):
         assert f"| {row}" in result.stdout
     assert "targets:" in result.stdout
@@ -44,15 +49,7 @@ def test_proxy_overhead_bench_runs() -> None:
 
 @pytest.mark.slow
 def test_strategies_bench_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/strategies.py", "--examples", "20", "--rounds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = bench("strategies.py", "--examples", "20", "--rounds", "1")
     assert "| tokens() RS256 |" in result.stdout
     assert "| hostile_tokens() |" in result.stdout
     assert "target >= 500 tokens/s" in result.stdout
@@ -60,23 +57,6 @@ def test_strategies_bench_runs() -> None:
 
 @pytest.mark.slow
 def test_time_to_bug_bench_runs() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/time_to_bug.py",
-            "--only",
-            "jwks_wiped",
-            "--seeds",
-            "1",
-            "--budget",
-            "30",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = bench("time_to_bug.py", "--only", "jwks_wiped", "--seeds", "1", "--budget", "30")
     assert "| jwks_wiped |" in result.stdout
     assert "every bug found in every seed within" in result.stdout
