@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
-from jitchaos._ledger import Expired, Ledger, Narrowed, Outcome, Revoked
+from jitchaos._ledger import Expired, Ledger, LedgerEvent, Narrowed, Outcome, Revoked
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 from jitchaos.proxy._history import AppliedFault, Decision
@@ -108,8 +108,11 @@ def report(
     *,
     policy: Policy | None = None,
     required_scopes: Mapping[str, Collection[str]] | None = None,
+    since: int = 0,
 ) -> RunReport:
-    """The report for one run's history (``proxy.history.entries``) and ledger."""
+    """The report for one run's history (``proxy.history.entries``) and ledger; faults act on
+    ledger events after event ``since`` (a stateful test's earlier examples share the
+    ledger)."""
     if not isinstance(ledger, Ledger):
         raise InvalidArgument(f"ledger={ledger!r} must be a Ledger")
     policy = policy if policy is not None else Policy()
@@ -119,9 +122,10 @@ def report(
     recovery: dict[str, list[float | None]] = {}
     after: dict[str, list[float]] = {}
     paid: set[int] = set()
+    changes = _changes_by_time(ledger.events[since:])
     for fault in (e for e in ordered if isinstance(e, AppliedFault) and e.applied):
         kind = fault.fault.kind
-        touched = _touched(ledger, fault)
+        touched = _touched(ledger, changes.get(fault.at, ()))
         later = [
             d
             for d in decisions
@@ -140,20 +144,24 @@ def report(
     )
 
 
-def _touched(ledger: Ledger, fault: AppliedFault) -> frozenset[str] | None:
-    """Fingerprints of every token of the grants the fault changed; None: it changed no grant
-    (keys, an endpoint), so every later decision tells whether the service copes."""
-    grants: set[str] = set()
-    for event in ledger.events:
-        if event.at != fault.at:
-            continue
+def _changes_by_time(events: Iterable[LedgerEvent]) -> dict[float, list[str]]:
+    """The grants each instant's revocations, expiries and narrowings changed."""
+    changed: dict[float, list[str]] = {}
+    for event in events:
         if isinstance(event, Revoked | Expired):
-            grants.update(event.grant_ids)
+            changed.setdefault(event.at, []).extend(event.grant_ids)
         elif isinstance(event, Narrowed):
-            grants.add(event.grant_id)
-    if not grants:
+            changed.setdefault(event.at, []).append(event.grant_id)
+    return changed
+
+
+def _touched(ledger: Ledger, grants: Iterable[str]) -> frozenset[str] | None:
+    """Fingerprints of every token of the grants a fault changed; None: it changed no grant
+    (keys, an endpoint), so every later decision tells whether the service copes."""
+    ids = set(grants)
+    if not ids:
         return None
-    return frozenset(fp for g in grants for fp in ledger.get_grant(g).fingerprints)
+    return frozenset(fp for g in ids for fp in ledger.get_grant(g).fingerprints)
 
 
 def _correct(

@@ -456,6 +456,7 @@ class _ChaosMachine(RuleBasedStateMachine):
             self.proxy.history.entries,
             policy=type(self).policy,
             required_scopes=type(self).routes,
+            since=self._first_seq,
         )
 
     def violations(self) -> tuple[Violation, ...]:
