@@ -10,10 +10,8 @@ cannot be written, the credential is revoked again and not handed out: no audit,
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +25,7 @@ import attrs
 from jitchaos._audit import AuditLog
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._ledger import AuditSink, IssuedToken, Ledger, Principal, PrincipalKind, TokenKind
+from jitchaos._pkce import authorization_query, code_from
 from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
 from jitchaos.errors import AuditError, BrokerError, InvalidArgument
 
@@ -337,39 +336,18 @@ class Broker:
 
     def _user_token(self, user: str, scopes: frozenset[str], ttl: int) -> dict[str, Any]:
         endpoints = self._discover()
-        verifier = secrets.token_urlsafe(48)
-        challenge = (
-            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .rstrip(b"=")
-            .decode()
-        )
-        query = urllib.parse.urlencode(
-            {
-                "response_type": "code",
-                "client_id": self.client_id,
-                "redirect_uri": _REDIRECT,
-                "scope": format_scopes(scopes),
-                "state": secrets.token_urlsafe(8),
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-                "login_hint": user,
-            }
+        query, verifier = authorization_query(
+            client_id=self.client_id, redirect_uri=_REDIRECT, scopes=scopes, user=user
         )
         status, headers, body = self._send("GET", f"{endpoints['authorize']}?{query}")
-        location = headers.get("Location", "")
-        code = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get("code")
-        if status != 302 or not code:
-            detail = (
-                _error_text(body)
-                or urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get(
-                    "error_description", [""]
-                )[0]
-            )
+        code, error = code_from(headers.get("Location", ""))
+        if status != 302 or code is None:
+            detail = _error_text(body) or error
             raise BrokerError(f"{self.url}: authorization for {user} refused: {detail}")
         return self._token(
             {
                 "grant_type": "authorization_code",
-                "code": code[0],
+                "code": code,
                 "redirect_uri": _REDIRECT,
                 "code_verifier": verifier,
                 "ttl": str(ttl),

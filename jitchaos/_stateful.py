@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import inspect
 import json
 import os
-import secrets
 import threading
 import unittest
 import urllib.error
@@ -52,6 +50,7 @@ from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._keys import KeyRing
 from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
+from jitchaos._pkce import authorization_query, code_from
 from jitchaos._policy import Policy
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
@@ -509,32 +508,17 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     def _login(self, user: str, scopes: Collection[str], client: str = _CLIENT) -> dict[str, Any]:
         """Authorization code with PKCE for ``user`` (the IdP approves ``login_hint`` at once)."""
-        verifier = secrets.token_urlsafe(48)
-        challenge = (
-            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .rstrip(b"=")
-            .decode()
-        )
-        query = urllib.parse.urlencode(
-            {
-                "response_type": "code",
-                "client_id": client,
-                "redirect_uri": _REDIRECT,
-                "scope": " ".join(sorted(scopes)),
-                "state": "s",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-                "login_hint": user,
-            }
+        query, verifier = authorization_query(
+            client_id=client, redirect_uri=_REDIRECT, scopes=scopes, user=user
         )
         status, headers, _ = self._request(f"{self.proxy.url}/authorize?{query}")
-        if status != 302:
+        code, _ = code_from(headers.get("Location", ""))
+        if status != 302 or code is None:
             return {}
-        code = urllib.parse.parse_qs(urllib.parse.urlsplit(headers["Location"]).query)["code"]
         return self._token_request(
             {
                 "grant_type": "authorization_code",
-                "code": code[0],
+                "code": code,
                 "redirect_uri": _REDIRECT,
                 "code_verifier": verifier,
             },
