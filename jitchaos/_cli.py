@@ -615,6 +615,21 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
+def _progress(*, every: int) -> Callable[[int, int, float], None]:
+    """One progress line on stderr: rewritten in place on a terminal, else every ``every``
+    examples."""
+    tty = sys.stderr.isatty()
+
+    def show(examples: int, faults: int, elapsed: float) -> None:
+        line = f"{examples} examples, {faults} faults injected, {elapsed:.0f}s"
+        if tty:
+            print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+        elif examples % every == 0:
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
 def _run_run(args: argparse.Namespace) -> int:
     from jitchaos._run import load_policy, load_scenario, parse_route, run_scenario
     from jitchaos.errors import InvalidArgument
@@ -623,15 +638,6 @@ def _run_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
         routes = dict(parse_route(text) for text in args.route) or None
         policy = load_policy(args.policy) if args.policy is not None else None
-        tty = sys.stderr.isatty()
-
-        def progress(line: str) -> None:
-            count = int(line.split(" ", 1)[0])
-            if tty:
-                print(f"\r{line}", end="", file=sys.stderr, flush=True)
-            elif count % 25 == 0:
-                print(line, file=sys.stderr, flush=True)
-
         outcome = run_scenario(
             scenario,
             service=args.service,
@@ -640,13 +646,13 @@ def _run_run(args: argparse.Namespace) -> int:
             listen=args.listen,
             examples=args.examples,
             steps=args.steps,
-            progress=progress,
+            progress=_progress(every=25),
         )
     except InvalidArgument as error:
         raise _UsageError(str(error)) from None
     except OSError as error:
         raise _UsageError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error}") from None
-    if tty:
+    if sys.stderr.isatty():
         print(file=sys.stderr)
     print(outcome.format())
     return 0 if outcome.failure is None else 1
@@ -663,19 +669,15 @@ def _run_demo(args: argparse.Namespace) -> int:
         return 0
     tty = sys.stderr.isatty()
 
-    def progress(line: str) -> None:
-        if tty:
-            print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
-        elif int(line.split(" ", 1)[0]) % 50 == 0:
-            print(line, file=sys.stderr, flush=True)
-
     def out(text: str) -> None:
         if tty:
             print("\r", end="", file=sys.stderr)
         print(text, flush=True)
 
     try:
-        buggy, twin = run_demo(args.name, notebooks=args.notebooks, out=out, progress=progress)
+        buggy, twin = run_demo(
+            args.name, notebooks=args.notebooks, out=out, progress=_progress(every=50)
+        )
     except InvalidArgument as error:
         raise _UsageError(str(error)) from None
     return 0 if buggy.record is not None and twin.record is None else 1

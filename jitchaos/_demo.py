@@ -112,7 +112,7 @@ def run_demo(
     notebooks: str | os.PathLike[str] = "notebooks",
     examples: int = 400,
     out: Callable[[str], None] = print,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[Outcome, Outcome]:
     """Find the bug in ``name``, write its notebook, then run the twin. Returns both outcomes."""
     demo = DEMOS.get(name)

@@ -130,13 +130,14 @@ def run_scenario(
     listen: tuple[str, int] | None = None,
     examples: int = 100,
     steps: int = 10,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
     notebooks: str | os.PathLike[str] | None = None,
     execute: bool = False,
 ) -> Outcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP) and return what it found; a failure is also written as a
-    repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs)."""
+    repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs).
+    ``progress`` hears, after each example: examples run, faults injected, seconds elapsed."""
     if isinstance(service, str):
         _check_reachable(service)
     routes = routes if routes is not None else scenario.routes
@@ -154,10 +155,7 @@ def run_scenario(
             counts["faults"] += sum(1 for f in self.proxy.history.faults if f.applied)
             super().teardown()
             if progress is not None:
-                progress(
-                    f"{counts['examples']} examples, {counts['faults']} faults injected, "
-                    f"{time.monotonic() - started:.0f}s"
-                )
+                progress(counts["examples"], counts["faults"], time.monotonic() - started)
 
     Run.__name__ = Run.__qualname__ = scenario.__name__
     attributes: dict[str, Any] = {
