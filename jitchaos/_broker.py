@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -25,7 +23,7 @@ import attrs
 from jitchaos._audit import AuditLog
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._ledger import AuditSink, IssuedToken, Ledger, Principal, PrincipalKind, TokenKind
-from jitchaos._pkce import authorization_query, code_from
+from jitchaos._oauth_client import authorization_query, code_from, exchange
 from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
 from jitchaos.errors import AuditError, BrokerError, InvalidArgument
 
@@ -412,22 +410,10 @@ class Broker:
         if auth:
             pair = f"{urllib.parse.quote(self.client_id)}:{urllib.parse.quote(self._secret)}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
         try:
-            with _OPENER.open(request, timeout=self._timeout) as response:
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read()
-        except (urllib.error.URLError, OSError) as error:
+            return exchange(method, url, headers=headers, body=data, timeout=self._timeout)
+        except OSError as error:
             raise BrokerError(f"{self.url}: unreachable ({error})") from None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the authorization redirect is read, not followed
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _error_text(body: bytes) -> str:

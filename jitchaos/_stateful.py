@@ -23,9 +23,7 @@ import json
 import os
 import threading
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar
 
@@ -50,7 +48,7 @@ from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._keys import KeyRing
 from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
-from jitchaos._pkce import authorization_query, code_from
+from jitchaos._oauth_client import authorization_query, code_from, exchange
 from jitchaos._policy import Policy
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
@@ -480,14 +478,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        request = urllib.request.Request(  # noqa: S310 - the proxy's own loopback URLs
-            url, data=body, method=method, headers=dict(headers or {})
-        )
-        try:
-            with _NO_REDIRECTS.open(request, timeout=10) as answer:
-                return int(answer.status), dict(answer.headers), answer.read()
-        except urllib.error.HTTPError as error:
-            return int(error.code), dict(error.headers), error.read()
+        return exchange(method, url, headers=headers, body=body)
 
     def _token_request(self, form: Mapping[str, str], client: str = _CLIENT) -> dict[str, Any]:
         """POST /token at the proxy's IdP side; the JSON answer, or {} when refused."""
@@ -524,14 +515,6 @@ class _ChaosMachine(RuleBasedStateMachine):
             },
             client,
         )
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
 
 
 class AuthChaosMachine(_ChaosMachine):
