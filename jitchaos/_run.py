@@ -13,8 +13,6 @@ import importlib.util
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, Phase, settings
 
+from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
 from jitchaos._report import RunReport
 from jitchaos._stateful import AuthChaosMachine, ServiceFactory
@@ -209,10 +208,7 @@ def run_scenario(
 
 def _check_reachable(url: str) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=5):  # noqa: S310 - the user's own service
-            pass
-    except urllib.error.HTTPError:
-        pass  # it answered
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        exchange("GET", url, timeout=5)  # any answer will do
+    except (OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise InvalidArgument(f"service {url!r} does not answer: {reason}") from None
