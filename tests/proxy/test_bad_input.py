@@ -42,3 +42,22 @@ def test_proxy_survives_arbitrary_input(idp: EmbeddedIdP) -> None:
                     assert (proxy.ledger.events, idp.ledger.events) == before
 
         check()
+
+
+def test_an_oversized_request_gets_a_json_error_and_changes_nothing(idp: EmbeddedIdP) -> None:
+    with ChaosProxy(idp).in_thread() as proxy:
+        before = (proxy.ledger.events, idp.ledger.events)
+        response = requests.post(
+            f"{proxy.url}/token",
+            data=b"grant_type=client_credentials&pad=" + b"x" * 300_000,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        )
+        assert response.status_code == 413
+        assert response.json() == {
+            "error": "invalid_request",
+            "error_description": "the request body is over 262144 bytes",
+        }
+        assert (proxy.ledger.events, idp.ledger.events) == before
+        # and it keeps serving
+        assert requests.get(f"{proxy.url}/.well-known/openid-configuration", timeout=10).ok
