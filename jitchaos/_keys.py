@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 import attrs
@@ -70,9 +71,17 @@ class KeyRing:
     Thread-safe: tests rotate keys from their own thread while the IdP signs on its event loop.
     """
 
-    def __init__(self, algorithm: Algorithm = "RS256", *, key: SigningKey | None = None) -> None:
-        """A ring holding one key: ``key``, or a new one for ``algorithm``."""
+    def __init__(
+        self,
+        algorithm: Algorithm = "RS256",
+        *,
+        key: SigningKey | None = None,
+        source: Callable[[Algorithm], SigningKey] | None = None,
+    ) -> None:
+        """A ring holding one key: ``key``, or a new one for ``algorithm``. Rotations take
+        their new keys from ``source`` (default: :meth:`SigningKey.generate`)."""
         self._lock = threading.Lock()
+        self._source = source if source is not None else SigningKey.generate
         first = key if key is not None else SigningKey.generate(algorithm)
         self._keys: tuple[SigningKey, ...] = (first,)
         self._current = first
@@ -98,7 +107,7 @@ class KeyRing:
 
     def rotate(self, algorithm: Algorithm | None = None) -> SigningKey:
         """Generate a new key, sign with it from now on, and keep publishing the old ones."""
-        key = SigningKey.generate(algorithm or self._current.algorithm)
+        key = self._source(algorithm or self._current.algorithm)
         with self._lock:
             self._keys = (*self._keys, key)
             self._current = key
@@ -111,7 +120,7 @@ class KeyRing:
         only a verifier that refetches the JWKS on a signature failure recovers.
         """
         old = self._current
-        fresh = SigningKey.generate(old.algorithm)
+        fresh = self._source(old.algorithm)
         key = SigningKey(kid=old.kid, algorithm=old.algorithm, private_key=fresh.private_key)
         with self._lock:
             self._keys = tuple(key if k is old else k for k in self._keys)

@@ -45,7 +45,7 @@ from hypothesis.stateful import (
 
 from jitchaos._checker import Violation, check
 from jitchaos._clock import ManualClock, OffsetClock
-from jitchaos._keys import KeyRing
+from jitchaos._keys import Algorithm, KeyRing, SigningKey
 from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
 from jitchaos._oauth_client import authorization_query, code_from, exchange
@@ -160,9 +160,15 @@ class _World:
     """
 
     def __init__(
-        self, scopes: frozenset[str], listen: tuple[str, int] | None, manual: bool
+        self,
+        scopes: frozenset[str],
+        listen: tuple[str, int] | None,
+        manual: bool,
+        *,
+        fresh_service: bool = True,
     ) -> None:
         self.manual = manual
+        self.keys = _KeyPool(reuse=fresh_service)
         self.clock: ManualClock | OffsetClock = ManualClock() if manual else OffsetClock()
         self.loop = BackgroundLoop(name="jitchaos-machine")
         self.loop.start()
@@ -191,6 +197,39 @@ class _World:
         assert self.proxy.idp is not None
         self.idp: EmbeddedIdP = self.proxy.idp
         self.first_key = self.idp.keys.current
+
+
+class _KeyPool:
+    """Where key rotations get their new keys.
+
+    An RSA key takes tens of milliseconds to generate, and a machine that rotates keys spent
+    most of its time there. The pool generates each key once per run (never before: keys are
+    per run) and hands them out in the same order in every example: the n-th rotation of
+    any example gets the n-th key, distinct from the first key and from the others. That is
+    sound when every example starts a fresh service (nothing remembers an earlier example's
+    kids) and the key ring restarts from the first key. A service in another process
+    outlives examples, and its JWKS cache would already know a reused kid: there, every key
+    is new (``reuse=False``).
+    """
+
+    def __init__(self, *, reuse: bool) -> None:
+        self._reuse = reuse
+        self._keys: dict[tuple[str, int], SigningKey] = {}
+        self._taken = 0
+
+    def restart(self) -> None:
+        """A new example: hand out the keys from the first again (when reusing)."""
+        self._taken = 0
+
+    def take(self, algorithm: Algorithm) -> SigningKey:
+        slot = (algorithm, self._taken)
+        self._taken += 1
+        if not self._reuse:
+            return SigningKey.generate(algorithm)
+        key = self._keys.get(slot)
+        if key is None:
+            key = self._keys[slot] = SigningKey.generate(algorithm)
+        return key
 
 
 class _TestCase:
@@ -269,7 +308,10 @@ class _ChaosMachine(RuleBasedStateMachine):
             world = cls._worlds.get(cls)
             if world is None:
                 world = cls._worlds[cls] = _World(
-                    frozenset(cls.scopes), cls.listen, cls._clock_is_shared()
+                    frozenset(cls.scopes),
+                    cls.listen,
+                    cls._clock_is_shared(),
+                    fresh_service=not isinstance(getattr(cls, "service", None), str),
                 )
         self.world = world
         self.proxy = world.proxy
@@ -277,7 +319,8 @@ class _ChaosMachine(RuleBasedStateMachine):
         self.proxy.reset()
         # Every example starts from the same world: one signing key, no faults, a fresh
         # service. (The clock only moves forward; everything is judged relative to it.)
-        world.idp.keys = KeyRing(key=world.first_key)
+        world.keys.restart()
+        world.idp.keys = KeyRing(key=world.first_key, source=world.keys.take)
         self.hostile: set[str] = set()
         self._runners: list[web.AppRunner] = []
         self._first_seq = self.proxy.ledger.seq

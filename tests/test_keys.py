@@ -97,3 +97,23 @@ def test_rekey_keeps_the_kid_but_old_signatures_fail() -> None:
         jwt.decode(signed, public, algorithms=["RS256"])
     resigned = jwt.encode({"sub": "x"}, new.private_key, algorithm="RS256")
     assert jwt.decode(resigned, public, algorithms=["RS256"]) == {"sub": "x"}
+
+
+def test_rotations_take_their_keys_from_the_source() -> None:
+    spares = [SigningKey.generate("ES256") for _ in range(2)]
+    asked: list[str] = []
+
+    def source(algorithm: str) -> SigningKey:
+        asked.append(algorithm)
+        return spares.pop(0)
+
+    ring = KeyRing("ES256", source=source)
+    first = ring.current
+    added = ring.rotate()
+    assert ring.current is added
+    assert [k.kid for k in ring.keys] == [first.kid, added.kid]
+    replaced = ring.rekey()  # the same kid, the next spare key behind it
+    assert replaced.kid == added.kid
+    assert replaced.private_key is not added.private_key
+    assert asked == ["ES256", "ES256"]
+    assert spares == []
