@@ -322,12 +322,15 @@ def main() -> int:
         minimal = len(case.minimal)
         runs: list[HypothesisRun] = []
         naive: list[float | None] = []
+        naive_examples: list[int] = []
         naive_kinds: Counter[str] = Counter()
         for seed in range(args.seeds):
             run = hypothesis_run(machine, seed, args.budget)
             to_bug, examples, kinds = naive_run(machine, seed, rate=args.rate, budget=args.budget)
             runs.append(run)
             naive.append(to_bug)
+            if to_bug is not None:
+                naive_examples.append(examples)
             naive_kinds.update(kinds)
             print(describe(case.name, seed, run, (to_bug, examples)), file=sys.stderr, flush=True)
         # Any violation counts as the bug: each service has one, and its correct twin runs
@@ -360,6 +363,7 @@ def main() -> int:
                     median([r.total if r.to_bug is not None else None for r in runs]), args.budget
                 ),
                 f"{longest} / {minimal}",
+                f"{statistics.median(naive_examples):g}" if naive_examples else "-",
                 fmt(theirs, args.budget),
                 f"{sum(t is not None for t in naive)}/{len(naive)}",
                 ratio,
@@ -380,10 +384,11 @@ def main() -> int:
     )
     print(
         "| bug | examples to bug (median) | s to bug (median) | s to bug (max) | found "
-        "| s with shrink (median) | shrunk steps (max) / minimal | naive s to bug (median) "
-        "| naive found | naive / Hypothesis |"
+        "| s with shrink (median) | shrunk steps (max) / minimal "
+        "| naive examples to bug (median) | naive s to bug (median) | naive found "
+        "| naive / Hypothesis |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print("\nviolation kinds, counted over seeds:")
