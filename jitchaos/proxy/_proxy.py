@@ -274,7 +274,9 @@ class ChaosProxy:
         )
         try:
             scheme = "https" if ssl_context is not None else "http"
-            idp_url = await self._serve("idp", self._idp_app(), host, port, ssl_context, scheme)
+            idp_url = await self._serve(
+                "idp", self._idp_app(), host, port, ssl_context, scheme, body_limit=_IDP_BODY_LIMIT
+            )
             if self._idp_config is not None:
                 self._own_idp = EmbeddedIdP(self._idp_config, clock=self.clock, issuer=idp_url)
                 self.idp = self._own_idp
@@ -310,7 +312,11 @@ class ChaosProxy:
         port: int,
         ssl_context: ssl.SSLContext | None,
         scheme: str,
+        *,
+        body_limit: int = 0,
     ) -> str:
+        """Serve ``app`` (the control API) or a bare handler (the IdP and service sides, whose
+        request bodies may not exceed ``body_limit`` bytes; 0: streamed, no limit)."""
         runner: web.BaseRunner
         if isinstance(app, web.Application):
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -318,7 +324,7 @@ class ChaosProxy:
             # The IdP and service sides: aiohttp's low-level server, one handler and no
             # router or middleware chain (about 10 us a request less on the hot path).
             runner = web.ServerRunner(
-                web.Server(app, request_factory=_request_factory(app), access_log=None),
+                web.Server(app, request_factory=_request_factory(body_limit), access_log=None),
                 handle_signals=False,
             )
         await runner.setup()
@@ -504,12 +510,12 @@ class ChaosProxy:
                 return await self._idp_request(request)
             except web.HTTPRequestEntityTooLarge:
                 # aiohttp's own answer is text/plain; OAuth clients read JSON errors.
-                limit = handle.client_max_size  # type: ignore[attr-defined]
                 return _oauth_error(
-                    "invalid_request", f"the request body is over {limit} bytes", status=413
+                    "invalid_request",
+                    f"the request body is over {_IDP_BODY_LIMIT} bytes",
+                    status=413,
                 )
 
-        handle.client_max_size = 256 * 1024  # type: ignore[attr-defined]
         return handle
 
     async def _discovery(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -912,7 +918,6 @@ class ChaosProxy:
                 return refused
             return await self._service_request(request, name, self.services[name])
 
-        handle.client_max_size = 0  # type: ignore[attr-defined]  # streamed, never read whole
         return handle
 
     async def _service_request(
@@ -983,9 +988,12 @@ class ChaosProxy:
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-def _request_factory(handler: Handler) -> Any:
-    """Requests for the low-level server, with the handler's body size limit."""
-    limit = getattr(handler, "client_max_size", 1024**2)
+_IDP_BODY_LIMIT = 256 * 1024
+"""Token, introspection and revocation requests are small; anything larger is refused."""
+
+
+def _request_factory(limit: int) -> Any:
+    """Requests for the low-level server, with a body size limit (0: none)."""
 
     def make(
         message: Any,
