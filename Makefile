@@ -18,7 +18,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy jitchaos strategies
+	$(BIN)/mypy jitchaos strategies tests bench examples
 
 # Two workers or more (pytest-xdist): the stateful and end-to-end tests are most of the time.
 unit: $(BIN)/.installed

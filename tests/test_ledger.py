@@ -248,9 +248,10 @@ def histories(draw: st.DrawFn) -> Ledger:
             live = [
                 fp
                 for fp in grant.fingerprints
-                if ledger.lookup(fp).token.kind is TokenKind.REFRESH  # type: ignore[union-attr]
-                and ledger.lookup(fp).status(clock.now()) is TokenStatus.ACTIVE
-            ]  # type: ignore[union-attr]
+                if (record := ledger.lookup(fp)) is not None
+                and record.token.kind is TokenKind.REFRESH
+                and record.status(clock.now()) is TokenStatus.ACTIVE
+            ]
             if live:
                 now = clock.now()
                 ledger.refresh(

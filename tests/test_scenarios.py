@@ -6,9 +6,11 @@ import ast
 import functools
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from examples import (
     introspection_cache,
@@ -67,19 +69,21 @@ CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "factory"), CASES, ids=[c[0] for c in CASES])
-def test_each_scenario_finds_its_bug_and_not_in_the_twin(name: str, factory: object) -> None:
+def test_each_scenario_finds_its_bug_and_not_in_the_twin(
+    name: str, factory: Callable[..., web.Application]
+) -> None:
     scenario = load_scenario(ROOT / "strategies" / f"{name}.py")
     found = run_scenario(
         scenario,
         service=factory,
         routes=ROUTES,
-        examples=300,  # type: ignore[arg-type]
+        examples=300,
     )
     assert found.failure is not None, found.format()
     assert "state." in found.failure
     clean = run_scenario(
         scenario,
-        service=functools.partial(factory, fixed=True),  # type: ignore[arg-type]
+        service=functools.partial(factory, fixed=True),
         routes=ROUTES,
         examples=40,
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import jwt
 import pytest
 from hypothesis import given
@@ -26,7 +28,7 @@ def mint(**overrides: object) -> str:
     return mint_access_token(RING.current, **settings)  # type: ignore[arg-type]
 
 
-def verify(token: str, now: float = 1100, **overrides: object) -> dict[str, object]:
+def verify(token: str, now: float = 1100, **overrides: Any) -> dict[str, object]:
     settings: dict[str, object] = dict(issuer="https://idp", audience="api", now=now)
     settings.update(overrides)
     return verify_access_token(token, RING, **settings)  # type: ignore[arg-type]
@@ -68,7 +70,7 @@ def test_expiry_follows_the_given_time() -> None:
         ({"audience": "other"}, "(?i)audience"),
     ],
 )
-def test_wrong_issuer_or_audience(overrides: dict[str, object], match: str) -> None:
+def test_wrong_issuer_or_audience(overrides: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidToken, match=match):
         verify(mint(), **overrides)
 

@@ -42,7 +42,9 @@ def test_keeps_it_and_uses_it_late(jit, jitchaos_proxy, jitchaos_clock):
     assert path.name.startswith("test_leaky.py-test_keeps_it_and_uses_it_late-")
     result.stdout.fnmatch_lines([f"*notebook: {path}*"])
     text = path.read_text()
-    assert "[open-grant]" not in text or "open-grant" in text
+    # Written unexecuted, it states the finding in its first cell.
+    assert "- **open-grant**: grant g1 (subject:alice, read) granted to test_leaky.py::" in text
+    assert '"execution_count": null' in text
     notebook = nbformat.read(path, as_version=4)
     # Jupyter's own deprecation notices are not ours to fix.
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jitchaos import ManualClock, read_audit
+from jitchaos import Leased, ManualClock, read_audit
 from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig
 
 pytest_plugins = ["pytester"]
@@ -57,7 +57,7 @@ def test_a_leak_fails_with_the_report_and_the_fixed_test_passes(
     report = read_audit(log)
     assert report.malformed == ()
     assert report.open_grants == ()  # the fixture revoked the leak after reporting it
-    holders = {e.holder for e in report.events if type(e).__name__ == "Leased"}
+    holders = {e.holder for e in report.events if isinstance(e, Leased)}
     assert holders == {
         "test_suite.py::test_returns_what_it_takes",
         "test_suite.py::test_user_credential",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import attrs
 import pytest
@@ -44,10 +45,10 @@ def call(proxy: ChaosProxy, token: str, route: str = "GET /read") -> int:
     ).status_code
 
 
-def kinds(proxy: ChaosProxy, policy: Policy | None = None, **extra: object) -> list[str]:
+def kinds(proxy: ChaosProxy, policy: Policy | None = None, **extra: Any) -> list[str]:
     found = check(
         proxy.ledger, proxy.history.decisions, policy=policy, required_scopes=NEEDS, **extra
-    )  # type: ignore[arg-type]
+    )
     return [v.kind for v in found]
 
 

@@ -108,7 +108,7 @@ def introspect(idp: Served, token: str, **extra: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def authorize(idp: Served, session: OAuth2Session, user: str) -> dict[str, str]:
+def authorize(idp: Served, session: OAuth2Session, user: str) -> dict[str, Any]:
     verifier = generate_token(64)
     url, _state = session.create_authorization_url(
         f"{idp.url}/authorize", code_verifier=verifier, login_hint=user

@@ -53,4 +53,4 @@ def test_bad_arguments_name_themselves(factory: Any, kwargs: dict[str, Any], nam
 
 def test_arguments_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        scopes(st.just("read"))  # type: ignore[misc]
+        scopes(st.just("read"))  # type: ignore[call-arg]
