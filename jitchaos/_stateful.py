@@ -711,7 +711,13 @@ class AuthChaosMachine(_ChaosMachine):
         if self.world.idp.keys.get(jwt.get_unverified_header(token.raw)["kid"]) is None:
             reject()
         forged = data.draw(
-            hostile_tokens(legitimate=token.raw, keys=self.world.idp.keys), label="hostile"
+            hostile_tokens(
+                legitimate=token.raw,
+                keys=self.world.idp.keys,
+                now=self.clock.now(),
+                leeway=type(self).policy.leeway,
+            ),
+            label="hostile",
         )
         self.hostile.add(fingerprint(forged.token))
         route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
@@ -731,6 +737,8 @@ class AuthChaosMachine(_ChaosMachine):
                 legitimate=self._last_forged.raw,
                 keys=self.world.idp.keys,
                 attacks=st.just(attack),
+                now=self.clock.now(),
+                leeway=type(self).policy.leeway,
             ),
             lambda forged: variant is None or forged.variant == variant,
             settings=settings(

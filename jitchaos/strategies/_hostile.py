@@ -526,10 +526,16 @@ def temporal_edge_tokens(
             del claims["exp"]
         else:
             claims["exp"] = draw(st.sampled_from(["never", "1e99", None, [moment + 300], True]))
+        exp = claims.get("exp")
+        when = (
+            f"exp {exp - moment:+d} s from now"
+            if isinstance(exp, int) and not isinstance(exp, bool)
+            else f"exp={exp!r}"
+        )
         return HostileToken(
             _with_legit_key(legit.key, _no_alg(legit.header), claims),
             "temporal-edge",
-            f"{edge} (exp={claims.get('exp')!r})",
+            f"{edge} ({when})",  # relative: a replay judges it on another clock
         )
 
     return build()
@@ -691,9 +697,13 @@ def hostile_tokens(
     legitimate: str,
     keys: KeyRing,
     attacks: st.SearchStrategy[str] | None = None,
+    now: float | None = None,
+    leeway: float = 0.0,
 ) -> st.SearchStrategy[HostileToken]:
     """Any attack of the catalogue against ``legitimate`` (signed by ``keys``), or only the
-    classes ``attacks`` draws (keys of :data:`ATTACKS`).
+    classes ``attacks`` draws (keys of :data:`ATTACKS`). ``now`` and ``leeway`` are when and
+    by how much the tokens will be judged (see :func:`temporal_edge_tokens`): a token whose
+    ``nbf`` was in the future when it was forged may be valid by the time it is presented.
 
     Shrinks towards the first class (``alg-none``) and that class's simplest variant.
     """
@@ -705,6 +715,8 @@ def hostile_tokens(
     def of(name: str) -> st.SearchStrategy[HostileToken]:
         if name not in ATTACKS:
             raise InvalidArgument(f"attacks drew {name!r}, not one of {', '.join(ATTACKS)}")
+        if name == "temporal-edge":
+            return temporal_edge_tokens(legitimate=legitimate, keys=keys, now=now, leeway=leeway)
         return ATTACKS[name](legitimate=legitimate, keys=keys)
 
     return names.flatmap(of)

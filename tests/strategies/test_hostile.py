@@ -346,3 +346,36 @@ def test_hypothesis_prints_a_forged_token_by_fingerprint_only(forged: HostileTok
     shown = pretty(forged)
     assert forged.token not in shown
     assert forged.attack in shown
+
+
+def test_temporal_edges_are_wrong_when_presented_not_when_the_original_was_issued() -> None:
+    # A day after the legitimate token was issued: "nbf in the future" relative to its iat
+    # would long be in the past, a validly signed token a correct server accepts.
+    later = NOW + 86_400
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+    @given(
+        hostile_tokens(
+            legitimate=LEGIT,
+            keys=RING,
+            attacks=st.just("temporal-edge"),
+            now=later,
+            leeway=LEEWAY,
+        )
+    )
+    def check(hostile: HostileToken) -> None:
+        with pytest.raises(InvalidToken):
+            verify_access_token(
+                hostile.token,
+                RING,
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                now=later,
+                leeway=LEEWAY,
+                max_lifetime=3600,
+                known_scopes=KNOWN_SCOPES,
+            )
+        # Described relative to `now`, so a replay on another clock finds the same variant.
+        assert str(later) not in hostile.variant
+
+    check()
