@@ -15,13 +15,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jitchaos._audit import encode_event
+from jitchaos._audit import decode_event, encode_event
 from jitchaos._ledger import Ledger, Revoked
 from jitchaos._policy import Policy
 from jitchaos._post_audit import PostTestAudit
+from jitchaos.errors import AuditLogError
 from jitchaos.proxy._history import Decision
 
-__all__ = ["audit_notebook", "plot_timeline", "write_notebook"]
+__all__ = ["audit_notebook", "plot_timeline", "replay_lines", "write_notebook"]
 
 
 def audit_notebook(
@@ -48,16 +49,10 @@ def audit_notebook(
         ),
         nbformat.v4.new_code_cell(
             "import json\n\n"
-            "from jitchaos import Ledger, Policy, audit_grants\n"
-            "from jitchaos._audit import decode_event\n"
-            "from jitchaos.notebook import plot_timeline\n"
-            "from jitchaos.proxy import Decision\n\n"
+            "from jitchaos import Policy, audit_grants\n"
+            "from jitchaos.notebook import plot_timeline, replay_lines\n\n"
             f"LINES = json.loads({json.dumps(json.dumps(lines))})\n"
-            "ledger = Ledger.replay(\n"
-            "    [decode_event(line) for line in LINES if line.get('type') != 'decision']\n"
-            ")\n"
-            "decisions = [Decision.from_json(line) for line in LINES "
-            "if line.get('type') == 'decision']"
+            "ledger, decisions = replay_lines(LINES)"
         ),
         nbformat.v4.new_code_cell(
             f"report = audit_grants(\n    ledger,\n    decisions,\n    at={report.at!r},\n"
@@ -75,6 +70,25 @@ def audit_notebook(
         "language": "python",
     }
     return notebook
+
+
+def replay_lines(lines: Iterable[Any]) -> tuple[Ledger, list[Decision]]:
+    """The ledger and the decisions that audit log lines (decoded JSON objects, as an audit
+    file or a notebook holds them) record. Raises :class:`~jitchaos.errors.AuditLogError` for
+    a line that is neither."""
+    events, decisions = [], []
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, dict) and line.get("type") == "decision":
+            try:
+                decisions.append(Decision.from_json(line))
+            except ValueError as error:
+                raise AuditLogError(f"line {number}: {error}") from None
+        else:
+            try:
+                events.append(decode_event(line))
+            except AuditLogError as error:
+                raise AuditLogError(f"line {number}: {error}") from None
+    return Ledger.replay(events), decisions
 
 
 def write_notebook(notebook: Any, directory: str | Path, name: str) -> Path:

@@ -1,6 +1,6 @@
 """Runnable notebooks for failures, and the timeline plot they draw."""
 
-from jitchaos._notebook import audit_notebook, plot_timeline, write_notebook
+from jitchaos._notebook import audit_notebook, plot_timeline, replay_lines, write_notebook
 from jitchaos._repro import Repro, load_failure, repro_notebook, write_repro
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "audit_notebook",
     "load_failure",
     "plot_timeline",
+    "replay_lines",
     "repro_notebook",
     "write_notebook",
     "write_repro",

@@ -137,6 +137,7 @@ EXPECTED = {
         "audit_notebook",
         "load_failure",
         "plot_timeline",
+        "replay_lines",
         "repro_notebook",
         "write_notebook",
         "write_repro",

@@ -3,6 +3,7 @@ Jupyter kernel, prints the same findings and draws the timeline."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def test_keeps_it_and_uses_it_late(jit, jitchaos_proxy, jitchaos_clock):
 
 
 def test_plot_timeline_marks_findings(tmp_path: Path) -> None:
-    from jitchaos import Ledger, ManualClock, Policy, Principal, audit_grants
-    from jitchaos.notebook import audit_notebook, plot_timeline, write_notebook
+    from jitchaos import AuditLogError, Ledger, ManualClock, Policy, Principal, audit_grants
+    from jitchaos._audit import encode_event
+    from jitchaos.notebook import audit_notebook, plot_timeline, replay_lines, write_notebook
     from jitchaos.proxy import Decision
     from jitchaos.strategies import grants  # noqa: F401 - the API a notebook user has
 
@@ -103,6 +105,17 @@ def test_plot_timeline_marks_findings(tmp_path: Path) -> None:
     crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
     assert len(crosses) == 1
     notebook = audit_notebook(ledger, [use], report, holder="t", policy=Policy())
+    # The notebook's set-up cell rebuilds both with public API only.
+    setup = notebook.cells[1].source
+    assert "jitchaos._" not in setup
+    lines = [encode_event(e) for e in ledger.events] + [use.to_json()]
+    replayed, decisions = replay_lines(json.loads(json.dumps(lines)))
+    assert replayed.events == ledger.events
+    assert decisions == [use]
+    with pytest.raises(AuditLogError, match="line 2: unknown event 'granted-ish'"):
+        replay_lines([lines[0], {**lines[1], "event": "granted-ish"}])
+    with pytest.raises(AuditLogError, match="line 1: "):
+        replay_lines([{"type": "decision", "seq": "one"}])
     path = write_notebook(notebook, tmp_path, "tests/x.py::test a")
     assert path.name.startswith("tests-x.py-test-a-")
     assert path.suffix == ".ipynb"
