@@ -2,7 +2,8 @@
 outage every valid token is refused as invalid (401), instead of the last good keys carrying on.
 
 Twin (``fixed=True``): a failed refresh keeps the last good keys, and a signature that fails
-with a known kid refreshes the keys (the key behind the kid may have changed).
+with a known kid refreshes the keys (the key behind the kid may have changed). A token the
+last good keys cannot verify while the JWKS is down is answered 503, not refused as invalid.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def make_app(
                     # The bug: a failed refresh forgets the last good keys, and the token is
                     # then "signed by an unknown key": 401, as if it were invalid.
                     keys.clear()
-                elif not keys:
-                    raise  # nothing to go on: honestly unavailable (503)
+                elif not keys or not _verifies(token, keys, kid, now(), iss):
+                    # Nothing to go on, or the token needs keys that cannot be fetched now (a
+                    # new kid, or a new key behind an old one): unavailable (503), not invalid.
+                    raise
             else:
                 keys.clear()
                 keys.update(fresh)

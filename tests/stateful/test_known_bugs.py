@@ -181,3 +181,25 @@ def test_the_shared_cache_leaks_one_users_permissions_to_another() -> None:
     assert [v.kind for v in found] == ["cross-principal-leak"]
     assert "subject:bob" in found[0].sentence
     assert "subject:alice" in found[0].sentence
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_new_kid_during_a_jwks_outage_is_unavailable_not_invalid(fixed: bool) -> None:
+    # The twin once answered 401 here: its keys were fine, but a token signed by a kid it had
+    # not seen needed a JWKS it could not fetch. (Found by a longer run of the twins.)
+    cls = machine(jwks_wiped.make_app, Policy(staleness=300), fixed=fixed)
+    state = cls()
+    try:
+        state.grant(Picks(frozenset({"read"}), "GET /read"))  # the keys are fetched
+        state.rotate_keys("add")
+        state.outage(Picks("jwks"), seconds=1)
+        state.grant(Picks(frozenset({"read"}), "GET /read"))  # signed by the new kid
+        found = state.violations()
+        statuses = [d.status for d in state.proxy.history.decisions]
+    finally:
+        state.teardown()
+    if fixed:
+        assert found == ()
+        assert statuses == [200, 503]
+    else:
+        assert [v.kind for v in found] == ["valid-token-rejected"]
