@@ -716,7 +716,7 @@ class AuthChaosMachine(_ChaosMachine):
                 keys=self.world.idp.keys,
                 now=self.clock.now(),
                 leeway=type(self).policy.leeway,
-            ),
+            ).filter(lambda forged: forged.required),  # what any correct service refuses
             label="hostile",
         )
         self.hostile.add(fingerprint(forged.token))
@@ -740,7 +740,7 @@ class AuthChaosMachine(_ChaosMachine):
                 now=self.clock.now(),
                 leeway=type(self).policy.leeway,
             ),
-            lambda forged: variant is None or forged.variant == variant,
+            lambda forged: forged.required and (variant is None or forged.variant == variant),
             settings=settings(
                 database=None, derandomize=True, suppress_health_check=list(HealthCheck)
             ),

@@ -67,6 +67,12 @@ class HostileToken:
     """Which form of the attack, in words, e.g. ``"alg='nOnE', signature absent"``."""
     served: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     """What the attacker serves at URLs the token points to (``jku``/``x5u``), by URL."""
+    required: bool = True
+    """Whether the RFCs (7515, 7519, 6749, 9068) require every verifier to refuse it. False
+    for what only the strict profile of :func:`~jitchaos.verify_access_token` refuses: an
+    unknown or repeated scope, an ``iat`` in the future, an absurdly long life, an audience
+    list that includes ours. A correct service may accept those, so the stateful machines
+    do not submit them."""
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         # Hypothesis prints drawn values with this (it would list every attrs field).
@@ -475,6 +481,18 @@ def kid_injection_tokens(*, legitimate: str, keys: KeyRing) -> st.SearchStrategy
     return build()
 
 
+_PROFILE_ONLY = frozenset(
+    {
+        "absurdly long life",  # RFC 9068 sets no maximum lifetime
+        "iat in the future",  # RFC 7519 §4.1.6: iat is information, not a condition
+        "unknown scope",  # RFC 6749 §3.3: the IdP defines scopes; a server may ignore others
+        "repeated scopes",  # the scope grammar allows a repeated scope-token
+        "audience list with ours last",  # RFC 9068 §4: aud must *contain* the server's own
+    }
+)
+"""Variants only the strict profile refuses (see :attr:`HostileToken.required`)."""
+
+
 def temporal_edge_tokens(
     *, legitimate: str, keys: KeyRing, now: float | None = None, leeway: float = 0.0
 ) -> st.SearchStrategy[HostileToken]:
@@ -536,6 +554,7 @@ def temporal_edge_tokens(
             _with_legit_key(legit.key, _no_alg(legit.header), claims),
             "temporal-edge",
             f"{edge} ({when})",  # relative: a replay judges it on another clock
+            required=edge not in _PROFILE_ONLY,
         )
 
     return build()
@@ -569,6 +588,7 @@ def audience_confusion_tokens(
             _with_legit_key(legit.key, _no_alg(legit.header), {**legit.claims, **variant[1]}),
             "audience-issuer-confusion",
             variant[0],
+            required=variant[0] not in _PROFILE_ONLY,
         )
     )
 
@@ -640,6 +660,7 @@ def scope_shape_tokens(*, legitimate: str, keys: KeyRing) -> st.SearchStrategy[H
             _with_legit_key(legit.key, _no_alg(legit.header), {**legit.claims, "scope": v[1]}),
             "scope-shape",
             f"{v[0]}: {v[1]!r}",
+            required=v[0] not in _PROFILE_ONLY,
         )
     )
 

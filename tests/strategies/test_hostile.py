@@ -379,3 +379,24 @@ def test_temporal_edges_are_wrong_when_presented_not_when_the_original_was_issue
         assert str(later) not in hostile.variant
 
     check()
+
+
+def test_only_the_strict_profiles_extras_are_not_required() -> None:
+    optional: set[str] = set()
+
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None)
+    @given(hostile_tokens(legitimate=LEGIT, keys=RING, now=NOW, leeway=LEEWAY))
+    def collect(hostile: HostileToken) -> None:
+        if not hostile.required:
+            optional.add(hostile.variant.split(" (")[0].split(":")[0])
+            with pytest.raises(InvalidToken):  # the strict profile still refuses each
+                strict(hostile.token)
+
+    collect()
+    assert optional == {
+        "absurdly long life",
+        "iat in the future",
+        "unknown scope",
+        "repeated scopes",
+        "audience list with ours last",
+    }
