@@ -385,6 +385,11 @@ class Ledger:
         self._grants: dict[str, Grant] = {}
         self._leases: dict[str, Leased] = {}
         self._tokens: dict[str, TokenRecord] = {}
+        # Events by the token or grant they concern, with their position in _events: a
+        # verdict's evidence is read from these, not from a scan of every event (the checker
+        # asks for a verdict per decision, and a long run holds many thousands of events).
+        self._by_token: dict[str, list[tuple[int, LedgerEvent]]] = {}
+        self._by_grant: dict[str, list[tuple[int, LedgerEvent]]] = {}
 
     @classmethod
     def replay(
@@ -408,7 +413,7 @@ class Ledger:
                 on_error(event, problem)
                 continue
             ledger._apply(event)
-            ledger._events.append(event)
+            ledger._append(event)
         return ledger
 
     # Reading.
@@ -696,8 +701,21 @@ class Ledger:
         if self.audit is not None:
             self.audit.write(event)  # raises AuditError: nothing below happens
         self._apply(event)
-        self._events.append(event)
+        self._append(event)
         return event
+
+    def _append(self, event: LedgerEvent) -> None:
+        entry = (len(self._events), event)
+        self._events.append(event)
+        match event:
+            case Granted() | Refreshed():
+                for token in event.tokens:
+                    self._by_token.setdefault(token.fingerprint, []).append(entry)
+            case Revoked() | Expired():
+                for fp in event.fingerprints:
+                    self._by_token.setdefault(fp, []).append(entry)
+            case Narrowed() | Widened() | Leased():
+                self._by_grant.setdefault(event.grant_id, []).append(entry)
 
     def _apply(self, event: LedgerEvent) -> None:
         match event:
@@ -837,20 +855,13 @@ class Ledger:
         return times
 
     def _evidence(self, record: TokenRecord, at: float) -> tuple[LedgerEvent, ...]:
-        fp, grant_id = record.token.fingerprint, record.grant_id
-
-        def concerns(event: LedgerEvent) -> bool:
-            match event:
-                case Granted() | Refreshed():
-                    return any(t.fingerprint == fp for t in event.tokens)
-                case Narrowed() | Widened():
-                    return event.grant_id == grant_id
-                case Revoked() | Expired():
-                    return fp in event.fingerprints
-                case Leased():
-                    return event.grant_id == grant_id
-
-        return tuple(e for e in self._events if e.at <= at and concerns(e))
+        """The events up to ``at`` about the token (its issue, revocation, expiry) and its
+        grant (narrowing, widening, lease), in ledger order."""
+        entries = self._by_token.get(record.token.fingerprint, []) + self._by_grant.get(
+            record.grant_id, []
+        )
+        entries.sort(key=lambda entry: entry[0])
+        return tuple(event for _, event in entries if event.at <= at)
 
 
 def _deny_reason(

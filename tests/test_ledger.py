@@ -318,3 +318,23 @@ def test_a_change_at_the_instant_of_issue_still_has_a_before(ledger: Ledger) -> 
     assert outcome(ledger, access, 1000, {"write"}) is Outcome.MUST_DENY
     assert outcome(ledger, access, 1030, {"write"}, staleness=60) is Outcome.EITHER
     assert outcome(ledger, access, 1060, {"write"}, staleness=60) is Outcome.MUST_DENY
+
+
+@given(st.data())
+def test_a_verdicts_evidence_is_every_event_about_its_token_and_grant_so_far(
+    data: st.DataObject,
+) -> None:
+    ledger = data.draw(histories())
+    fp, at, scopes = data.draw(queries(ledger))
+    record = ledger.lookup(fp)
+    assert record is not None
+
+    def concerns(event: Any) -> bool:  # read off each event, against every event there is
+        if isinstance(event, Granted | Refreshed):
+            return any(t.fingerprint == fp for t in event.tokens)
+        if isinstance(event, Revoked | Expired):
+            return fp in event.fingerprints
+        return getattr(event, "grant_id", None) == record.grant_id
+
+    expected = tuple(e for e in ledger.events if e.at <= at and concerns(e))
+    assert ledger.verdict(fp, at=at, scopes=scopes).evidence == expected
