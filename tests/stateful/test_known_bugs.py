@@ -38,7 +38,7 @@ FIND = settings(
     # No explain phase: it reruns the failure under a tracer, which costs more than the search.
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
 )
-CLEAN = settings(FIND, max_examples=60)
+CLEAN = settings(FIND, max_examples=200)
 
 
 CLIENTS = {refresh_on_timer.make_app, concurrent_refresh.make_app}
