@@ -104,22 +104,26 @@ def check(
     under_test = frozenset(clients)
     found: list[Violation] = []
     events = ledger.events
-    as_of: dict[int, Ledger] = {}
+    as_of: dict[tuple[int, str], Ledger] = {}
     refused: dict[str, Decision] = {}  # dead token -> the first decision that refused it
     reported: set[str] = set()
     served: list[tuple[Decision, Ledger]] = []  # accepted decisions, for cross-principal leaks
     for decision in decisions:
         judge_by = ledger
+        record = ledger.lookup(decision.fingerprint) if decision.fingerprint else None
         # Events are in time order (the clock never goes back): only the first event recorded
         # after the answer can share its instant.
-        if 0 < decision.ledger_seq < len(events) and (
-            events[decision.ledger_seq].at <= decision.at
+        if (
+            record is not None
+            and 0 < decision.ledger_seq < len(events)
+            and events[decision.ledger_seq].at <= decision.at
         ):
             # Events of the same instant recorded after the service answered: judge the
-            # decision by the ledger as it stood then.
-            if decision.ledger_seq not in as_of:
-                as_of[decision.ledger_seq] = Ledger.replay(events[: decision.ledger_seq])
-            judge_by = as_of[decision.ledger_seq]
+            # decision by the token's grant as it stood then.
+            key = (decision.ledger_seq, record.grant_id)
+            if key not in as_of:
+                as_of[key] = ledger._grant_as_of(record.grant_id, decision.ledger_seq)
+            judge_by = as_of[key]
         violation = _judge(judge_by, decision, policy, required_scopes or {}, forged)
         if violation is not None and violation.kind == "scope-not-enforced":
             violation = _leak(judge_by, violation, served) or violation

@@ -390,6 +390,7 @@ class Ledger:
         # asks for a verdict per decision, and a long run holds many thousands of events).
         self._by_token: dict[str, list[tuple[int, LedgerEvent]]] = {}
         self._by_grant: dict[str, list[tuple[int, LedgerEvent]]] = {}
+        self._partial = False  # holds one grant's events only (see _grant_as_of)
 
     @classmethod
     def replay(
@@ -745,13 +746,45 @@ class Ledger:
                     grant, scope_history=(*grant.scope_history, (event.at, event.scopes))
                 )
             case Revoked():
-                for fp in event.fingerprints:
+                for fp in self._held(event.fingerprints):
                     self._tokens[fp] = attrs.evolve(self._tokens[fp], revoked_at=event.at)
             case Expired():
-                for fp in event.fingerprints:
+                for fp in self._held(event.fingerprints):
                     self._tokens[fp] = attrs.evolve(self._tokens[fp], expired_at=event.at)
             case Leased():
                 self._leases[event.grant_id] = event
+
+    def _held(self, fingerprints: Iterable[str]) -> Iterable[str]:
+        if not self._partial:
+            return fingerprints
+        return [fp for fp in fingerprints if fp in self._tokens]  # other grants' tokens
+
+    def _grant_as_of(self, grant_id: str, seq: int) -> Ledger:
+        """A ledger of grant ``grant_id`` alone, as the first ``seq`` events left it.
+
+        The checker judges a decision by the ledger as it stood when the service answered,
+        when later events share the answer's instant. Replaying every event up to there cost
+        time in proportion to the whole run for each such decision; a verdict about a token
+        depends on its own grant's events only, which the indexes hold."""
+        with self._lock:
+            grant = self._grants[grant_id]
+            chosen = {
+                position: event
+                for fp in grant.fingerprints
+                for position, event in self._by_token.get(fp, ())
+                if position < seq
+            }
+            chosen.update(
+                (position, event)
+                for position, event in self._by_grant.get(grant_id, ())
+                if position < seq
+            )
+        view = Ledger(self.clock)
+        view._partial = True
+        for position in sorted(chosen):
+            view._apply(chosen[position])
+            view._append(chosen[position])
+        return view
 
     def _misfit(self, event: LedgerEvent) -> str | None:
         """Why ``event`` cannot be applied to the current state, or None."""

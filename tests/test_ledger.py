@@ -234,7 +234,9 @@ def histories(draw: st.DrawFn) -> Ledger:
     clock: ManualClock = ledger.clock  # type: ignore[assignment]
     for _ in range(draw(st.integers(1, 12))):
         action = draw(
-            st.sampled_from(["grant", "refresh", "narrow", "widen", "revoke", "expire", "tick"])
+            st.sampled_from(
+                ["grant", "refresh", "narrow", "widen", "revoke", "revoke-all", "expire", "tick"]
+            )
         )
         grants = ledger.grants
         if action == "grant" or not grants:
@@ -267,6 +269,8 @@ def histories(draw: st.DrawFn) -> Ledger:
             ledger.widen(grant.grant_id, grant.scopes | draw(st.sets(st.sampled_from(SCOPES))))
         elif action == "revoke":
             ledger.revoke(token=draw(st.sampled_from(grant.fingerprints)))
+        elif action == "revoke-all":  # every live token of the principal, across grants
+            ledger.revoke(principal=grant.principal)
         else:
             ledger.expire(grant=grant.grant_id)
     return ledger
@@ -338,3 +342,39 @@ def test_a_verdicts_evidence_is_every_event_about_its_token_and_grant_so_far(
 
     expected = tuple(e for e in ledger.events if e.at <= at and concerns(e))
     assert ledger.verdict(fp, at=at, scopes=scopes).evidence == expected
+
+
+@given(st.data())
+def test_a_grant_as_of_an_event_judges_its_tokens_as_a_replay_up_to_it_does(
+    data: st.DataObject,
+) -> None:
+    ledger = data.draw(histories())
+    fp, at, scopes = data.draw(queries(ledger))
+    seq = data.draw(st.integers(1, len(ledger.events)))
+    staleness = data.draw(st.integers(0, 100))
+    record = ledger.lookup(fp)
+    assert record is not None
+    view = ledger._grant_as_of(record.grant_id, seq)
+    replayed = Ledger.replay(ledger.events[:seq])
+    assert view.verdict(fp, at=at, scopes=scopes, staleness=staleness) == replayed.verdict(
+        fp, at=at, scopes=scopes, staleness=staleness
+    )
+    assert view.lookup(fp) == replayed.lookup(fp)
+
+
+def test_a_grant_as_of_keeps_a_principal_wide_revocation_for_its_own_tokens(
+    ledger: Ledger,
+) -> None:
+    first, fp, _ = new_grant(ledger, ALICE, frozenset({"read"}))
+    second, _, _ = new_grant(ledger, ALICE, frozenset({"read"}))
+    ledger.clock.advance(5)  # type: ignore[attr-defined]
+    event = ledger.revoke(principal=ALICE)
+    assert event is not None
+    assert set(event.grant_ids) == {first.grant_id, second.grant_id}
+    view = ledger._grant_as_of(first.grant_id, len(ledger.events))
+    assert view.events == (first, event)  # the other grant's issue is not there
+    at = ledger.clock.now()
+    assert view.verdict(fp, at=at) == ledger.verdict(fp, at=at)
+    assert view.verdict(fp, at=at).outcome is Outcome.MUST_DENY
+    before = ledger._grant_as_of(first.grant_id, 2)  # the two grants, not the revocation
+    assert before.verdict(fp, at=at).outcome is Outcome.MUST_ALLOW
