@@ -48,7 +48,7 @@ from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._keys import Algorithm, KeyRing, SigningKey
 from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
-from jitchaos._oauth_client import authorization_query, code_from, exchange
+from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
 from jitchaos._policy import Policy
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
@@ -323,6 +323,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         world.idp.keys = KeyRing(key=world.first_key, source=world.keys.take)
         self.hostile: set[str] = set()
         self._runners: list[web.AppRunner] = []
+        self._connections = Connections()  # keep-alive to the proxy's listeners
         self._first_seq = self.proxy.ledger.seq
         """Ledger events up to this one belong to earlier examples."""
         self.steps: list[dict[str, Any]] = []
@@ -346,6 +347,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         cls = type(self)
         with cls._world_lock:
             cls._reports[cls] = cls.report().merge(self.example_report())
+        self._connections.close()
         for runner in reversed(self._runners):
             self.world.loop.run(runner.cleanup())
         self._runners.clear()
@@ -521,7 +523,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        return exchange(method, url, headers=headers, body=body)
+        return exchange(method, url, headers=headers, body=body, connections=self._connections)
 
     def _token_request(self, form: Mapping[str, str], client: str = _CLIENT) -> dict[str, Any]:
         """POST /token at the proxy's IdP side; the JSON answer, or {} when refused."""
