@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -244,11 +244,6 @@ class HypothesisRun:
     error: str = ""
 
 
-def steps_in(notes: str, rules: Collection[str]) -> int:
-    """The rule calls of a shrunk sequence, as Hypothesis prints it (``state.<rule>(``)."""
-    return sum(1 for rule in re.findall(r"\bstate\.(\w+)\(", notes) if rule in rules)
-
-
 def hypothesis_run(machine: type[Any], seed: int, budget: float) -> HypothesisRun:
     machine._hypothesis_internal_use_seed = seed  # what @hypothesis.seed sets
     tally = machine.tally = _Tally(budget)
@@ -257,12 +252,16 @@ def hypothesis_run(machine: type[Any], seed: int, budget: float) -> HypothesisRu
     except _Stop:
         return HypothesisRun(tally.examples, None, time.perf_counter() - tally.started, None)
     except Exception as error:
-        total = time.perf_counter() - tally.started
         to_bug = None if tally.found_at is None else tally.found_at - tally.started
-        notes = "\n".join(getattr(error, "__notes__", []))
         kinds = frozenset(re.findall(r"^\[([a-z-]+)\]", str(error), re.MULTILINE))
         odd = "" if isinstance(error, AssertionError) else f"{type(error).__name__}: {error}"
-        shrunk = steps_in(notes, machine.all_actions) if not odd else None
+        # Hypothesis's shrink, then the machine's own pass over the recorded failure (what a
+        # user's report and repro notebook show, and what Machine.run does).
+        minimal = machine.minimize() if not odd else None
+        shrunk = len(minimal["steps"]) if minimal is not None else None
+        if minimal is not None:
+            kinds = frozenset(v["kind"] for v in minimal["violations"])
+        total = time.perf_counter() - tally.started
         first = tally.first_kinds
         return HypothesisRun(tally.examples, to_bug, total, shrunk, first, kinds, odd[:300])
     finally:

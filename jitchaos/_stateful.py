@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import inspect
 import json
 import os
@@ -121,6 +122,10 @@ class _Replayed:
     def __init__(self, draws: list[Any], machine: _ChaosMachine) -> None:
         self._draws = list(draws)
         self._machine = machine
+
+    def recorded(self) -> list[Any]:
+        """The recorded values not handed back yet (all of them, before the step runs)."""
+        return copy.deepcopy(self._draws)
 
     def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:
         if not self._draws:
@@ -412,6 +417,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         step: dict[str, Any] = {"rule": rule, "args": encoded, "draws": []}
         self.steps.append(step)
         if isinstance(data, _Replayed):
+            step["draws"] = data.recorded()  # a replay records what it replays
             return data
         return _Draws(data, step["draws"]) if data is not None else None
 
@@ -465,7 +471,14 @@ class _ChaosMachine(RuleBasedStateMachine):
         except AssertionError as error:
             if not quiet:
                 error.add_note(f"run report:\n{cls.report().format()}")
-            failure = cls._failures.get(cls)
+            shrunk = cls._failures.get(cls)
+            failure = cls.minimize()
+            if failure is not None and shrunk is not None and failure is not shrunk:
+                rules = ", ".join(step["rule"] for step in failure["steps"])
+                error.add_note(
+                    f"jitchaos: it also shows with {len(failure['steps'])} of those "
+                    f"{len(shrunk['steps'])} steps: {rules}"
+                )
             if failure is not None and notebooks is not None:
                 from jitchaos._repro import write_repro
 
@@ -483,6 +496,56 @@ class _ChaosMachine(RuleBasedStateMachine):
     def last_failure(cls) -> dict[str, Any] | None:
         """The last failing example (the shrunk one, after a run), as JSON-ready data."""
         return cls._failures.get(cls)
+
+    @classmethod
+    def minimize(cls) -> dict[str, Any] | None:
+        """Drop from the last failure, one at a time until none can go, every step it still
+        shows a violation of the same kind without, and return it (:meth:`last_failure`
+        returns it from then on; :meth:`run` calls this). Hypothesis's shrinker can stop at a
+        local minimum: a step whose removal shifts the choices after it stays. Replays run on
+        fresh examples of this machine; a service in another process keeps its caches
+        between them, so its failures are left as they are."""
+        failure = cls._failures.get(cls)
+        if failure is None or isinstance(getattr(cls, "service", None), str):
+            return failure
+        kinds = {v["kind"] for v in failure["violations"]}
+        saved = cls._reports.get(cls)
+        best = failure
+        try:
+            dropped = True
+            while dropped and len(best["steps"]) > 1:
+                dropped = False
+                for i in range(len(best["steps"])):
+                    shorter = cls._replayed(best["steps"][:i] + best["steps"][i + 1 :], kinds)
+                    if shorter is not None:
+                        best, dropped = shorter, True
+                        break
+        finally:
+            if saved is None:
+                cls._reports.pop(cls, None)
+            else:
+                cls._reports[cls] = saved  # the replays are not examples of the run
+        cls._failures[cls] = best
+        return best
+
+    @classmethod
+    def _replayed(cls, steps: list[dict[str, Any]], kinds: set[str]) -> dict[str, Any] | None:
+        """The failure record of ``steps`` replayed on a fresh example, when it shows one of
+        ``kinds``; None when it does not, or does not run (a token it uses is gone)."""
+        from jitchaos._repro import failure_record
+
+        machine = cls()
+        try:
+            for step in steps:
+                machine.replay_step(step)
+            found = machine.violations()
+        except Exception:  # any step that cannot run rules the candidate out
+            return None
+        finally:
+            machine.teardown()
+        if not {v.kind for v in found} & kinds:
+            return None
+        return failure_record(machine, found)
 
     TestCase = _TestCase()  # type: ignore[assignment]
 
