@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint typecheck unit demo bench bench-bugs clean
+.PHONY: test lint typecheck unit demo bench bench-bugs bench-alarms clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(BIN)/.installed $(MITM)/bin/mitmdump
 # How fast the machines find each known bug, against a naive injector (20 seeds: long).
 bench-bugs: $(BIN)/.installed
 	$(BIN)/python bench/time_to_bug.py $(ARGS)
+
+# Every correct twin under its machine, many random examples over several seeds: any
+# violation is a false alarm (exit 1).
+bench-alarms: $(BIN)/.installed
+	$(BIN)/python bench/false_alarms.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(MITM) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -60,3 +60,10 @@ def test_time_to_bug_bench_runs() -> None:
     result = bench("time_to_bug.py", "--only", "jwks_wiped", "--seeds", "1", "--budget", "30")
     assert "| jwks_wiped |" in result.stdout
     assert "every bug found in every seed within" in result.stdout
+
+
+@pytest.mark.slow
+def test_false_alarm_soak_runs_clean() -> None:
+    result = bench("false_alarms.py", "--only", "jwks_wiped", "--seeds", "1", "--examples", "60")
+    assert "jwks_wiped seed 0: clean" in result.stdout
+    assert "0 false alarm(s)" in result.stdout
