@@ -3,7 +3,11 @@
 One client session (connection reuse), request and response bodies read whole, hop-by-hop
 headers dropped, the default asyncio event loop.
 
-Usage: python -m bench._passthrough PORT UPSTREAM_URL   (prints "ready")
+With ``--sign`` it also makes one RS256 signature (PyJWT, 2048-bit key) per token response and
+throws it away: the re-signing budget, "the pass-through's CPU plus one signature", measured
+under the same load as everything else rather than added from an idle measurement.
+
+Usage: python -m bench._passthrough PORT UPSTREAM_URL [--sign]   (prints "ready")
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ import asyncio
 import sys
 
 import aiohttp
+import jwt
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 
 
 def main() -> None:
     port, upstream = int(sys.argv[1]), sys.argv[2]
+    sign = "--sign" in sys.argv[3:]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "svc", "scope": "read", "iat": 0, "exp": 1}
 
     async def serve() -> None:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -32,6 +41,8 @@ def main() -> None:
                 data=await request.read(),
             ) as answer:
                 body = await answer.read()
+                if sign and request.path == "/token":
+                    jwt.encode(claims, key, algorithm="RS256")
                 kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP}
                 return web.Response(status=answer.status, body=body, headers=kept)
 
