@@ -60,6 +60,7 @@ from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
 from jitchaos.proxy._jose import CompactJWS, parse_compact, sign_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
+from jitchaos.proxy._server import LeanServer, Request
 from jitchaos.proxy._upstream import (
     DISCOVERY_PATHS,
     ENDPOINT_PATHS,
@@ -196,6 +197,7 @@ class ChaosProxy:
         self._client: HttpClient | None = None  # the IdP side's upstream requests
         self._session: aiohttp.ClientSession | None = None  # the service side's
         self._runners: list[web.BaseRunner] = []
+        self._idp_server: LeanServer | None = None
         self._urls: dict[str, str] = {}
         self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
@@ -258,7 +260,7 @@ class ChaosProxy:
         """Serve the IdP side on ``host:port``, each service and the control API on their own
         ports (0 picks a free one; ``ssl_context`` serves them all over TLS). Returns the IdP
         side's URL."""
-        if self._runners:
+        if self._runners or self._idp_server is not None:
             raise RuntimeError("the proxy is already being served")
         from jitchaos.proxy._control import control_app
 
@@ -274,9 +276,11 @@ class ChaosProxy:
         )
         try:
             scheme = "https" if ssl_context is not None else "http"
-            idp_url = await self._serve(
-                "idp", self._idp_app(), host, port, ssl_context, scheme, body_limit=_IDP_BODY_LIMIT
+            self._idp_server = LeanServer(
+                self._idp_app(), client_max_size=_IDP_BODY_LIMIT, refusal=_idp_refusal
             )
+            bound = await self._idp_server.start(host, port, ssl_context)
+            idp_url = self._urls["idp"] = _base_url(scheme, host, bound)
             if self._idp_config is not None:
                 self._own_idp = EmbeddedIdP(self._idp_config, clock=self.clock, issuer=idp_url)
                 self.idp = self._own_idp
@@ -312,27 +316,20 @@ class ChaosProxy:
         port: int,
         ssl_context: ssl.SSLContext | None,
         scheme: str,
-        *,
-        body_limit: int = 0,
     ) -> str:
-        """Serve ``app`` (the control API) or a bare handler (the IdP and service sides, whose
-        request bodies may not exceed ``body_limit`` bytes; 0: streamed, no limit)."""
+        """Serve ``app`` (the control API) or a bare handler (a service side, whose request
+        bodies are streamed to the service)."""
         runner: web.BaseRunner
         if isinstance(app, web.Application):
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
         else:
-            # The IdP and service sides: aiohttp's low-level server, one handler and no
-            # router or middleware chain (about 10 us a request less on the hot path).
-            runner = web.ServerRunner(
-                web.Server(app, request_factory=_request_factory(body_limit), access_log=None),
-                handle_signals=False,
-            )
+            # A service side: aiohttp's low-level server, one handler and no router or
+            # middleware chain (about 10 us a request less on the hot path).
+            runner = web.ServerRunner(web.Server(app, access_log=None), handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        bound = runner.addresses[0][1]
-        shown = f"[{host}]" if ":" in host else host
-        self._urls[listener] = f"{scheme}://{shown}:{bound}"
+        self._urls[listener] = _base_url(scheme, host, runner.addresses[0][1])
         return self._urls[listener]
 
     async def stop(self) -> None:
@@ -340,6 +337,9 @@ class ChaosProxy:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self._idp_server is not None:
+            await self._idp_server.stop()
+            self._idp_server = None
         self._urls.clear()
         if self._own_idp is not None:
             await self._own_idp.stop()
@@ -497,28 +497,20 @@ class ChaosProxy:
 
     # The IdP side.
 
-    def _idp_app(self) -> Handler:
+    def _idp_app(self) -> Callable[[Request], Awaitable[web.Response]]:
         discovery = frozenset(DISCOVERY_PATHS)
 
-        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        async def handle(request: Request) -> web.Response:
             refused = _foreign_target(request)
             if refused is not None:
                 return refused
             if request.path in discovery and request.method in ("GET", "HEAD"):
                 return await self._discovery(request)
-            try:
-                return await self._idp_request(request)
-            except web.HTTPRequestEntityTooLarge:
-                # aiohttp's own answer is text/plain; OAuth clients read JSON errors.
-                return _oauth_error(
-                    "invalid_request",
-                    f"the request body is over {_IDP_BODY_LIMIT} bytes",
-                    status=413,
-                )
+            return await self._idp_request(request)
 
         return handle
 
-    async def _discovery(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _discovery(self, request: Request) -> web.Response:
         upstream = self._require_upstream()
         refused = await self._before(request, "discovery")
         if refused is not None:
@@ -537,7 +529,7 @@ class ChaosProxy:
             rewritten["id_token_signing_alg_values_supported"] = [self._own_keys.algorithm]
         return web.json_response(rewritten)
 
-    async def _idp_request(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _idp_request(self, request: Request) -> web.Response:
         upstream = self._require_upstream()
         path = request.path
         endpoint = self._endpoints.get(path, "other")
@@ -573,7 +565,7 @@ class ChaosProxy:
         except UpstreamError as error:
             return _gateway_error(error)
 
-    async def _before(self, request: web.BaseRequest, endpoint: str) -> web.Response | None:
+    async def _before(self, request: Request, endpoint: str) -> web.Response | None:
         self.metrics.request("idp", endpoint)
         self.engine.request(endpoint)
         answer = await self.engine.before(Exchange(endpoint))  # type: ignore[arg-type]
@@ -581,12 +573,12 @@ class ChaosProxy:
 
     async def _token(
         self,
-        request: web.BaseRequest,
+        request: Request,
         target: URL,
         body: bytes,
         form: dict[str, str],
         refresh: bool,
-    ) -> web.StreamResponse:
+    ) -> web.Response:
         now = self.clock.now()
         presented = form.get("refresh_token") if refresh else None
         spent = self.ledger.lookup(fingerprint(presented)) if presented else None
@@ -621,7 +613,7 @@ class ChaosProxy:
         payload: dict[str, Any],
         form: dict[str, str],
         client_id: str | None,
-        request: web.BaseRequest,
+        request: Request,
         spent: TokenRecord | None,
     ) -> bool:
         """Read what the upstream issued, let faults change it, re-mint when needed, record it
@@ -779,9 +771,7 @@ class ChaosProxy:
             self._idp_jwks[kid] = cached
         return cached[1]
 
-    async def _introspect_upstream(
-        self, token: str, request: web.BaseRequest
-    ) -> dict[str, Any] | None:
+    async def _introspect_upstream(self, token: str, request: Request) -> dict[str, Any] | None:
         """RFC 7662 on an opaque upstream token, with the requesting client's credentials."""
         upstream = self._require_upstream()
         target = upstream.endpoints.get("introspection_endpoint")
@@ -802,8 +792,8 @@ class ChaosProxy:
         return data if data is not None and data.get("active") is True else None
 
     async def _introspection(
-        self, request: web.BaseRequest, target: URL, body: bytes, form: dict[str, str]
-    ) -> web.StreamResponse:
+        self, request: Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> web.Response:
         raw = form.get("token")
         answer = await self._forward(
             "POST", target, _request_headers(request), self._upstream_form(body, form)
@@ -825,8 +815,8 @@ class ChaosProxy:
         return web.json_response(data, headers=_NO_STORE)
 
     async def _revocation(
-        self, request: web.BaseRequest, target: URL, body: bytes, form: dict[str, str]
-    ) -> web.StreamResponse:
+        self, request: Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> web.Response:
         raw = form.get("token")
         answer = await self._forward(
             "POST", target, _request_headers(request), self._upstream_form(body, form)
@@ -844,9 +834,7 @@ class ChaosProxy:
                 log.warning("ledger could not record a revocation: %s", error)
         return _relay(answer)
 
-    async def _userinfo(
-        self, request: web.BaseRequest, target: URL, body: bytes
-    ) -> web.StreamResponse:
+    async def _userinfo(self, request: Request, target: URL, body: bytes) -> web.Response:
         headers = _request_headers(request)
         raw = _bearer(request)
         if raw is not None:
@@ -992,25 +980,18 @@ _IDP_BODY_LIMIT = 256 * 1024
 """Token, introspection and revocation requests are small; anything larger is refused."""
 
 
-def _request_factory(limit: int) -> Any:
-    """Requests for the low-level server, with a body size limit (0: none)."""
-
-    def make(
-        message: Any,
-        payload: Any,
-        protocol: Any,
-        writer: Any,
-        task: Any,
-        _cls: type[web.BaseRequest] = web.BaseRequest,
-    ) -> web.BaseRequest:
-        return _cls(
-            message, payload, protocol, writer, task, protocol._loop, client_max_size=limit
-        )
-
-    return make
+def _idp_refusal(status: int, why: str) -> web.Response:
+    """What the IdP side's server answers to a request it refuses itself: OAuth clients read
+    JSON errors (RFC 6749 §5.2), not a server's text/plain."""
+    return _oauth_error("server_error" if status >= 500 else "invalid_request", why, status)
 
 
-def _foreign_target(request: web.BaseRequest) -> web.Response | None:
+def _base_url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+def _foreign_target(request: web.BaseRequest | Request) -> web.Response | None:
     """No open proxy. The proxy always forwards to its configured target, whatever a request
     names; a request that names another target (CONNECT, or an absolute-form or Host authority
     on another port than the listener's own) is refused rather than quietly redirected."""
@@ -1023,9 +1004,12 @@ def _foreign_target(request: web.BaseRequest) -> web.Response | None:
     return None
 
 
-def _names_another_target(request: web.BaseRequest) -> bool:
-    transport = request.transport
-    sockname = transport.get_extra_info("sockname") if transport is not None else None
+def _names_another_target(request: web.BaseRequest | Request) -> bool:
+    if isinstance(request, Request):
+        sockname = request.sockname
+    else:
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
     if not sockname:
         return False
     host = request.host
@@ -1082,11 +1066,11 @@ def _relay(answer: Forwarded) -> web.Response:
     return response
 
 
-def _request_headers(request: web.BaseRequest) -> dict[str, str]:
+def _request_headers(request: web.BaseRequest | Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-def _form(request: web.BaseRequest, body: bytes) -> dict[str, str]:
+def _form(request: Request, body: bytes) -> dict[str, str]:
     """The urlencoded parameters (first of each), or {} for any other or a malformed body.
 
     What ``parse_qsl(text, keep_blank_values=True, strict_parsing=True)`` returns, without its
@@ -1110,13 +1094,13 @@ def _form(request: web.BaseRequest, body: bytes) -> dict[str, str]:
     return form
 
 
-def _bearer(request: web.BaseRequest) -> str | None:
+def _bearer(request: web.BaseRequest | Request) -> str | None:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     raw = raw.strip()
     return raw if scheme.lower() == "bearer" and raw else None
 
 
-def _carried_token(endpoint: str, request: web.BaseRequest, form: dict[str, str]) -> str | None:
+def _carried_token(endpoint: str, request: Request, form: dict[str, str]) -> str | None:
     if endpoint in ("introspection", "revocation"):
         return form.get("token") or None
     if endpoint == "userinfo":
@@ -1126,7 +1110,7 @@ def _carried_token(endpoint: str, request: web.BaseRequest, form: dict[str, str]
     return None
 
 
-def _client_id(request: web.BaseRequest, form: dict[str, str]) -> str | None:
+def _client_id(request: Request, form: dict[str, str]) -> str | None:
     """RFC 6749 §2.3.1: from Basic credentials, else the form."""
     header = request.headers.get("Authorization", "")
     if header:
