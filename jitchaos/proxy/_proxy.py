@@ -661,6 +661,7 @@ class ChaosProxy:
         changed = issue != original
         edited = changed
         token = raw
+        access_fingerprint = None
         kid = header.get("kid") if header is not None else None
         if parsed is not None and signer and (changed or self.resign):
             assert header is not None
@@ -668,7 +669,8 @@ class ChaosProxy:
             await self._verified(parsed)
             token = _remint(claims, header, issue, signer.current)
             kid = signer.current.kid
-            self._upstream_token[fingerprint(token)] = raw
+            access_fingerprint = fingerprint(token)
+            self._upstream_token[access_fingerprint] = raw
             payload["access_token"] = token
             edited = True
         if changed:
@@ -684,7 +686,7 @@ class ChaosProxy:
                 )
                 edited = True
         access = IssuedToken(
-            fingerprint=fingerprint(token),
+            fingerprint=access_fingerprint or fingerprint(token),
             kind=TokenKind.ACCESS,
             issued_at=issue.not_before,
             expires_at=max(issue.expires_at, issue.not_before + 1),
