@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import attrs
 
@@ -81,12 +82,33 @@ def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
     return check
 
 
-def _client_tuple(value: Iterable[ClientConfig]) -> tuple[ClientConfig, ...]:
-    return tuple(value)
+def _client_tuple(value: Iterable[ClientConfig | str]) -> tuple[ClientConfig, ...]:
+    """ClientConfig values, or the CLI's ``ID:SECRET:scope,scope`` text for each."""
+    return _items("clients", value, ClientConfig, parse_client)
 
 
-def _user_tuple(value: Iterable[UserConfig]) -> tuple[UserConfig, ...]:
-    return tuple(value)
+def _user_tuple(value: Iterable[UserConfig | str]) -> tuple[UserConfig, ...]:
+    """UserConfig values, or the CLI's ``NAME:scope,scope`` text for each."""
+    return _items("users", value, UserConfig, parse_user)
+
+
+_T = TypeVar("_T")
+
+
+def _items(
+    field: str, value: object, kind: type[_T], parse: Callable[[str], _T]
+) -> tuple[_T, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigError(f"{field}={value!r} must be a list of {kind.__name__} (or its text)")
+    items: list[_T] = []
+    for item in value:
+        if isinstance(item, str):
+            items.append(parse(item))
+        elif isinstance(item, kind):
+            items.append(item)
+        else:
+            raise ConfigError(f"{field} holds {item!r}, not a {kind.__name__} (or its text)")
+    return tuple(items)
 
 
 @attrs.frozen(kw_only=True)
@@ -118,9 +140,6 @@ class IdPConfig:
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ConfigError(f"{kind} {duplicates[0]!r} is configured twice")
-        for item in (*self.clients, *self.users):
-            if not isinstance(item, ClientConfig | UserConfig):
-                raise ConfigError(f"{item!r} is not a ClientConfig or UserConfig")
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm={self.algorithm!r} is not one of {ALGORITHMS}")
         if self.access_ttl > self.max_ttl:
