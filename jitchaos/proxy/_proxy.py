@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import re
 import secrets
 import ssl
 import time
@@ -993,10 +994,18 @@ def _base_url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::[0-9]{1,5})?")
+
+
 def _foreign_target(request: web.BaseRequest | Request) -> web.Response | None:
     """No open proxy. The proxy always forwards to its configured target, whatever a request
     names; a request that names another target (CONNECT, or an absolute-form or Host authority
     on another port than the listener's own) is refused rather than quietly redirected."""
+    host = request.host
+    if host and not _HOST.fullmatch(host):
+        # Reflected into discovery's endpoint URLs, so it must be a host (and port) and nothing
+        # else: RFC 9110 §7.2, with a reg-name (RFC 3986 §3.2.2) of the characters DNS uses.
+        return _problem(400, f"the Host header {host[:100]!r} is not host[:port]")
     if request.method == "CONNECT" or _names_another_target(request):
         return _problem(
             403,

@@ -250,6 +250,23 @@ def test_requests_for_other_targets_are_refused(front: Front, side: str) -> None
     assert proxy.history.decisions == ()
 
 
+@pytest.mark.parametrize("side", ["idp", "service"])
+@pytest.mark.parametrize("host", [b"<x>", b"a b", b"\xff", b"a/b", b"user@h", b"h:12:34"])
+def test_a_malformed_host_is_refused_not_reflected(front: Front, side: str, host: bytes) -> None:
+    proxy, _ = front()
+    base = proxy.url if side == "idp" else proxy.service_url("api")
+    port = base.rsplit(":", 1)[1].encode()
+    path = b"/.well-known/openid-configuration" if side == "idp" else b"/read"
+    answer = raw_request(
+        base,
+        b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b":" + port + b"\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"is not host[:port]" in answer
+    assert proxy.history.decisions == ()
+
+
 def test_garbage_on_every_endpoint_never_crashes(
     front: Front, caplog: pytest.LogCaptureFixture
 ) -> None:
