@@ -86,7 +86,7 @@ def load(url: str, duration: float, concurrency: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=2.5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
