@@ -3,7 +3,8 @@
 PyJWT's decoder validates base64url one character at a time in Python, which costs more than
 the RSA verification itself; the proxy reads every token response, so it splits and decodes
 segments with one C-level regex and ``binascii`` and hands only the signature check to PyJWT's
-algorithm objects.
+algorithm objects. Header segments repeat (an IdP writes the same alg, kid and typ on every
+token), so each distinct one is decoded once.
 
 Re-signing mints one token per token response. :func:`sign_compact` writes what ``jwt.encode``
 writes for RS256 (the same sorted header, the same compact JSON, byte for byte) with the header
@@ -55,18 +56,41 @@ def _b64(segment: str) -> bytes:
     return binascii.a2b_base64(padded, strict_mode=True)
 
 
+# An IdP writes the same few header segments (alg, kid, typ) on every token it issues.
+_headers: dict[str, dict[str, Any]] = {}
+
+
+def _header(segment: str) -> dict[str, Any] | None:
+    """The decoded JOSE header (a fresh dict each time), or None when it is not a JSON object;
+    decoded once per distinct segment."""
+    cached = _headers.get(segment)
+    if cached is None:
+        try:
+            header = json.loads(_b64(segment))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return None
+        if not isinstance(header, dict):
+            return None
+        if len(_headers) >= 64:  # many keys or garbage: start over rather than grow
+            _headers.clear()
+        cached = _headers[segment] = header
+    return dict(cached)
+
+
 def parse_compact(token: str) -> CompactJWS | None:
     """The token's parts, or None when it is not a compact JWS with JSON header and claims
     (an opaque token, or garbage)."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
+    header = _header(parts[0])
+    if header is None:
+        return None
     try:
-        header = json.loads(_b64(parts[0]))
         claims = json.loads(_b64(parts[1]))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
+    if not isinstance(claims, dict):
         return None
     return CompactJWS(header, claims, f"{parts[0]}.{parts[1]}".encode(), parts[2])
 

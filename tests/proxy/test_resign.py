@@ -261,3 +261,33 @@ def test_sign_compact_writes_what_jwt_encode_writes(algorithm: str, typ: str | N
     assert decoded == claims
     with pytest.raises(TypeError, match="Issuer"):
         sign_compact({**claims, "iss": 1}, key, typ=typ)
+
+
+def test_parse_compact_reads_what_pyjwt_reads_and_refuses_the_rest() -> None:
+    from jitchaos._keys import SigningKey
+    from jitchaos.proxy._jose import parse_compact
+
+    key = SigningKey.generate("RS256")
+    tokens = [
+        jwt.encode({"sub": f"u{i}"}, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+        for i in range(2)
+    ]
+    first, second = (parse_compact(token) for token in tokens)
+    assert first is not None
+    assert second is not None
+    assert first.header == jwt.get_unverified_header(tokens[0]) == second.header
+    first.header["kid"] = "changed by a caller"  # a header seen before comes back unchanged
+    again = parse_compact(tokens[1])
+    assert again is not None
+    assert again.header["kid"] == key.kid
+    assert (first.claims, second.claims) == ({"sub": "u0"}, {"sub": "u1"})
+    head, body, signature = tokens[0].split(".")
+    for bad in [
+        "opaque-token",
+        f"{head}.{body}",
+        f"{head}+.{body}.{signature}",  # '+' is base64, not base64url
+        f"{head}.{body}=.{signature}",
+        f"WzFd.{body}.{signature}",  # header [1]: not an object
+        f"{head}.WzFd.{signature}",  # claims [1]
+    ]:
+        assert parse_compact(bad) is None, bad
