@@ -137,6 +137,10 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
+        # The fields the server itself reads, noted as they arrive.
+        self._host = ""
+        self._length = ""
+        self._expect = False
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._refused: tuple[int, str] | None = None
@@ -177,6 +181,9 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._header_bytes = 0
+        self._host = ""
+        self._length = ""
+        self._expect = False
         self._body = []
         self._body_bytes = 0
         self._refused = None
@@ -192,27 +199,26 @@ class _Connection(asyncio.Protocol):
         if self._header_bytes > _MAX_HEADER_BYTES:
             self._refused = (431, f"the header section is over {_MAX_HEADER_BYTES} bytes")
             return
-        self._headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        text = value.decode("utf-8", "surrogateescape")
+        self._headers.append((name.decode("utf-8", "surrogateescape"), text))
+        lowered = name.lower()
+        if lowered == b"host":
+            if not self._host:
+                self._host = text
+        elif lowered == b"content-length":
+            self._length = text
+        elif lowered == b"expect":
+            self._expect = text.lower() == "100-continue"
 
     def on_headers_complete(self) -> None:
         limit = self._server.client_max_size
-        if self._refused is None:
-            length = next((v for k, v in self._headers if k.lower() == "content-length"), "")
-            if length.isdigit() and int(length) > limit:
-                self._refused = (413, f"the request body is over {limit} bytes")
+        if self._refused is None and self._length.isdigit() and int(self._length) > limit:
+            self._refused = (413, f"the request body is over {limit} bytes")
         if self._refused is not None:  # answer now: the client may wait before sending a body
             self._refuse(*self._refused)
             return
-        for name, value in self._headers:
-            if (
-                name.lower() == "expect"
-                and value.lower() == "100-continue"
-                and self._transport is not None
-                and not self._queue
-            ):
-                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self._expect and self._transport is not None and not self._queue:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._closing:
@@ -239,11 +245,7 @@ class _Connection(asyncio.Protocol):
 
     def _request(self) -> Request:
         method = self._parser.get_method().decode("ascii", "replace")
-        host = ""
-        for name, value in self._headers:
-            if name.lower() == "host":
-                host = value
-                break
+        host = self._host
         raw_path, _, raw_query = self._url.partition(b"?")
         if not raw_path.startswith(b"/"):  # absolute-form (or authority-form): the target's
             try:  # authority stands in for Host (RFC 9112 §3.2.2)
