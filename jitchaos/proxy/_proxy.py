@@ -34,6 +34,7 @@ from typing import Any
 import aiohttp
 import jwt
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -74,6 +75,25 @@ from jitchaos.proxy._upstream import (
 __all__ = ["ChaosProxy"]
 
 log = logging.getLogger("jitchaos.proxy")
+
+
+class _ClientMistakes(logging.Filter):
+    """aiohttp logs a request it cannot parse (no Host, garbage, a bad header) at ERROR with
+    its traceback; on the service side that is a client's mistake, answered with a 400, so
+    it becomes one warning line naming it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "a client sent a request that is not valid HTTP (answered %s): %s"
+            record.args = (error.code, error.message or type(error).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_service_log = logging.getLogger("jitchaos.proxy.service")
+_service_log.addFilter(_ClientMistakes())
 
 _HOP_BY_HOP = frozenset(
     {
@@ -326,7 +346,9 @@ class ChaosProxy:
         else:
             # A service side: aiohttp's low-level server, one handler and no router or
             # middleware chain (about 10 us a request less on the hot path).
-            runner = web.ServerRunner(web.Server(app, access_log=None), handle_signals=False)
+            runner = web.ServerRunner(
+                web.Server(app, access_log=None, logger=_service_log), handle_signals=False
+            )
         await runner.setup()
         self._runners.append(runner)
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()

@@ -235,7 +235,11 @@ class _Connection(asyncio.Protocol):
             return
         keep_alive = self._parser.should_keep_alive()
         http10 = self._parser.get_http_version() == "1.0"
-        self._queue.append((self._request(), keep_alive, None, http10))
+        request = self._request(http10)
+        if not request.host:  # RFC 9112 §3.2: a 1.1 request without Host is answered 400
+            self._refuse(400, "an HTTP/1.1 request needs a Host header")
+            return
+        self._queue.append((request, keep_alive, None, http10))
         if len(self._queue) >= _MAX_PIPELINED and self._transport is not None:
             self._transport.pause_reading()
             self._paused = True
@@ -243,9 +247,12 @@ class _Connection(asyncio.Protocol):
 
     # Answering.
 
-    def _request(self) -> Request:
+    def _request(self, http10: bool) -> Request:
         method = self._parser.get_method().decode("ascii", "replace")
         host = self._host
+        if not host and http10 and self._sockname is not None:  # 1.0 may omit Host: this
+            address, number = self._sockname  # listener is the authority it asked
+            host = f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
         raw_path, _, raw_query = self._url.partition(b"?")
         if not raw_path.startswith(b"/"):  # absolute-form (or authority-form): the target's
             try:  # authority stands in for Host (RFC 9112 §3.2.2)

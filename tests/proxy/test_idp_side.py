@@ -250,6 +250,36 @@ def test_requests_for_other_targets_are_refused(front: Front, side: str) -> None
     assert proxy.history.decisions == ()
 
 
+def test_requests_without_host_on_both_sides(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy, _ = front()
+    discovery = b"GET /.well-known/openid-configuration HTTP/1.%d\r\nConnection: close\r\n\r\n"
+    answer = raw_request(proxy.url, discovery % 0)
+    assert answer.startswith(b"HTTP/1.1 200")
+    endpoints = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert endpoints["token_endpoint"] == f"{proxy.url}/token"  # the listener's own address
+    answer = raw_request(proxy.url, discovery % 1)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {
+        "error": "invalid_request",
+        "error_description": "an HTTP/1.1 request needs a Host header",
+    }
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        answer = raw_request(
+            proxy.service_url("api"), b"GET /read HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )
+    assert b" 400 " in answer.split(b"\r\n")[0]
+    # aiohttp's own log line said ERROR with a traceback; a client's mistake is one warning.
+    (record,) = [r for r in caplog.records if r.name.startswith(("jitchaos", "aiohttp"))]
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    assert "not valid HTTP (answered 400)" in record.getMessage()
+    assert "Host" in record.getMessage()
+    assert proxy.history.decisions == ()
+
+
 @pytest.mark.parametrize("side", ["idp", "service"])
 @pytest.mark.parametrize("host", [b"<x>", b"a b", b"\xff", b"a/b", b"user@h", b"h:12:34"])
 def test_a_malformed_host_is_refused_not_reflected(front: Front, side: str, host: bytes) -> None:

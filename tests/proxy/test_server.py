@@ -118,6 +118,12 @@ async def test_http10_head_chunked_and_expect() -> None:
         answer = await exchange(port, b"GET /old HTTP/1.0\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"Connection: close" in answer
+        # HTTP/1.0 may leave Host out: the listener is the authority it asked.
+        assert body_of(answer)["url"] == f"http://127.0.0.1:{port}/old"
+        answer = await exchange(port, b"GET /new HTTP/1.1\r\n\r\n")  # 1.1 may not
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert answer.endswith(b"an HTTP/1.1 request needs a Host header")
+        assert b"Connection: close" in answer
         answer = await exchange(
             port,
             b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
