@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import heapq
 import json
 import logging
 import os
@@ -112,6 +113,7 @@ _HOP_BY_HOP = frozenset(
 )
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _ROLE_CLAIMS = ("roles", "groups", "realm_access", "resource_access", "permissions")
+_REMEMBER_EXPIRED = 3600.0  # seconds a re-minted token's upstream original outlives its exp
 _REFRESH_HORIZON = 30 * 86400  # when the upstream says nothing about refresh-token lifetime
 _BUFFER_LIMIT = 1024 * 1024  # service answers up to this size are read whole, larger streamed
 _SERVICE_NAME = "default"
@@ -222,6 +224,7 @@ class ChaosProxy:
         self._urls: dict[str, str] = {}
         self._honour_at: dict[str, float] = {}  # revoked fingerprint -> when the IdP honours it
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
+        self._upstream_token_expiry: list[tuple[float, str]] = []  # heap: (forget at, fingerprint)
         self._endpoints = {path: name for path, name in ENDPOINT_PATHS.values()}
         self._idp_jwks: dict[str, tuple[SigningKey, jwt.PyJWK]] = {}
         self._loop: BackgroundLoop | None = None
@@ -693,7 +696,7 @@ class ChaosProxy:
             token = _remint(claims, header, issue, signer.current)
             kid = signer.current.kid
             access_fingerprint = fingerprint(token)
-            self._upstream_token[access_fingerprint] = raw
+            self._remember_upstream_token(access_fingerprint, raw, issue.expires_at, now)
             payload["access_token"] = token
             edited = True
         if changed:
@@ -872,6 +875,18 @@ class ChaosProxy:
                 )
             headers["Authorization"] = f"Bearer {self._upstream_token.get(fingerprint(raw), raw)}"
         return _relay(await self._forward(request.method, target, headers, body))
+
+    def _remember_upstream_token(
+        self, reminted: str, raw: str, expires_at: float, now: float
+    ) -> None:
+        """Note which upstream token a re-minted one stands for (introspection, revocation and
+        userinfo send the upstream its own), and forget those expired for an hour: a proxy in
+        front of staging re-mints for days, and an expired token's answers need no original."""
+        self._upstream_token[reminted] = raw
+        heapq.heappush(self._upstream_token_expiry, (expires_at + _REMEMBER_EXPIRED, reminted))
+        while self._upstream_token_expiry and self._upstream_token_expiry[0][0] < now:
+            _, gone = heapq.heappop(self._upstream_token_expiry)
+            self._upstream_token.pop(gone, None)
 
     def _upstream_form(self, body: bytes, form: dict[str, str]) -> bytes:
         """The body with a re-minted token swapped back for the upstream's own."""

@@ -89,6 +89,20 @@ def test_introspection_and_revocation_reach_the_upstream_with_its_own_token(
     assert introspect(proxy, token) == {"active": False}
 
 
+def test_originals_of_tokens_expired_an_hour_are_forgotten(
+    resigning: tuple[ChaosProxy, str], clock: ManualClock
+) -> None:
+    """A proxy re-minting for days must not keep every upstream token it ever saw."""
+    proxy, _ = resigning
+    old = [client_credentials(proxy, "read")["access_token"] for _ in range(5)]
+    assert introspect(proxy, old[0])["active"] is True
+    clock.advance(4 * 3600)  # past every one's exp, and an hour more
+    fresh = client_credentials(proxy, "read")["access_token"]
+    assert len(proxy._upstream_token) == 1  # only the fresh one's original is kept
+    assert introspect(proxy, fresh)["active"] is True  # still mapped to its upstream token
+    assert introspect(proxy, old[0]) == {"active": False}
+
+
 def test_narrowing_and_rotation_act_on_the_proxys_tokens(
     resigning: tuple[ChaosProxy, str],
 ) -> None:
