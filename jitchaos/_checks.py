@@ -1,4 +1,5 @@
-"""attrs validators shared by the value types of several modules (faults, policies)."""
+"""Argument checks shared by several modules: attrs validators for the value types (faults,
+policies) and the same rule for plain function arguments."""
 
 from __future__ import annotations
 
@@ -9,17 +10,29 @@ import attrs
 
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["check_seconds"]
+__all__ = ["check_seconds", "finite_number"]
 
 
-def check_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A finite, non-negative number of seconds (not a bool)."""
+def finite_number(name: str, value: object, *, minimum: float | None = None) -> float:
+    """``value`` as a float when it is a finite number (not a bool) of at least ``minimum``;
+    else :class:`InvalidArgument` naming ``name``. NaN compares false with everything, so an
+    unchecked NaN time passes every expiry check."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value < 0
+        or (minimum is not None and value < minimum)
     ):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise InvalidArgument(f"{name}={value!r} must be a finite number{bound}")
+    return float(value)
+
+
+def check_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A finite, non-negative number of seconds (not a bool)."""
+    try:
+        finite_number(attribute.name, value, minimum=0)
+    except InvalidArgument:
         raise InvalidArgument(
             f"{attribute.name}={value!r} must be a finite number of seconds >= 0"
-        )
+        ) from None

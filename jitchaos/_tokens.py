@@ -13,8 +13,9 @@ from typing import Any
 
 import jwt
 
+from jitchaos._checks import finite_number
 from jitchaos._keys import KeyRing, SigningKey
-from jitchaos.errors import InvalidToken
+from jitchaos.errors import InvalidArgument, InvalidToken
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -34,6 +35,8 @@ _REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id"
 
 def fingerprint(token: str) -> str:
     """A stable, non-reversible name for a token: the first 16 hex digits of its SHA-256."""
+    if not isinstance(token, str):
+        raise InvalidArgument(f"a token to fingerprint is a str, not {type(token).__name__}")
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -61,6 +64,13 @@ def mint_access_token(
     extra_claims: Mapping[str, Any] | None = None,
 ) -> str:
     """Sign an RFC 9068 access token with ``key`` (usually a key ring's ``current``)."""
+    if isinstance(scopes, str):
+        raise InvalidArgument(f"scopes={scopes!r} must be a collection of scope names, not a str")
+    for name, value in (("issued_at", issued_at), ("expires_at", expires_at)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(f"{name}={value!r} must be a whole NumericDate (int)")
+    if expires_at <= issued_at:
+        raise InvalidArgument(f"expires_at={expires_at} must be after issued_at={issued_at}")
     claims: dict[str, Any] = dict(extra_claims or {})
     claims.update(
         iss=issuer,
@@ -127,8 +137,24 @@ def verify_access_token(
     ``exp``/``nbf``/``iat`` as integer NumericDates, expiry and not-before with ``leeway``, no
     ``iat`` in the future, and with ``max_lifetime`` no lifetime longer than that. ``scope``
     must be one space-separated string of distinct scopes, all in ``known_scopes`` when given.
-    Raises :class:`~jitchaos.errors.InvalidToken` naming what is wrong.
+    Raises :class:`~jitchaos.errors.InvalidToken` naming what is wrong with the token, and
+    :class:`~jitchaos.errors.InvalidArgument` naming a bad argument (a NaN ``now`` would pass
+    every time check).
     """
+    now = finite_number("now", now)
+    leeway = finite_number("leeway", leeway, minimum=0)
+    if max_lifetime is not None:
+        max_lifetime = finite_number("max_lifetime", max_lifetime, minimum=0)
+    if not isinstance(keys, KeyRing):
+        raise InvalidArgument(f"keys={keys!r} must be a KeyRing")
+    if known_scopes is not None and (
+        isinstance(known_scopes, str)
+        or not isinstance(known_scopes, Collection)
+        or not all(isinstance(scope, str) for scope in known_scopes)
+    ):
+        raise InvalidArgument(f"known_scopes={known_scopes!r} must be a collection of scope names")
+    if not isinstance(token, str):
+        raise InvalidToken(f"not a JWS compact token: {type(token).__name__}, not str")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as error:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from jitchaos import InvalidToken, KeyRing, fingerprint, mint_access_token, verify_access_token
 from jitchaos._tokens import mint_id_token
+from jitchaos.errors import InvalidArgument
 from jitchaos.strategies import claims
 
 RING = KeyRing()
@@ -137,3 +138,52 @@ def test_fingerprint_is_stable_short_and_not_the_token() -> None:
     assert len(fingerprint(token)) == 16
     assert fingerprint(token) not in token
     assert fingerprint(token) != fingerprint(token + "x")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"now": float("nan")}, "now=nan must be a finite number"),
+        ({"now": None}, "now=None must be a finite number"),
+        ({"now": True}, "now=True must be a finite number"),
+        ({"leeway": float("nan")}, "leeway=nan must be a finite number >= 0"),
+        ({"leeway": float("inf")}, "leeway=inf must be a finite number >= 0"),
+        ({"leeway": -1}, "leeway=-1 must be a finite number >= 0"),
+        ({"max_lifetime": float("nan")}, "max_lifetime=nan"),
+        ({"max_lifetime": "x"}, "max_lifetime='x'"),
+        ({"known_scopes": "read"}, "known_scopes='read' must be a collection"),
+        ({"known_scopes": 5}, "known_scopes=5 must be a collection"),
+    ],
+)
+def test_bad_arguments_never_let_an_expired_token_through(
+    overrides: dict[str, Any], names: str
+) -> None:
+    """A NaN time compares false with everything: unchecked, it passed every expiry check."""
+    expired = mint(issued_at=1000, expires_at=1005)
+    with pytest.raises(InvalidArgument) as caught:
+        verify(expired, **{"now": 5000, **overrides})
+    assert names in str(caught.value)
+
+
+def test_bad_keys_and_tokens_are_named() -> None:
+    with pytest.raises(InvalidArgument, match="keys=None must be a KeyRing"):
+        verify_access_token(mint(), None, issuer="https://idp", audience="api", now=1100)  # type: ignore[arg-type]
+    with pytest.raises(InvalidToken, match="not a JWS compact token: NoneType"):
+        verify(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="token to fingerprint is a str, not NoneType"):
+        fingerprint(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"scopes": "read"}, "scopes='read' must be a collection of scope names, not a str"),
+        ({"issued_at": 1000.5}, "issued_at=1000.5 must be a whole NumericDate"),
+        ({"expires_at": float("inf")}, "expires_at=inf must be a whole NumericDate"),
+        ({"expires_at": 900}, "expires_at=900 must be after issued_at=1000"),
+    ],
+)
+def test_minting_refuses_what_no_valid_token_holds(overrides: dict[str, Any], names: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        mint(**overrides)
+    assert names in str(caught.value)
