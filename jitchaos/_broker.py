@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import urllib.parse
 from collections.abc import Collection, Iterator
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from jitchaos._audit import AuditLog
+from jitchaos._checks import finite_number
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._ledger import AuditSink, IssuedToken, Ledger, Principal, PrincipalKind, TokenKind
 from jitchaos._oauth_client import authorization_query, code_from, exchange
@@ -100,9 +102,15 @@ class Broker:
         if not isinstance(holder, str) or not holder:
             raise InvalidArgument(f"holder={holder!r} must be a non-empty string")
         if max_ttl is not None and (
-            isinstance(max_ttl, bool) or not isinstance(max_ttl, int | float) or max_ttl <= 0
+            isinstance(max_ttl, bool)
+            or not isinstance(max_ttl, int | float)
+            or not math.isfinite(max_ttl)
+            or max_ttl <= 0
         ):
-            raise InvalidArgument(f"max_ttl={max_ttl!r} must be seconds > 0, or None")
+            raise InvalidArgument(f"max_ttl={max_ttl!r} must be finite seconds > 0, or None")
+        timeout = finite_number("timeout", timeout, minimum=0)
+        if timeout == 0:
+            raise InvalidArgument("timeout=0 must be seconds > 0")
         self.client_id = client_id
         self._secret = client_secret
         self.holder = holder
@@ -126,11 +134,20 @@ class Broker:
         who = Principal.parse(principal) if isinstance(principal, str) else principal
         if not isinstance(who, Principal):
             raise InvalidArgument(f"principal={principal!r} must be a Principal or 'kind:name'")
-        if isinstance(scopes, str):
+        if (
+            isinstance(scopes, str)
+            or not isinstance(scopes, Collection)
+            or not all(isinstance(scope, str) for scope in scopes)
+        ):
             raise InvalidArgument(f"scopes={scopes!r} must be a collection of scope names")
         wanted = frozenset(scopes)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
-            raise InvalidArgument(f"ttl={ttl!r} must be seconds > 0")
+        if (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or not math.isfinite(ttl)
+            or ttl <= 0
+        ):
+            raise InvalidArgument(f"ttl={ttl!r} must be finite seconds > 0")
         granted_ttl = min(ttl, self.max_ttl) if self.max_ttl is not None else ttl
         seconds = max(1, int(granted_ttl))
         if who.kind is PrincipalKind.CLIENT:
@@ -216,6 +233,10 @@ class Broker:
     def revoke(self, credential: Credential) -> None:
         """Revoke the credential at the IdP (its refresh token takes the family) and in the
         ledger. Revoking twice is harmless."""
+        if not isinstance(credential, Credential):
+            raise InvalidArgument(
+                f"credential={credential!r} must be a Credential this broker granted"
+            )
         current = self._live.pop(credential.grant_id, None)
         if current is None:
             return

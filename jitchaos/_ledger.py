@@ -378,6 +378,10 @@ class Ledger:
     """
 
     def __init__(self, clock: Clock | None = None, *, audit: AuditSink | None = None) -> None:
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise InvalidArgument(f"clock={clock!r} must have now() (a Clock)")
+        if audit is not None and not callable(getattr(audit, "write", None)):
+            raise InvalidArgument(f"audit={audit!r} must have write(event) (an AuditSink)")
         self.clock: Clock = clock if clock is not None else ManualClock()
         self.audit = audit
         self._lock = threading.RLock()

@@ -291,3 +291,47 @@ def test_use_after_expiry_by_a_lenient_service_is_reported(
     (finding,) = report.findings
     assert finding.kind == "use-after-window"
     assert "expired at" in finding.sentence
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"audit": 5}, "audit=5 must have write(event)"),
+        ({"clock": "x"}, "clock='x' must have now()"),
+        ({"timeout": -1}, "timeout=-1 must be a finite number >= 0"),
+        ({"timeout": 0}, "timeout=0 must be seconds > 0"),
+        ({"timeout": float("nan")}, "timeout=nan"),
+        ({"max_ttl": float("nan")}, "max_ttl=nan must be finite seconds > 0, or None"),
+        ({"max_ttl": float("inf")}, "max_ttl=inf must be finite seconds > 0, or None"),
+    ],
+)
+def test_a_broker_set_up_wrong_is_refused_before_it_grants(
+    embedded: EmbeddedIdP, settings: dict[str, object], names: str
+) -> None:
+    """Before, a bad audit sink or clock was taken, and grant() then crashed between the IdP
+    issuing a credential and the broker recording it: a credential nobody would revoke."""
+    with pytest.raises(InvalidArgument) as caught:
+        broker(embedded, **settings)
+    assert names in str(caught.value)
+    assert embedded.ledger.grants == ()
+
+
+@pytest.mark.parametrize(
+    ("scopes", "ttl", "names"),
+    [
+        (None, 60, "scopes=None must be a collection of scope names"),
+        ([1], 60, "scopes=[1] must be a collection of scope names"),
+        ({"read"}, float("nan"), "ttl=nan must be finite seconds > 0"),
+        ({"read"}, float("inf"), "ttl=inf must be finite seconds > 0"),
+    ],
+)
+def test_bad_grants_are_refused_before_the_idp_is_asked(
+    embedded: EmbeddedIdP, scopes: object, ttl: float, names: str
+) -> None:
+    jit = broker(embedded)
+    with pytest.raises(InvalidArgument) as caught:
+        jit.grant("client:jit", scopes, ttl)  # type: ignore[arg-type]
+    assert names in str(caught.value)
+    assert embedded.ledger.grants == ()
+    with pytest.raises(InvalidArgument, match="credential=None must be a Credential"):
+        jit.revoke(None)  # type: ignore[arg-type]
