@@ -4,13 +4,14 @@ policies) and the same rule for plain function arguments."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["check_seconds", "finite_number"]
+__all__ = ["check_seconds", "finite_number", "typed"]
 
 
 def finite_number(name: str, value: object, *, minimum: float | None = None) -> float:
@@ -36,3 +37,18 @@ def check_seconds(instance: object, attribute: attrs.Attribute[Any], value: obje
         raise InvalidArgument(
             f"{attribute.name}={value!r} must be a finite number of seconds >= 0"
         ) from None
+
+
+def typed(
+    *kinds: type, error: type[Exception] = InvalidArgument
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """An attrs validator: the value is an instance of one of ``kinds`` (a bool is not an int
+    here), else ``error`` naming the field and the value. attrs's own ``instance_of`` raises a
+    TypeError whose text is a tuple of internals, and takes True for an int."""
+    names = " or ".join(kind.__name__ for kind in kinds)
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise error(f"{attribute.name}={value!r} must be a {names}")
+
+    return check

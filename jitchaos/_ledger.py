@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 
 import attrs
 
+from jitchaos._checks import typed
 from jitchaos._clock import Clock, ManualClock
 from jitchaos.errors import InvalidArgument, LedgerError
 
@@ -63,12 +64,10 @@ def _scope_set(value: Iterable[str]) -> frozenset[str]:
 class Principal:
     """Who holds a grant; written ``subject:alice`` or ``client:billing``."""
 
-    kind: PrincipalKind = attrs.field(validator=attrs.validators.instance_of(PrincipalKind))
+    kind: PrincipalKind = attrs.field(validator=typed(PrincipalKind))
     """Whether this is a user or a service."""
     name: str = attrs.field(
-        validator=attrs.validators.and_(
-            attrs.validators.instance_of(str), attrs.validators.min_len(1)
-        )
+        validator=attrs.validators.and_(typed(str), attrs.validators.min_len(1))
     )
     """The user name or the client id."""
 
@@ -328,18 +327,14 @@ class GrantRequest:
     strategies draw for tests that drive a ledger without an IdP).
     """
 
-    principal: Principal = attrs.field(validator=attrs.validators.instance_of(Principal))
+    principal: Principal = attrs.field(validator=typed(Principal))
     client_id: str = attrs.field(
-        validator=attrs.validators.and_(
-            attrs.validators.instance_of(str), attrs.validators.min_len(1)
-        )
+        validator=attrs.validators.and_(typed(str), attrs.validators.min_len(1))
     )
     scopes: frozenset[str] = attrs.field(converter=_scope_set)
-    lifetime: int = attrs.field(
-        validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
-    )
+    lifetime: int = attrs.field(validator=[typed(int), attrs.validators.ge(1)])
     """Seconds the access token lives."""
-    refresh: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    refresh: bool = attrs.field(default=False, validator=typed(bool))
     """Whether a refresh token is issued with it."""
 
     def record(self, ledger: Ledger) -> Granted:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
+from jitchaos._checks import typed
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults import (
     ENDPOINTS,
@@ -113,13 +114,13 @@ _TRIGGERS: dict[str, type[Trigger]] = {
 class Scheduled:
     """One entry: when, and what."""
 
-    trigger: Trigger = attrs.field(
-        validator=attrs.validators.instance_of((AtStep, OnRequest, AtTime, OnEvent))
-    )
-    fault: AnyFault = attrs.field(validator=attrs.validators.instance_of(tuple(FAULTS.values())))
+    trigger: Trigger = attrs.field(validator=typed(AtStep, OnRequest, AtTime, OnEvent))
+    fault: AnyFault = attrs.field(validator=typed(*FAULTS.values()))
 
 
 def _as_tuple(entries: Iterable[Scheduled]) -> tuple[Scheduled, ...]:
+    if isinstance(entries, str | bytes | dict) or not isinstance(entries, Iterable):
+        raise InvalidArgument(f"entries={entries!r} must be a sequence of Scheduled values")
     return tuple(entries)
 
 
@@ -157,6 +158,11 @@ class Schedule:
             raise InvalidArgument(f"seed={seed!r} must be an integer")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
             raise InvalidArgument(f"rate={rate!r} must be a number from 0 to 1")
+        if isinstance(faults, str) or not isinstance(faults, Iterable):
+            raise InvalidArgument(
+                f"faults={faults!r} must be a list of fault kinds ({', '.join(FAULTS)})"
+            )
+        faults = tuple(faults)
         unknown = [name for name in faults if name not in FAULTS]
         if unknown or not faults:
             raise InvalidArgument(
@@ -164,6 +170,9 @@ class Schedule:
             )
         if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
             raise InvalidArgument(f"requests={requests!r} must be a whole number >= 1")
+        if isinstance(endpoints, str) or not isinstance(endpoints, Iterable):
+            raise InvalidArgument(f"endpoints={endpoints!r} must be a list of {ENDPOINTS}")
+        endpoints = tuple(endpoints)
         for endpoint in endpoints:
             if endpoint not in ENDPOINTS:
                 raise InvalidArgument(f"endpoints: {endpoint!r} is not one of {ENDPOINTS}")
@@ -207,12 +216,17 @@ class Schedule:
         return cls(tuple(entries))
 
     @classmethod
-    def loads(cls, text: str) -> Schedule:
+    def loads(cls, text: str | bytes) -> Schedule:
         """Parse a schedule file's text."""
+        if not isinstance(text, str | bytes):
+            raise InvalidArgument(f"a schedule's text is a str, not {type(text).__name__}")
         try:
-            return cls.from_json(json.loads(text))
-        except json.JSONDecodeError as error:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InvalidArgument(f"the schedule is not JSON: {error}") from None
+        except RecursionError:
+            raise InvalidArgument("the schedule nests arrays or objects too deeply") from None
+        return cls.from_json(data)
 
 
 def fault_from_json(data: object, *, where: str = "fault") -> AnyFault:

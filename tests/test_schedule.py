@@ -49,6 +49,9 @@ def test_rate_bounds() -> None:
         ({"rate": 0.1, "faults": []}, "faults"),
         ({"rate": 0.1, "requests": 0}, "requests"),
         ({"rate": 0.1, "endpoints": ["db"]}, "endpoints"),
+        ({"rate": 0.1, "faults": "expire"}, "faults='expire' must be a list of fault kinds"),
+        ({"rate": 0.1, "faults": None}, "faults=None must be a list of fault kinds"),
+        ({"rate": 0.1, "endpoints": None}, "endpoints=None must be a list"),
     ],
 )
 def test_from_seed_refuses_bad_arguments(kwargs: dict[str, object], name: str) -> None:
@@ -96,8 +99,33 @@ def test_json_round_trip_of_every_trigger() -> None:
             '"fault": {"kind": "expire"}}]',
             "endpoint",
         ),
+        ("[" * 100_000, "nests arrays or objects too deeply"),
+        (
+            '[{"trigger": {"type": "at_step", "step": 1}, '
+            '"fault": {"kind": "expire", "issued_ttl": true}}]',
+            "issued_ttl=True must be a int",
+        ),
+        (
+            '[{"trigger": {"type": "at_step", "step": 1}, '
+            '"fault": {"kind": "hold_refresh", "count": 2.0}}]',
+            "count=2.0 must be a int",
+        ),
     ],
 )
 def test_bad_schedule_files_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         Schedule.loads(text)
+
+
+def test_iterators_are_read_once_and_wrong_types_are_named() -> None:
+    once = Schedule.from_seed(1, rate=0.5, faults=iter(["expire"]), requests=5)  # type: ignore[arg-type]
+    assert once == Schedule.from_seed(1, rate=0.5, faults=["expire"], requests=5)
+    with pytest.raises(InvalidArgument, match="a schedule's text is a str, not NoneType"):
+        Schedule.loads(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="the schedule is not JSON"):
+        Schedule.loads(b"\xff")
+    for entries in (None, 5, "x"):
+        with pytest.raises(InvalidArgument, match="must be a sequence of Scheduled values"):
+            Schedule(entries)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="trigger=3 must be a AtStep or OnRequest"):
+        Scheduled(3, Expire())  # type: ignore[arg-type]

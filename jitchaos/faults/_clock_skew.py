@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import attrs
 
+from jitchaos._checks import typed
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults._base import Effect, Issue, World
 
@@ -29,7 +30,7 @@ class ClockSkew:
     summary: ClassVar[str] = "iat/nbf in the future or exp at the leeway boundary"
 
     seconds: float = attrs.field(default=5.0, validator=_finite)
-    exp_at_leeway: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    exp_at_leeway: bool = attrs.field(default=False, validator=typed(bool))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         if self.exp_at_leeway:

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import attrs
 
+from jitchaos._checks import typed
 from jitchaos._keys import ALGORITHMS, Algorithm
 from jitchaos.errors import ConfigError
 
@@ -128,7 +129,7 @@ class IdPConfig:
     code_ttl: int = attrs.field(default=60, validator=_positive("code_ttl"))
     """Authorization-code lifetime in seconds."""
     algorithm: Algorithm = "RS256"
-    opaque_tokens: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    opaque_tokens: bool = attrs.field(default=False, validator=typed(bool, error=ConfigError))
     """Issue opaque access tokens (random strings that only introspection can read) instead of
     RFC 9068 JWTs, as many IdPs do."""
 
