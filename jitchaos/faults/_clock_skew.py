@@ -16,10 +16,20 @@ from jitchaos._checks import typed
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults._base import Effect, Issue, World
 
+_MAX_SKEW = 366 * 86400.0  # beyond a year it is not a skew; past ~1e16 float times lose exp
+
 
 def _finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidArgument(f"{attribute.name}={value!r} must be a finite number of seconds")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or abs(value) > _MAX_SKEW
+    ):
+        raise InvalidArgument(
+            f"{attribute.name}={value!r} must be a finite number of seconds, at most a year "
+            f"either way ({_MAX_SKEW:g})"
+        )
 
 
 @attrs.frozen(kw_only=True)

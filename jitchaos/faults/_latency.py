@@ -38,21 +38,24 @@ class Latency:
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         until = world.now() + self.duration
+        held = min(self.seconds, world.hold_limit())
+        capped = f" (held {held:g}s: the proxy's hold limit)" if held < self.seconds else ""
         return (
-            f"{self.endpoint} delayed {self.seconds:g}s until t={until:g}",
-            _Slow(self, until),
+            f"{self.endpoint} delayed {self.seconds:g}s{capped} until t={until:g}",
+            _Slow(self, until, held),
         )
 
 
 class _Slow(EndpointWindow):
-    """Delays every request to the endpoint until ``until`` (clock time), and at least one."""
+    """Delays every request to the endpoint until ``until`` (clock time), and at least one,
+    by the fault's seconds or the proxy's hold limit, whichever is less."""
 
-    def __init__(self, latency: Latency, until: float) -> None:
+    def __init__(self, latency: Latency, until: float, held: float) -> None:
         super().__init__(latency.endpoint, until)
-        self._latency = latency
+        self._held = held  # real seconds: the fault's, capped by the proxy's hold limit
 
     def before(self, exchange: Exchange, world: World) -> Awaitable[Answer | None] | None:
         return self._wait() if self.due(exchange, world) else None
 
     async def _wait(self) -> None:
-        await asyncio.sleep(self._latency.seconds)
+        await asyncio.sleep(self._held)

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import requests
 
-from jitchaos import ManualClock, fingerprint
+from jitchaos import InvalidArgument, ManualClock, fingerprint
 from jitchaos.faults import (
     ClockSkew,
     Expire,
@@ -22,6 +22,7 @@ from jitchaos.faults import (
     Revoke,
     RotateKeys,
 )
+from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy, Decision
 from tests.common.idp import client_credentials, introspect, refresh, user_tokens
 from tests.proxy.conftest import Front
@@ -247,6 +248,26 @@ def test_latency_delays_the_endpoint(front: Front, clock: ManualClock) -> None:
     clock.advance(5)
     client_credentials(proxy, "read")  # over: a test that hung here would time out
     assert "token delayed 0.3s" in proxy.history.faults[0].detail
+
+
+def test_latency_holds_no_longer_than_the_proxys_hold_limit(
+    idp: EmbeddedIdP, clock: ManualClock
+) -> None:
+    """A fault value from a schedule file may say an hour; a request is held the limit only."""
+    with ChaosProxy(idp, hold_limit=0.2).in_thread() as proxy:
+        proxy.apply(Latency(endpoint="token", seconds=3600, duration=5))
+        started = time.monotonic()
+        client_credentials(proxy, "read")
+        assert 0.2 <= time.monotonic() - started < 30
+        assert "token delayed 3600s (held 0.2s: the proxy's hold limit)" in (
+            proxy.history.faults[0].detail
+        )
+
+
+def test_clock_skew_is_at_most_a_year() -> None:
+    with pytest.raises(InvalidArgument, match="at most a year either way"):
+        ClockSkew(seconds=1e20)
+    assert ClockSkew(seconds=-366 * 86400).seconds == -366 * 86400
 
 
 # clock_skew
