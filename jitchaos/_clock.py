@@ -60,6 +60,7 @@ class OffsetClock:
     def advance(self, seconds: float) -> float:
         """Jump forward by ``seconds`` (>= 0) and return the new time."""
         _check_time("seconds", seconds)
+        _check_time("the time it moves to", self.now() + seconds)
         with self._lock:
             self._offset += seconds
         return self.now()
@@ -109,6 +110,11 @@ class ManualClock:
             raise InvalidArgument(
                 f"seconds={seconds!r} must be a finite number >= 0; the clock never goes back"
             )
+        if self._now + seconds > _LATEST:
+            raise InvalidArgument(
+                f"seconds={seconds!r} would move the clock past the year 9999, the last time "
+                "a clock here can show"
+            )
         return self.set(self._now + seconds)
 
     def set(self, when: float) -> float:
@@ -119,9 +125,9 @@ class ManualClock:
                 raise InvalidArgument(
                     f"when={when!r} is before now ({self._now!r}); the clock never goes back"
                 )
+            if self._frozen is not None:  # moved first: if it fails, nothing has changed
+                self._frozen.move_to(_as_datetime(when))
             self._now = float(when)
-            if self._frozen is not None:
-                self._frozen.move_to(_as_datetime(self._now))
         return self._now
 
     @contextmanager
@@ -147,6 +153,10 @@ class ManualClock:
         return f"ManualClock(start={self._now!r})"
 
 
+_LATEST = 253_402_300_799.0
+"""9999-12-31T23:59:59Z: the last second a datetime (and so freezegun) can show."""
+
+
 def _check_time(name: str, value: object) -> None:
     if (
         isinstance(value, bool)
@@ -155,6 +165,10 @@ def _check_time(name: str, value: object) -> None:
         or value < 0
     ):
         raise InvalidArgument(f"{name}={value!r} must be a finite number of seconds >= 0")
+    if value > _LATEST:
+        raise InvalidArgument(
+            f"{name}={value!r} is after the year 9999, the last time a clock here can show"
+        )
 
 
 def _as_datetime(seconds: float) -> datetime.datetime:

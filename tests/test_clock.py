@@ -7,7 +7,14 @@ import time
 import jwt
 import pytest
 
-from jitchaos import InvalidArgument, KeyRing, ManualClock, SystemClock, mint_access_token
+from jitchaos import (
+    InvalidArgument,
+    KeyRing,
+    ManualClock,
+    OffsetClock,
+    SystemClock,
+    mint_access_token,
+)
 
 
 def test_manual_clock_moves_only_when_told() -> None:
@@ -79,3 +86,21 @@ def test_freeze_does_not_nest() -> None:
     clock = ManualClock()
     with clock.freeze(), pytest.raises(InvalidArgument, match="already frozen"), clock.freeze():
         pass
+
+
+def test_times_past_the_year_9999_are_refused_and_change_nothing() -> None:
+    """freezegun (a datetime) cannot show them: set() used to move the clock, then fail."""
+    with pytest.raises(InvalidArgument, match="after the year 9999"):
+        ManualClock(start=1e18)
+    clock = ManualClock(start=1000)
+    with clock.freeze():
+        with pytest.raises(InvalidArgument, match="past the year 9999"):
+            clock.advance(1e15)
+        with pytest.raises(InvalidArgument, match=r"when=1000000000000000.0 is after"):
+            clock.set(1e15)
+        assert clock.now() == 1000
+        assert time.time() == 1000
+    offset = OffsetClock()
+    with pytest.raises(InvalidArgument, match="after the year 9999"):
+        offset.advance(1e300)
+    assert offset.now() < 1e10
