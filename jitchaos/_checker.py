@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
+from jitchaos._checks import route_scopes
 from jitchaos._ledger import (
     Ledger,
     LedgerEvent,
@@ -98,8 +99,15 @@ def check(
     policy = policy if policy is not None else Policy()
     if not isinstance(policy, Policy):
         raise InvalidArgument(f"policy={policy!r} must be a Policy")
-    if isinstance(clients, str):
+    if isinstance(clients, str) or not isinstance(clients, Collection):
         raise InvalidArgument(f"clients={clients!r} must be a collection of client ids")
+    if isinstance(hostile, str) or not isinstance(hostile, Collection):
+        raise InvalidArgument(f"hostile={hostile!r} must be a collection of fingerprints")
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        raise InvalidArgument(f"since={since!r} must be a ledger position (an int >= 0)")
+    if not isinstance(decisions, Iterable):
+        raise InvalidArgument(f"decisions={decisions!r} must be an iterable of Decision")
+    required_scopes = route_scopes("required_scopes", required_scopes or {})
     forged = frozenset(hostile)
     under_test = frozenset(clients)
     found: list[Violation] = []
@@ -109,6 +117,8 @@ def check(
     reported: set[str] = set()
     served: list[tuple[Decision, Ledger]] = []  # accepted decisions, for cross-principal leaks
     for decision in decisions:
+        if not isinstance(decision, Decision):
+            raise InvalidArgument(f"decisions holds {decision!r}, not a Decision")
         judge_by = ledger
         record = ledger.lookup(decision.fingerprint) if decision.fingerprint else None
         # Events are in time order (the clock never goes back): only the first event recorded

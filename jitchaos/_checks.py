@@ -4,14 +4,14 @@ policies) and the same rule for plain function arguments."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
 
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["check_seconds", "finite_number", "typed"]
+__all__ = ["check_seconds", "finite_number", "route_scopes", "scope_names", "typed"]
 
 
 def finite_number(name: str, value: object, *, minimum: float | None = None) -> float:
@@ -52,3 +52,26 @@ def typed(
             raise error(f"{attribute.name}={value!r} must be a {names}")
 
     return check
+
+
+def scope_names(name: str, value: object) -> frozenset[str]:
+    """``value`` as a set of scope names; a str is refused (it would be one name a letter)."""
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Collection)
+        or not all(isinstance(scope, str) and scope for scope in value)
+    ):
+        raise InvalidArgument(f"{name}={value!r} must be a collection of scope names, not a str")
+    return frozenset(value)
+
+
+def route_scopes(name: str, value: object) -> dict[str, frozenset[str]]:
+    """``value`` as ``{"METHOD /path": scopes}``: what each route needs."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{name}={value!r} must map 'METHOD /path' to scope names")
+    routes = {}
+    for route, scopes in value.items():
+        if not isinstance(route, str) or not route:
+            raise InvalidArgument(f"{name}: route {route!r} must be 'METHOD /path' or '/path'")
+        routes[route] = scope_names(f"{name}[{route!r}]", scopes)
+    return routes

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
+from jitchaos._checks import finite_number, route_scopes
 from jitchaos._ledger import Grant, Leased, Ledger, LedgerEvent, Outcome, TokenKind
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
@@ -104,6 +105,17 @@ def audit_grants(
     policy = policy if policy is not None else Policy()
     if not isinstance(policy, Policy):
         raise InvalidArgument(f"policy={policy!r} must be a Policy")
+    at = finite_number("at", at)
+    if holder is not None and not isinstance(holder, str):
+        raise InvalidArgument(f"holder={holder!r} must be a str (a test id) or None")
+    if not isinstance(decisions, Iterable):
+        raise InvalidArgument(f"decisions={decisions!r} must be an iterable of Decision")
+    decisions = list(decisions)
+    for decision in decisions:
+        if not isinstance(decision, Decision):
+            raise InvalidArgument(f"decisions holds {decision!r}, not a Decision")
+    if required_scopes is not None:
+        required_scopes = route_scopes("required_scopes", required_scopes)
     leases = ledger.leases
     grants = [
         g

@@ -45,6 +45,7 @@ from hypothesis.stateful import (
 )
 
 from jitchaos._checker import Violation, check
+from jitchaos._checks import route_scopes, scope_names
 from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._keys import Algorithm, KeyRing, SigningKey
 from jitchaos._ledger import Granted, TokenKind
@@ -302,6 +303,12 @@ class _ChaosMachine(RuleBasedStateMachine):
         cls = type(self)
         if not cls.routes:
             raise TypeError(f"{cls.__name__}.routes must map 'METHOD /path' to scopes")
+        route_scopes(f"{cls.__name__}.routes", cls.routes)
+        scope_names(f"{cls.__name__}.scopes", cls.scopes)
+        if not isinstance(cls.policy, Policy):
+            raise TypeError(f"{cls.__name__}.policy={cls.policy!r} must be a Policy")
+        if isinstance(cls.actions, str):
+            raise TypeError(f"{cls.__name__}.actions={cls.actions!r} must be a set of rule names")
         unknown = set(cls.actions or ()) - cls.all_actions
         if unknown:
             raise TypeError(

@@ -11,10 +11,10 @@ import attrs
 import pytest
 import requests
 
-from jitchaos import ManualClock, Policy, Revoked, check
+from jitchaos import InvalidArgument, Ledger, ManualClock, Policy, Revoked, audit_grants, check
 from jitchaos.faults import Narrow, Revoke, RotateKeys
 from jitchaos.idp import EmbeddedIdP
-from jitchaos.proxy import ChaosProxy
+from jitchaos.proxy import ChaosProxy, Decision
 from tests.common.idp import client_credentials, refresh, user_tokens
 from tests.common.service import ResourceService
 
@@ -191,3 +191,41 @@ def test_refresh_storm_is_reuse_of_one_refresh_token(start: Start) -> None:
     assert violation.decision is None
     assert "reuse detection revoked" in violation.format()
     assert tokens["refresh_token"] not in violation.format()
+
+
+def _decision() -> Decision:
+    return Decision(
+        seq=1, at=1.0, step=0, service="api", method="GET", path="/x", fingerprint=None, status=200
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        # A str of scopes was split into letters: 'read' required {r, e, a, d}, a false alarm.
+        ({"required_scopes": {"GET /x": "read"}}, "required_scopes['GET /x']='read' must be"),
+        ({"required_scopes": ["read"]}, "required_scopes=['read'] must map"),
+        ({"hostile": "aaaa"}, "hostile='aaaa' must be a collection of fingerprints"),
+        ({"clients": None}, "clients=None must be a collection"),
+        ({"since": "x"}, "since='x' must be a ledger position"),
+        ({"decisions": None}, "decisions=None must be an iterable of Decision"),
+        ({"decisions": ["x"]}, "decisions holds 'x', not a Decision"),
+    ],
+)
+def test_check_and_audit_name_bad_arguments(settings: dict[str, Any], names: str) -> None:
+    arguments: dict[str, Any] = {"decisions": [_decision()], **settings}
+    decisions = arguments.pop("decisions")
+    with pytest.raises(InvalidArgument) as caught:
+        check(Ledger(), decisions, **arguments)
+    assert names in str(caught.value)
+    audit_arguments = {k: v for k, v in arguments.items() if k in ("required_scopes", "decisions")}
+    if audit_arguments or "decisions" in settings:
+        with pytest.raises(InvalidArgument) as caught:
+            audit_grants(Ledger(), decisions, at=2.0, **audit_arguments)
+        assert names in str(caught.value)
+
+
+def test_audit_at_must_be_a_time() -> None:
+    for bad in (None, float("nan"), "x"):
+        with pytest.raises(InvalidArgument, match=r"at=.* must be a finite number"):
+            audit_grants(Ledger(), [], at=bad)  # type: ignore[arg-type]
