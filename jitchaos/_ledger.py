@@ -15,12 +15,13 @@ import enum
 import hashlib
 import math
 import threading
+import typing
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 import attrs
 
-from jitchaos._checks import typed
+from jitchaos._checks import finite_number, typed
 from jitchaos._clock import Clock, ManualClock
 from jitchaos.errors import InvalidArgument, LedgerError
 
@@ -121,6 +122,17 @@ class IssuedToken:
     """The scopes the token carries (an access token's ``scope`` claim)."""
     kid: str | None = None
     """Key id that signed it, for JWTs."""
+
+    def __attrs_post_init__(self) -> None:
+        # One check rather than a validator per field: the proxy builds one of these per token.
+        if not isinstance(self.fingerprint, str) or not self.fingerprint:
+            raise InvalidArgument(f"fingerprint={self.fingerprint!r} must be a non-empty str")
+        if not isinstance(self.kind, TokenKind):
+            raise InvalidArgument(f"kind={self.kind!r} must be a TokenKind")
+        finite_number("issued_at", self.issued_at)
+        finite_number("expires_at", self.expires_at)
+        if self.kid is not None and not isinstance(self.kid, str):
+            raise InvalidArgument(f"kid={self.kid!r} must be a str or None")
 
 
 class TokenStatus(enum.Enum):
@@ -406,6 +418,8 @@ class Ledger:
         """
         ledger = cls()
         for event in events:
+            if not isinstance(event, typing.get_args(LedgerEvent)):
+                raise InvalidArgument(f"events holds {event!r}, not a ledger event")
             problem = ledger._misfit(event)
             if problem is not None:
                 if on_error is None:
@@ -475,6 +489,10 @@ class Ledger:
         tokens: Sequence[IssuedToken],
     ) -> Granted:
         """Record a new grant to ``principal`` through ``client_id`` and its first tokens."""
+        if not isinstance(principal, Principal):
+            raise InvalidArgument(f"principal={principal!r} must be a Principal")
+        if not isinstance(client_id, str) or not client_id:
+            raise InvalidArgument(f"client_id={client_id!r} must be a non-empty string")
         scope_set = _scope_set(scopes)
         with self._lock:
             self._check_new_tokens(tokens, scope_set)
@@ -552,6 +570,10 @@ class Ledger:
         max_ttl: float | None = None,
     ) -> Leased:
         """Record that grant ``grant_id`` was handed to ``holder`` as a lease."""
+        requested_ttl = finite_number("requested_ttl", requested_ttl, minimum=0)
+        ttl = finite_number("ttl", ttl, minimum=0)
+        if max_ttl is not None:
+            max_ttl = finite_number("max_ttl", max_ttl, minimum=0)
         with self._lock:
             self.get_grant(grant_id)
             if not isinstance(holder, str) or not holder:
@@ -808,9 +830,11 @@ class Ledger:
         return None
 
     def _misfit_tokens(self, tokens: Iterable[IssuedToken]) -> str | None:
+        seen: set[str] = set()
         for token in tokens:
-            if token.fingerprint in self._tokens:
+            if token.fingerprint in self._tokens or token.fingerprint in seen:
                 return f"token {token.fingerprint} was already issued"
+            seen.add(token.fingerprint)
         return None
 
     def _add_tokens(self, grant_id: str, tokens: Iterable[IssuedToken]) -> None:
@@ -826,11 +850,13 @@ class Ledger:
     def _check_new_tokens(self, tokens: Sequence[IssuedToken], allowed: frozenset[str]) -> None:
         if not tokens:
             raise InvalidArgument("tokens=() must hold at least one issued token")
+        seen: set[str] = set()
         for token in tokens:
             if not isinstance(token, IssuedToken):
                 raise InvalidArgument(f"tokens must be IssuedToken values, not {token!r}")
-            if token.fingerprint in self._tokens:
+            if token.fingerprint in self._tokens or token.fingerprint in seen:
                 raise InvalidArgument(f"token {token.fingerprint} was already issued")
+            seen.add(token.fingerprint)
             if not token.scopes <= allowed:
                 raise InvalidArgument(
                     f"token {token.fingerprint} carries {sorted(token.scopes)!r}, more than the "

@@ -378,3 +378,64 @@ def test_a_grant_as_of_keeps_a_principal_wide_revocation_for_its_own_tokens(
     assert view.verdict(fp, at=at).outcome is Outcome.MUST_DENY
     before = ledger._grant_as_of(first.grant_id, 2)  # the two grants, not the revocation
     assert before.verdict(fp, at=at).outcome is Outcome.MUST_ALLOW
+
+
+@pytest.mark.parametrize(
+    ("fields", "names"),
+    [
+        ({"kind": "refresh"}, "kind='refresh' must be a TokenKind"),  # was taken as access
+        ({"issued_at": "0"}, "issued_at='0' must be a finite number"),
+        ({"expires_at": float("nan")}, "expires_at=nan must be a finite number"),
+        ({"fingerprint": None}, "fingerprint=None must be a non-empty str"),
+        ({"kid": 5}, "kid=5 must be a str or None"),
+    ],
+)
+def test_an_issued_token_says_what_is_wrong(fields: dict[str, Any], names: str) -> None:
+    settings: dict[str, Any] = {
+        "fingerprint": "fp",
+        "kind": TokenKind.ACCESS,
+        "issued_at": 0,
+        "expires_at": 10,
+        "scopes": {"read"},
+        **fields,
+    }
+    with pytest.raises(InvalidArgument) as caught:
+        IssuedToken(**settings)
+    assert names in str(caught.value)
+
+
+def test_grants_and_leases_refuse_what_the_audit_could_not_read_back() -> None:
+    ledger = Ledger(ManualClock(start=1000))
+    one = token(at=1000)
+    for principal, client_id, names in [
+        (None, "web", "principal=None must be a Principal"),
+        (ALICE, None, "client_id=None must be a non-empty string"),
+    ]:
+        with pytest.raises(InvalidArgument, match=names):
+            ledger.grant(principal=principal, client_id=client_id, scopes={"read"}, tokens=[one])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=f"token {one.fingerprint} was already issued"):
+        ledger.grant(principal=ALICE, client_id="web", scopes={"read", "write"}, tokens=[one, one])
+    assert ledger.seq == 0
+    granted, _, _ = new_grant(ledger)
+    leases: list[tuple[dict[str, Any], str]] = [
+        ({"requested_ttl": float("nan"), "ttl": 5}, "requested_ttl=nan"),
+        ({"requested_ttl": 5, "ttl": -5}, "ttl=-5 must be a finite number >= 0"),
+        ({"requested_ttl": 5, "ttl": 5, "max_ttl": float("inf")}, "max_ttl=inf"),
+    ]
+    for settings, names in leases:
+        with pytest.raises(InvalidArgument, match=names):
+            ledger.lease(granted.grant_id, holder="t", **settings)
+    assert ledger.seq == 1
+    with pytest.raises(InvalidArgument, match="events holds 1, not a ledger event"):
+        Ledger.replay([granted, 1])  # type: ignore[list-item]  # the point of the test
+    doubled = Granted(
+        seq=1,
+        at=1000,
+        grant_id="g1",
+        principal=ALICE,
+        client_id="web",
+        scopes={"read"},
+        tokens=(one, one),
+    )
+    with pytest.raises(LedgerError, match="already issued"):
+        Ledger.replay([doubled])
