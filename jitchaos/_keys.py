@@ -80,6 +80,10 @@ class KeyRing:
     ) -> None:
         """A ring holding one key: ``key``, or a new one for ``algorithm``. Rotations take
         their new keys from ``source`` (default: :meth:`SigningKey.generate`)."""
+        if key is not None and not isinstance(key, SigningKey):
+            raise InvalidArgument(f"key={key!r} must be a SigningKey")
+        if source is not None and not callable(source):
+            raise InvalidArgument(f"source={source!r} must be a callable making a SigningKey")
         self._lock = threading.Lock()
         self._source = source if source is not None else SigningKey.generate
         first = key if key is not None else SigningKey.generate(algorithm)

@@ -83,8 +83,10 @@ class Principal:
         return cls(PrincipalKind.CLIENT, name)
 
     @classmethod
-    def parse(cls, text: str) -> Principal:
+    def parse(cls, text: object) -> Principal:
         """The principal written as ``kind:name``."""
+        if not isinstance(text, str):
+            return cls._bad(text)
         kind, sep, name = text.partition(":")
         try:
             return cls(PrincipalKind(kind), name) if sep else cls._bad(text)
@@ -92,7 +94,7 @@ class Principal:
             return cls._bad(text)
 
     @classmethod
-    def _bad(cls, text: str) -> Principal:
+    def _bad(cls, text: object) -> Principal:
         raise InvalidArgument(f"principal={text!r} is not 'subject:NAME' or 'client:NAME'")
 
     def __str__(self) -> str:

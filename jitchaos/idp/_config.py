@@ -30,6 +30,16 @@ def _scopes(value: Iterable[str]) -> frozenset[str]:
     return scopes
 
 
+def _uris(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigError(f"redirect_uris={value!r} must be a list of URIs, not a str")
+    uris = tuple(value)
+    for uri in uris:
+        if not isinstance(uri, str) or ":" not in uri:
+            raise ConfigError(f"redirect URI {uri!r} must be an absolute URI")
+    return uris
+
+
 def _name(
     kind: str, pattern: re.Pattern[str]
 ) -> Callable[[object, attrs.Attribute[str], str], None]:
@@ -49,7 +59,7 @@ class ClientConfig:
     """The client secret; None makes a public client that must use PKCE."""
     scopes: frozenset[str] = attrs.field(converter=_scopes)
     """The scopes this client may ask for."""
-    redirect_uris: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    redirect_uris: tuple[str, ...] = attrs.field(default=(), converter=_uris)
     """Registered redirect URIs; when empty, any loopback http URI is accepted (RFC 8252 §7.3)."""
 
     @secret.validator
@@ -159,6 +169,8 @@ class IdPConfig:
 
 def parse_client(text: str) -> ClientConfig:
     """A client from ``ID:SECRET:scope,scope`` (an empty SECRET makes a public client)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"client {text!r} is not ID:SECRET:SCOPES text")
     client_id, sep1, rest = text.partition(":")
     secret, sep2, scopes = rest.rpartition(":")
     if not (sep1 and sep2):
@@ -168,6 +180,8 @@ def parse_client(text: str) -> ClientConfig:
 
 def parse_user(text: str) -> UserConfig:
     """A test user from ``NAME:scope,scope``."""
+    if not isinstance(text, str):
+        raise ConfigError(f"user {text!r} is not NAME:SCOPES text")
     name, sep, scopes = text.partition(":")
     if not sep:
         raise ConfigError(f"user {text!r} is not NAME:SCOPES")

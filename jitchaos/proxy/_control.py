@@ -26,11 +26,13 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from yarl import URL
 
 from jitchaos._audit import encode_event
+from jitchaos._checks import finite_number
 from jitchaos._schedule import Schedule, fault_from_json, fault_to_json
 from jitchaos.errors import ControlError, InvalidArgument
-from jitchaos.faults import AnyFault
+from jitchaos.faults import FAULTS, AnyFault
 from jitchaos.proxy._metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -203,8 +205,15 @@ class ProxyClient:
     def __init__(self, url: str, secret: str, *, timeout: float = 10.0) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise InvalidArgument(f"url={url!r} must be the control API's http(s) base URL")
-        if not isinstance(secret, str) or not secret:
-            raise InvalidArgument("secret must be the proxy's control secret")
+        try:
+            URL(url)
+        except ValueError as error:
+            raise InvalidArgument(f"url={url!r} is not a URL: {error}") from None
+        if not isinstance(secret, str) or not secret or not secret.isprintable():
+            raise InvalidArgument("secret must be the proxy's control secret (printable text)")
+        timeout = finite_number("timeout", timeout, minimum=0)
+        if timeout == 0:
+            raise InvalidArgument("timeout=0 must be seconds > 0")
         self.url = url.rstrip("/")
         self._secret = secret
         self._timeout = timeout
@@ -226,6 +235,8 @@ class ProxyClient:
 
     def apply(self, fault: AnyFault) -> dict[str, Any]:
         """Apply ``fault`` now; returns the history entry recording it."""
+        if not isinstance(fault, tuple(FAULTS.values())):
+            raise InvalidArgument(f"fault={fault!r} must be a fault value (jitchaos.faults)")
         return self._call("POST", "/faults", fault_to_json(fault))
 
     def step(self) -> dict[str, Any]:
@@ -238,6 +249,8 @@ class ProxyClient:
         return float(self._call("POST", "/clock", {"set": when})["now"])
 
     def history(self, *, since: int = 0) -> list[dict[str, Any]]:
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise InvalidArgument(f"since={since!r} must be a history position (an int >= 0)")
         entries: list[dict[str, Any]] = self._call("GET", f"/history?since={since}")["entries"]
         return entries
 

@@ -55,7 +55,7 @@ from jitchaos._loop import BackgroundLoop
 from jitchaos._schedule import Schedule
 from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
 from jitchaos.errors import InvalidArgument, LedgerError
-from jitchaos.faults import AnyFault
+from jitchaos.faults import FAULTS, AnyFault
 from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
 from jitchaos.idp import EmbeddedIdP, IdPConfig
 from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
@@ -170,8 +170,10 @@ class ChaosProxy:
                 f"upstream={upstream!r} must be an EmbeddedIdP, an IdPConfig or an http(s) URL"
             )
         self.services: dict[str, URL] = {}
+        if services is not None and not isinstance(services, Mapping):
+            raise InvalidArgument(f"services={services!r} must map names to http(s) URLs")
         for name, url in (services or {}).items():
-            parsed = URL(url) if isinstance(url, str) else None
+            parsed = _http_url(url)
             if (
                 not isinstance(name, str)
                 or not name.isidentifier()
@@ -185,7 +187,7 @@ class ChaosProxy:
                 )
             self.services[name] = parsed
         if isinstance(upstream_timeout, bool) or not (
-            isinstance(upstream_timeout, int | float) and upstream_timeout > 0
+            isinstance(upstream_timeout, int | float) and 0 < upstream_timeout < float("inf")
         ):
             raise InvalidArgument(f"upstream_timeout={upstream_timeout!r} must be seconds > 0")
         if isinstance(hold_limit, bool) or not (
@@ -211,6 +213,10 @@ class ChaosProxy:
             self.engine.load(schedule)
         self._ca_context: ssl.SSLContext | None = None
         if ca_bundle is not None:
+            if not isinstance(ca_bundle, str | os.PathLike):
+                raise InvalidArgument(
+                    f"ca_bundle={ca_bundle!r} must be a path to PEM CA certificates"
+                )
             try:
                 self._ca_context = ssl.create_default_context(cafile=os.fspath(ca_bundle))
             except (OSError, ssl.SSLError) as error:
@@ -397,6 +403,8 @@ class ChaosProxy:
 
     def apply(self, fault: AnyFault) -> AppliedFault:
         """Fire ``fault`` now."""
+        if not isinstance(fault, tuple(FAULTS.values())):
+            raise InvalidArgument(f"fault={fault!r} must be a fault value (jitchaos.faults)")
         return self.engine.apply(fault)
 
     def step(self) -> tuple[AppliedFault, ...]:
@@ -416,7 +424,7 @@ class ChaosProxy:
         """Send service ``name``'s traffic to ``url`` from now on (its listener stays)."""
         if name not in self.services:
             raise InvalidArgument(f"name={name!r} is not a configured service")
-        parsed = URL(url) if isinstance(url, str) else None
+        parsed = _http_url(url)
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
             raise InvalidArgument(f"url={url!r} must be an http(s) URL")
         self.services[name] = parsed
@@ -1024,6 +1032,16 @@ def _idp_refusal(status: int, why: str) -> web.Response:
     """What the IdP side's server answers to a request it refuses itself: OAuth clients read
     JSON errors (RFC 6749 §5.2), not a server's text/plain."""
     return _oauth_error("server_error" if status >= 500 else "invalid_request", why, status)
+
+
+def _http_url(url: object) -> URL | None:
+    """``url`` parsed, or None when it is not a str or not a URL at all."""
+    if not isinstance(url, str):
+        return None
+    try:
+        return URL(url)
+    except ValueError:  # yarl: an invalid IPv6 literal, a bad port
+        return None
 
 
 def _base_url(scheme: str, host: str, port: int) -> str:

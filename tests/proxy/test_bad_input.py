@@ -3,12 +3,15 @@ through the proxy. Never a 5xx, always JSON, and a rejected request changes neit
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 
-from jitchaos.idp import EmbeddedIdP
+from jitchaos import ConfigError, InvalidArgument, KeyRing, Principal, ProxyClient
+from jitchaos.idp import ClientConfig, EmbeddedIdP, parse_client
 from jitchaos.proxy import ChaosProxy
 from tests.common.idp import live_tokens
 from tests.idp.test_bad_input import RFC_ERRORS, requests_to_endpoints
@@ -61,3 +64,60 @@ def test_an_oversized_request_gets_a_json_error_and_changes_nothing(idp: Embedde
         assert (proxy.ledger.events, idp.ledger.events) == before
         # and it keeps serving
         assert requests.get(f"{proxy.url}/.well-known/openid-configuration", timeout=10).ok
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"services": ["a"]}, "services=['a'] must map names to http(s) URLs"),
+        ({"services": "a=http://x"}, "services='a=http://x' must map names"),
+        ({"services": {"a": "http://[bad"}}, "services: 'a'='http://[bad' must map a name"),
+        ({"clock": "x"}, "clock='x' must have now()"),
+        ({"audit": 5}, "audit=5 must have write(event)"),
+        ({"ca_bundle": 5}, "ca_bundle=5 must be a path to PEM CA certificates"),
+        ({"upstream_timeout": float("inf")}, "upstream_timeout=inf must be seconds > 0"),
+    ],
+)
+def test_a_proxy_set_up_wrong_names_what_is_wrong(
+    idp: EmbeddedIdP, settings: dict[str, Any], names: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        ChaosProxy(idp, **settings)
+    assert names in str(caught.value)
+
+
+def test_the_python_entry_points_name_bad_values(idp: EmbeddedIdP) -> None:
+    proxy = ChaosProxy(idp, services={"api": "http://127.0.0.1:9"})
+    for fault in (None, "expire"):
+        with pytest.raises(InvalidArgument, match="must be a fault value"):
+            proxy.apply(fault)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"url='http://\[bad' must be an http\(s\) URL"):
+        proxy.retarget("api", "http://[bad")
+    client = ProxyClient("http://127.0.0.1:9", "s" * 24)
+    with pytest.raises(InvalidArgument, match="must be a fault value"):
+        client.apply("expire")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="since='0&x=1' must be a history position"):
+        client.history(since="0&x=1")  # type: ignore[arg-type]
+    clients: list[tuple[dict[str, Any], str]] = [
+        ({"timeout": -1}, "timeout=-1 must be a finite number >= 0"),
+        ({"timeout": float("nan")}, "timeout=nan"),
+        ({"secret": "a\nb"}, "secret must be the proxy's control secret"),
+        ({"url": "http://[bad"}, "url='http://[bad' is not a URL"),
+    ]
+    for wrong, names in clients:
+        arguments: dict[str, Any] = {"url": "http://127.0.0.1:9", "secret": "s" * 24}
+        arguments.update(wrong)
+        with pytest.raises(InvalidArgument, match=re.escape(names)):
+            ProxyClient(**arguments)
+    with pytest.raises(InvalidArgument, match="principal=None is not 'subject:NAME'"):
+        Principal.parse(None)
+    with pytest.raises(ConfigError, match="client None is not ID:SECRET:SCOPES text"):
+        parse_client(None)  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"redirect_uris='http://127\.0\.0\.1/cb' must be a list"
+    ):
+        ClientConfig("spa", None, {"read"}, redirect_uris="http://127.0.0.1/cb")
+    with pytest.raises(InvalidArgument, match="key='x' must be a SigningKey"):
+        KeyRing(key="x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="source='x' must be a callable"):
+        KeyRing(source="x")  # type: ignore[arg-type]
