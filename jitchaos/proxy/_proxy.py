@@ -625,13 +625,16 @@ class ChaosProxy:
         if payload is None or not isinstance(payload.get("access_token"), str):
             # A concurrent refresh may have spent it while this one was in flight.
             spent = self.ledger.lookup(spent.token.fingerprint) if spent is not None else None
+            refusal = answer.json_object() if answer.status == 400 else None
             if (
                 spent is not None
                 and self.reuse_detection
-                and answer.status == 400
+                and refusal is not None
+                and refusal.get("error") == "invalid_grant"
                 and spent.status(self.clock.now()) is TokenStatus.SPENT
             ):
-                # The upstream saw a rotated refresh token again and ended its grant.
+                # The upstream saw a rotated refresh token again and ended its grant (any
+                # other refusal, a client that failed to authenticate, ends nothing).
                 self.ledger.revoke(grant=spent.grant_id, reason="refresh token reused")
             return _relay(answer)
         client_id = _client_id(request, form)

@@ -76,6 +76,28 @@ def test_ledger_follows_grants_refreshes_and_revocations(front: Front) -> None:
     assert introspect(proxy, fresh["access_token"]) == {"active": False}
 
 
+def test_only_a_reuse_refusal_ends_the_grant_in_the_proxys_ledger(
+    front: Front, idp: EmbeddedIdP
+) -> None:
+    """A spent refresh token presented again in a request the IdP refuses for another reason
+    (here a bad ttl, checked before the token) ends nothing at the IdP. The proxy used to
+    record a reuse revocation for any 400, and its ground truth then said revoked while the
+    IdP still honoured the grant (found by the random-input test)."""
+    proxy, _ = front()
+    tokens = user_tokens(proxy)
+    fresh = refresh(proxy, tokens["refresh_token"]).json()
+    answer = refresh(proxy, tokens["refresh_token"], ttl="-1")
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert [type(e).__name__ for e in proxy.ledger.events] == ["Granted", "Refreshed"]
+    assert [type(e).__name__ for e in idp.ledger.events] == ["Granted", "Refreshed"]
+    assert introspect(proxy, fresh["access_token"])["active"] is True
+    answer = refresh(proxy, tokens["refresh_token"])  # a real reuse: the IdP ends the family
+    assert answer.json()["error"] == "invalid_grant"
+    assert [type(e).__name__ for e in proxy.ledger.events][-1] == "Revoked"
+    assert introspect(proxy, fresh["access_token"]) == {"active": False}
+
+
 def test_authlib_refreshes_through_the_proxy_on_its_own_timer(
     front: Front, clock: ManualClock, insecure_transport: None
 ) -> None:
