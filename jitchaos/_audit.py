@@ -68,6 +68,8 @@ class AuditLog:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidArgument(f"path={path!r} must be a file path")
         self.path = Path(path)
         self.durable = durable
         try:
@@ -111,6 +113,10 @@ class AuditLog:
     def write_decision(self, decision: Any) -> None:
         """Append one decision of the proxy's service side (``{"type": "decision", ...}``),
         so ``jitchaos audit`` can check uses against grants from this one file."""
+        from jitchaos.proxy._history import Decision
+
+        if not isinstance(decision, Decision):
+            raise InvalidArgument(f"{decision!r} is not a Decision")
         self._append(json.dumps(decision.to_json(), separators=(",", ":")))
 
     def __enter__(self) -> AuditLog:
@@ -148,6 +154,8 @@ def encode_event(event: LedgerEvent) -> dict[str, Any]:
                 return [value(element) for element in item]
         return item
 
+    if type(event) not in _NAMES:
+        raise InvalidArgument(f"{event!r} is not a ledger event")
     encoded = {
         field.name: value(getattr(event, field.name)) for field in attrs.fields(type(event))
     }

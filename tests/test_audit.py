@@ -12,6 +12,7 @@ from jitchaos import (
     AuditError,
     AuditLog,
     AuditLogError,
+    InvalidArgument,
     IssuedToken,
     Ledger,
     ManualClock,
@@ -250,3 +251,15 @@ def test_empty_log_is_clean(tmp_path: Path) -> None:
     report = read_audit(write_lines(tmp_path / "a.jsonl"))
     assert report.ok
     assert report.events == ()
+
+
+def test_what_is_not_an_event_or_a_path_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="path=None must be a file path"):
+        AuditLog(None)  # type: ignore[arg-type]
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        with pytest.raises(InvalidArgument, match="'x' is not a ledger event"):
+            log.write("x")  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument, match="'x' is not a Decision"):
+            log.write_decision("x")
+    assert path.read_text() == ""

@@ -164,6 +164,12 @@ class EmbeddedIdP:
     ) -> None:
         if not isinstance(config, IdPConfig):
             raise InvalidArgument(f"config={config!r} must be an IdPConfig")
+        if keys is not None and not isinstance(keys, KeyRing):
+            raise InvalidArgument(f"keys={keys!r} must be a KeyRing")
+        if issuer is not None and (
+            not isinstance(issuer, str) or not issuer.startswith(("http://", "https://"))
+        ):
+            raise InvalidArgument(f"issuer={issuer!r} must be an http(s) URL")
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.keys = keys if keys is not None else KeyRing(config.algorithm)

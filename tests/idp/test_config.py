@@ -3,12 +3,13 @@ names what is wrong, never an AttributeError from inside."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from jitchaos.errors import ConfigError
-from jitchaos.idp import ClientConfig, IdPConfig, UserConfig
+from jitchaos.errors import ConfigError, InvalidArgument
+from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
 
 
 def test_clients_and_users_as_the_cli_writes_them() -> None:
@@ -46,3 +47,16 @@ def test_bad_clients_and_users_name_what_is_wrong(settings: dict[str, Any], name
     with pytest.raises(ConfigError) as caught:
         IdPConfig(**settings)
     assert names in str(caught.value)
+
+
+def test_an_idp_set_up_wrong_names_what_is_wrong() -> None:
+    config = IdPConfig(clients=["svc:s3cret:read"])
+    wrong: list[tuple[dict[str, Any], str]] = [
+        ({"keys": "x"}, "keys='x' must be a KeyRing"),
+        ({"issuer": 5}, "issuer=5 must be an http(s) URL"),
+        ({"clock": "x"}, "clock='x' must have now()"),
+        ({"audit": 5}, "audit=5 must have write(event)"),
+    ]
+    for settings, names in wrong:
+        with pytest.raises(InvalidArgument, match=re.escape(names)):
+            EmbeddedIdP(config, **settings)
