@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-import trustme
 from yarl import URL
 
 from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
+from tests.common.tls import contexts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -173,11 +173,7 @@ async def test_timeout_garbage_refusal_and_early_close() -> None:
 
 
 async def test_https_with_a_ca_bundle() -> None:
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_context)
-    trusting = ssl.create_default_context()
-    ca.configure_trust(trusting)
+    server_context, trusting = contexts("localhost")
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"
     async with serving(answering(raw), server_context) as (url, carried):
         client = HttpClient(timeout=5, ssl_context=trusting)

@@ -10,11 +10,11 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import trustme
 from aiohttp import web
 
 from jitchaos.proxy import _server
 from jitchaos.proxy._server import LeanServer, Request
+from tests.common.tls import contexts
 
 
 async def echo(request: Request) -> web.Response:
@@ -227,11 +227,7 @@ async def test_idle_connections_are_closed_and_busy_ones_kept() -> None:
 
 
 async def test_tls_listener() -> None:
-    ca = trustme.CA()
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(served)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
+    served, client = contexts("127.0.0.1")
     async with serving(served) as (server, port):
         assert server.scheme == "https"
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
