@@ -131,7 +131,11 @@ class _Connection(asyncio.Protocol):
             collections.deque()
         )
         self._task: asyncio.Task[None] | None = None
-        self._paused = False
+        self._paused = False  # reading, while too many requests wait
+        # Cleared while the transport's write buffer is full (the client is not reading):
+        # answering stops, requests queue up to _MAX_PIPELINED, then reading pauses too.
+        self._writable = asyncio.Event()
+        self._writable.set()
         self._closing = False
         self.idle_since = time.monotonic()
         self._url = b""
@@ -139,7 +143,9 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         # The fields the server itself reads, noted as they arrive.
         self._host = ""
+        self._hosts = 0
         self._length = ""
+        self._chunked = False
         self._expect = False
         self._body: list[bytes] = []
         self._body_bytes = 0
@@ -167,7 +173,14 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._queue.clear()
+        self._writable.set()  # let a waiting answer loop see the connection is gone
         self._server.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
 
     def _refuse(self, status: int, why: str) -> None:
         """Answer ``status`` after what is queued, then close (the stream cannot be trusted)."""
@@ -182,7 +195,9 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._host = ""
+        self._hosts = 0
         self._length = ""
+        self._chunked = False
         self._expect = False
         self._body = []
         self._body_bytes = 0
@@ -203,10 +218,14 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.decode("utf-8", "surrogateescape"), text))
         lowered = name.lower()
         if lowered == b"host":
-            if not self._host:
-                self._host = text
+            self._hosts += 1
+            if self._hosts > 1:  # RFC 9112 §3.2: which authority would be meant?
+                self._refused = (400, "the request has more than one Host header")
+            self._host = text
         elif lowered == b"content-length":
             self._length = text
+        elif lowered == b"transfer-encoding":
+            self._chunked = True
         elif lowered == b"expect":
             self._expect = text.lower() == "100-continue"
 
@@ -217,7 +236,15 @@ class _Connection(asyncio.Protocol):
         if self._refused is not None:  # answer now: the client may wait before sending a body
             self._refuse(*self._refused)
             return
-        if self._expect and self._transport is not None and not self._queue:
+        # Only when nothing is being answered (an interim answer is read as the next answer's)
+        # and never to HTTP/1.0 (RFC 9110 §10.1.1).
+        if (
+            self._expect
+            and self._transport is not None
+            and self._task is None
+            and not self._queue
+            and self._parser.get_http_version() != "1.0"
+        ):
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -235,6 +262,11 @@ class _Connection(asyncio.Protocol):
             return
         keep_alive = self._parser.should_keep_alive()
         http10 = self._parser.get_http_version() == "1.0"
+        if self._parser.should_upgrade() and (self._chunked or self._length not in ("", "0")):
+            # llhttp ends an upgrade request at its headers and hands the body on as the new
+            # protocol's bytes: answering would act on a request without its body.
+            self._refuse(400, "a request with a body cannot ask to Upgrade the connection")
+            return
         request = self._request(http10)
         if not request.host:  # RFC 9112 §3.2: a 1.1 request without Host is answered 400
             self._refuse(400, "an HTTP/1.1 request needs a Host header")
@@ -260,7 +292,8 @@ class _Connection(asyncio.Protocol):
                 raw_path, raw_query = parsed.path or b"/", parsed.query or b""
                 if parsed.host:
                     port = f":{parsed.port}" if parsed.port else ""
-                    host = parsed.host.decode("utf-8", "surrogateescape") + port
+                    name = parsed.host.decode("utf-8", "surrogateescape")
+                    host = (f"[{name}]" if ":" in name else name) + port
             except httptools.HttpParserInvalidURLError:
                 host, raw_path, raw_query = self._url.decode("latin-1"), b"/", b""
         path = raw_path.decode("utf-8", "surrogateescape")
@@ -301,6 +334,12 @@ class _Connection(asyncio.Protocol):
     async def _answer_queue(self) -> None:
         try:
             while self._queue:
+                if not self._writable.is_set():
+                    await self._writable.wait()
+                    if self._closing and not self._queue:
+                        return
+                    if not self._queue:
+                        break
                 request, keep_alive, refused, http10 = self._queue.popleft()
                 response = await self._answer(request, refused)
                 transport = self._transport

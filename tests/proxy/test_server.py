@@ -16,6 +16,8 @@ from jitchaos.proxy import _server
 from jitchaos.proxy._server import LeanServer, Request
 from tests.common.tls import contexts
 
+BIG = 64 * 1024
+
 
 async def echo(request: Request) -> web.Response:
     if request.path == "/boom":
@@ -24,6 +26,8 @@ async def echo(request: Request) -> web.Response:
         return web.Response(text="x", headers={"X-Bad": "a\r\nInjected: yes"})
     if request.path == "/slow":
         await asyncio.sleep(0.05)
+    if request.path == "/big":
+        return web.Response(body=b"b" * BIG)
     return web.json_response(
         {
             "method": request.method,
@@ -132,7 +136,10 @@ async def test_http10_head_chunked_and_expect() -> None:
         assert b"Connection: keep-alive" in answer
         answer = await exchange(port, b"HEAD /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         head, _, body = answer.partition(b"\r\n\r\n")
-        assert b"Content-Length: " in head
+        get = await exchange(port, b"GET /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        # What the GET carries, plus one: the echo says "HEAD", a letter longer than "GET".
+        length = len(get.partition(b"\r\n\r\n")[2]) + 1
+        assert f"Content-Length: {length}".encode() in head
         assert body == b""
         answer = await exchange(
             port,
@@ -219,7 +226,7 @@ async def test_idle_connections_are_closed_and_busy_ones_kept() -> None:
         connection.close_if_idle(before=connection.idle_since)  # not idle long enough
         assert server.connections == {connection}
         connection.close_if_idle(before=connection.idle_since + 1)
-        assert await asyncio.wait_for(reader.read(-1), 5) is not None
+        await asyncio.wait_for(reader.read(-1), 5)  # returns only once the server has closed
         assert reader.at_eof()
         writer.close()
         await asyncio.sleep(0)
@@ -235,3 +242,64 @@ async def test_tls_listener() -> None:
         answer = await asyncio.wait_for(reader.read(-1), 5)
         writer.close()
     assert body_of(answer)["url"] == "https://h/tls"
+
+
+async def test_a_client_that_does_not_read_holds_answers_back() -> None:
+    """Without back-pressure every answer went into the write buffer: a client pipelining
+    requests and never reading grew the proxy's memory without bound."""
+    count = 300  # 300 x 64 KiB answers: far more than the kernel's socket buffers hold
+    async with serving() as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n" * count)
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        (connection,) = server.connections
+        transport = connection._transport
+        assert transport is not None
+        assert not connection._writable.is_set()
+        assert transport.get_write_buffer_size() < 4 * BIG  # one answer over the high-water mark
+        assert connection._paused  # and it stopped reading more requests
+        writer.write(b"GET /end HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(-1), 30)  # reading lets it all through
+        writer.close()
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == count + 1
+
+
+async def test_interim_answers_and_upgrades() -> None:
+    async with serving() as (_, port):
+        # 100 Continue only when nothing is being answered: here it would be read as the
+        # answer to the slow request before it.
+        answer = await exchange(
+            port,
+            b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+            b"Connection: close\r\n\r\nok",
+        )
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"100 Continue" not in answer
+        answer = await exchange(
+            port,
+            b"POST /e HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+        )
+        assert b"100 Continue" not in answer  # never to HTTP/1.0 (RFC 9110 10.1.1)
+        # curl --http2 on plain http asks to upgrade to h2c: llhttp would hand the body on
+        # as the new protocol's bytes, and the handler would act on an empty request.
+        answer = await exchange(
+            port,
+            b"POST /token HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+            b"Content-Length: 12\r\n\r\ngrant_type=x",
+        )
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert answer.endswith(b"a request with a body cannot ask to Upgrade the connection")
+        answer = await exchange(
+            port, b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.endswith(b"the request has more than one Host header")
+        answer = await exchange(
+            port, b"GET http://[::1]:8080/v6 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
+        assert (body_of(answer)["host"], body_of(answer)["url"]) == (
+            "[::1]:8080",
+            "http://[::1]:8080/v6",
+        )
