@@ -20,8 +20,10 @@ import base64
 import binascii
 import functools
 import heapq
+import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -707,7 +709,9 @@ class ChaosProxy:
             token = _remint(claims, header, issue, signer.current)
             kid = signer.current.kid
             access_fingerprint = fingerprint(token)
-            self._remember_upstream_token(access_fingerprint, raw, issue.expires_at, now)
+            self._remember_upstream_token(
+                access_fingerprint, raw, now + (issue.expires_at - issue.issued_at)
+            )
             payload["access_token"] = token
             edited = True
         if changed:
@@ -887,14 +891,15 @@ class ChaosProxy:
             headers["Authorization"] = f"Bearer {self._upstream_token.get(fingerprint(raw), raw)}"
         return _relay(await self._forward(request.method, target, headers, body))
 
-    def _remember_upstream_token(
-        self, reminted: str, raw: str, expires_at: float, now: float
-    ) -> None:
+    def _remember_upstream_token(self, reminted: str, raw: str, expires_at: float) -> None:
         """Note which upstream token a re-minted one stands for (introspection, revocation and
         userinfo send the upstream its own), and forget those expired for an hour: a proxy in
         front of staging re-mints for days, and an expired token's answers need no original."""
         self._upstream_token[reminted] = raw
+        # ``expires_at`` is on the proxy's clock (now + the token's lifetime): an upstream's
+        # own exp may be hours from the proxy's clock when tests move it.
         heapq.heappush(self._upstream_token_expiry, (expires_at + _REMEMBER_EXPIRED, reminted))
+        now = self.clock.now()
         while self._upstream_token_expiry and self._upstream_token_expiry[0][0] < now:
             _, gone = heapq.heappop(self._upstream_token_expiry)
             self._upstream_token.pop(gone, None)
@@ -1052,7 +1057,20 @@ def _base_url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::[0-9]{1,5})?")
+_HOST = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9._~-]+)(?::[0-9]{1,5})?")
+
+
+def _valid_host(host: str) -> bool:
+    """host[:port]: a DNS name, an IPv4 address or a bracketed IPv6 address."""
+    match = _HOST.fullmatch(host)
+    if match is None:
+        return False
+    if match.group(1) is not None:
+        try:
+            ipaddress.IPv6Address(match.group(1))
+        except ValueError:
+            return False
+    return True
 
 
 def _foreign_target(request: web.BaseRequest | Request) -> web.Response | None:
@@ -1060,7 +1078,7 @@ def _foreign_target(request: web.BaseRequest | Request) -> web.Response | None:
     names; a request that names another target (CONNECT, or an absolute-form or Host authority
     on another port than the listener's own) is refused rather than quietly redirected."""
     host = request.host
-    if host and not _HOST.fullmatch(host):
+    if host and not _valid_host(host):
         # Reflected into discovery's endpoint URLs, so it must be a host (and port) and nothing
         # else: RFC 9110 §7.2, with a reg-name (RFC 3986 §3.2.2) of the characters DNS uses.
         return _problem(400, f"the Host header {host[:100]!r} is not host[:port]")
@@ -1211,7 +1229,8 @@ def _scope_field(value: object) -> frozenset[str] | None:
 
 
 def _number(value: object, default: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """A claim's number; ``default`` for anything else, also a JSON 1e400 (inf) or NaN."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return default
 

@@ -303,7 +303,9 @@ def test_requests_without_host_on_both_sides(
 
 
 @pytest.mark.parametrize("side", ["idp", "service"])
-@pytest.mark.parametrize("host", [b"<x>", b"a b", b"\xff", b"a/b", b"user@h", b"h:12:34"])
+@pytest.mark.parametrize(
+    "host", [b"<x>", b"a b", b"\xff", b"a/b", b"user@h", b"h:12:34", b"[::1::2]", b"[:]", b"[.]"]
+)
 def test_a_malformed_host_is_refused_not_reflected(front: Front, side: str, host: bytes) -> None:
     proxy, _ = front()
     base = proxy.url if side == "idp" else proxy.service_url("api")
