@@ -90,7 +90,15 @@ async def _clients(host: str, port: int, request: bytes, stats: _Stats, count: i
                 stats.errors += 1
                 await asyncio.sleep(0.01)
                 continue
-            await client.closed
+            try:  # a proxy that stops answering must not hang the benchmark
+                await asyncio.wait_for(
+                    client.closed, max(1.0, stats.until - time.perf_counter()) + 10
+                )
+            except TimeoutError:
+                stats.errors += 1
+                if client.transport is not None:
+                    client.transport.abort()
+                continue
             if time.perf_counter() < stats.until:
                 stats.errors += 1  # the server closed a keep-alive connection mid-run
 

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import urllib.parse
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from jitchaos._audit import AuditLog
-from jitchaos._checks import finite_number
+from jitchaos._checks import finite_number, scope_names
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._ledger import AuditSink, IssuedToken, Ledger, Principal, PrincipalKind, TokenKind
 from jitchaos._oauth_client import authorization_query, code_from, exchange
@@ -128,19 +128,13 @@ class Broker:
 
     # Granting.
 
-    def grant(self, principal: Principal | str, scopes: Collection[str], ttl: float) -> Credential:
+    def grant(self, principal: Principal | str, scopes: Iterable[str], ttl: float) -> Credential:
         """A credential for ``principal`` with exactly ``scopes``, living ``ttl`` seconds
         (capped at :attr:`max_ttl`; the request and the cap are both recorded)."""
         who = Principal.parse(principal) if isinstance(principal, str) else principal
         if not isinstance(who, Principal):
             raise InvalidArgument(f"principal={principal!r} must be a Principal or 'kind:name'")
-        if (
-            isinstance(scopes, str)
-            or not isinstance(scopes, Collection)
-            or not all(isinstance(scope, str) for scope in scopes)
-        ):
-            raise InvalidArgument(f"scopes={scopes!r} must be a collection of scope names")
-        wanted = frozenset(scopes)
+        wanted = scope_names("scopes", scopes)
         if (
             isinstance(ttl, bool)
             or not isinstance(ttl, int | float)

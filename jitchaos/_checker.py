@@ -99,9 +99,9 @@ def check(
     policy = policy if policy is not None else Policy()
     if not isinstance(policy, Policy):
         raise InvalidArgument(f"policy={policy!r} must be a Policy")
-    if isinstance(clients, str) or not isinstance(clients, Collection):
+    if isinstance(clients, str) or not isinstance(clients, Iterable):
         raise InvalidArgument(f"clients={clients!r} must be a collection of client ids")
-    if isinstance(hostile, str) or not isinstance(hostile, Collection):
+    if isinstance(hostile, str) or not isinstance(hostile, Iterable):
         raise InvalidArgument(f"hostile={hostile!r} must be a collection of fingerprints")
     if isinstance(since, bool) or not isinstance(since, int) or since < 0:
         raise InvalidArgument(f"since={since!r} must be a ledger position (an int >= 0)")

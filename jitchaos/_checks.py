@@ -3,8 +3,10 @@ policies) and the same rule for plain function arguments."""
 
 from __future__ import annotations
 
+import decimal
 import math
-from collections.abc import Callable, Collection, Mapping
+import numbers
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -18,9 +20,10 @@ def finite_number(name: str, value: object, *, minimum: float | None = None) -> 
     """``value`` as a float when it is a finite number (not a bool) of at least ``minimum``;
     else :class:`InvalidArgument` naming ``name``. NaN compares false with everything, so an
     unchecked NaN time passes every expiry check."""
+    # numbers.Real: also numpy scalars and Fractions; Decimal is a number too, if not Real.
     if (
         isinstance(value, bool)
-        or not isinstance(value, int | float)
+        or not isinstance(value, numbers.Real | decimal.Decimal)
         or not math.isfinite(value)
         or (minimum is not None and value < minimum)
     ):
@@ -55,14 +58,14 @@ def typed(
 
 
 def scope_names(name: str, value: object) -> frozenset[str]:
-    """``value`` as a set of scope names; a str is refused (it would be one name a letter)."""
-    if (
-        isinstance(value, str)
-        or not isinstance(value, Collection)
-        or not all(isinstance(scope, str) and scope for scope in value)
-    ):
+    """``value`` (any iterable but a str, read once) as a set of scope names; a str is refused:
+    it would be one name a letter."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidArgument(f"{name}={value!r} must be a collection of scope names, not a str")
-    return frozenset(value)
+    names = frozenset(value)
+    if not all(isinstance(scope, str) and scope for scope in names):
+        raise InvalidArgument(f"{name}={sorted(map(repr, names))} must hold scope names (str)")
+    return names
 
 
 def route_scopes(name: str, value: object) -> dict[str, frozenset[str]]:

@@ -55,6 +55,7 @@ from jitchaos._policy import Policy
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
 from jitchaos._tokens import fingerprint
+from jitchaos.errors import InvalidArgument
 from jitchaos.faults import Expire, Narrow, Outage, Revoke, RotateKeys
 from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
 from jitchaos.proxy import ChaosProxy
@@ -303,8 +304,11 @@ class _ChaosMachine(RuleBasedStateMachine):
         cls = type(self)
         if not cls.routes:
             raise TypeError(f"{cls.__name__}.routes must map 'METHOD /path' to scopes")
-        route_scopes(f"{cls.__name__}.routes", cls.routes)
-        scope_names(f"{cls.__name__}.scopes", cls.scopes)
+        try:  # a class set up wrong: TypeError, as for the other class settings
+            route_scopes(f"{cls.__name__}.routes", cls.routes)
+            scope_names(f"{cls.__name__}.scopes", cls.scopes)
+        except InvalidArgument as error:
+            raise TypeError(str(error)) from None
         if not isinstance(cls.policy, Policy):
             raise TypeError(f"{cls.__name__}.policy={cls.policy!r} must be a Policy")
         if isinstance(cls.actions, str):

@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from jitchaos._checks import finite_number
+from jitchaos._checks import finite_number, scope_names
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos.errors import InvalidArgument, InvalidToken
 
@@ -147,12 +147,8 @@ def verify_access_token(
         max_lifetime = finite_number("max_lifetime", max_lifetime, minimum=0)
     if not isinstance(keys, KeyRing):
         raise InvalidArgument(f"keys={keys!r} must be a KeyRing")
-    if known_scopes is not None and (
-        isinstance(known_scopes, str)
-        or not isinstance(known_scopes, Collection)
-        or not all(isinstance(scope, str) for scope in known_scopes)
-    ):
-        raise InvalidArgument(f"known_scopes={known_scopes!r} must be a collection of scope names")
+    if known_scopes is not None:
+        known_scopes = scope_names("known_scopes", known_scopes)
     if not isinstance(token, str):
         raise InvalidToken(f"not a JWS compact token: {type(token).__name__}, not str")
     try:

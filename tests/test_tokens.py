@@ -187,3 +187,13 @@ def test_minting_refuses_what_no_valid_token_holds(overrides: dict[str, Any], na
     with pytest.raises(InvalidArgument) as caught:
         mint(**overrides)
     assert names in str(caught.value)
+
+
+def test_any_real_number_is_a_time() -> None:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    token = mint(issued_at=1000, expires_at=1300)
+    for now in (Fraction(1100), Decimal("1100.5")):
+        assert verify(token, now=now)["sub"] == "alice"  # type: ignore[arg-type]
+    assert verify(token, known_scopes=iter(["read", "write"]))["sub"] == "alice"
