@@ -137,19 +137,7 @@ class _Connection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._closing = False
-        self.idle_since = time.monotonic()
-        self._url = b""
-        self._headers: list[tuple[str, str]] = []
-        self._header_bytes = 0
-        # The fields the server itself reads, noted as they arrive.
-        self._host = ""
-        self._hosts = 0
-        self._length = ""
-        self._chunked = False
-        self._expect = False
-        self._body: list[bytes] = []
-        self._body_bytes = 0
-        self._refused: tuple[int, str] | None = None
+        self._new_message()
 
     # asyncio.Protocol
 
@@ -191,18 +179,23 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self._new_message()
+
+    def _new_message(self) -> None:
+        """Start reading a request: nothing of the previous one is kept."""
+        self.idle_since = time.monotonic()
         self._url = b""
-        self._headers = []
+        self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
+        # The fields the server itself reads, noted as they arrive.
         self._host = ""
         self._hosts = 0
         self._length = ""
         self._chunked = False
         self._expect = False
-        self._body = []
+        self._body: list[bytes] = []
         self._body_bytes = 0
-        self._refused = None
-        self.idle_since = time.monotonic()
+        self._refused: tuple[int, str] | None = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
