@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
@@ -101,13 +100,8 @@ class Broker:
                 raise InvalidArgument(f"{name} must be a non-empty string")
         if not isinstance(holder, str) or not holder:
             raise InvalidArgument(f"holder={holder!r} must be a non-empty string")
-        if max_ttl is not None and (
-            isinstance(max_ttl, bool)
-            or not isinstance(max_ttl, int | float)
-            or not math.isfinite(max_ttl)
-            or max_ttl <= 0
-        ):
-            raise InvalidArgument(f"max_ttl={max_ttl!r} must be finite seconds > 0, or None")
+        if max_ttl is not None:
+            finite_number("max_ttl", max_ttl, above=0, must="finite seconds > 0, or None")
         timeout = finite_number("timeout", timeout, minimum=0)
         if timeout == 0:
             raise InvalidArgument("timeout=0 must be seconds > 0")
@@ -135,13 +129,7 @@ class Broker:
         if not isinstance(who, Principal):
             raise InvalidArgument(f"principal={principal!r} must be a Principal or 'kind:name'")
         wanted = scope_names("scopes", scopes)
-        if (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not math.isfinite(ttl)
-            or ttl <= 0
-        ):
-            raise InvalidArgument(f"ttl={ttl!r} must be finite seconds > 0")
+        finite_number("ttl", ttl, above=0, must="finite seconds > 0")
         granted_ttl = min(ttl, self.max_ttl) if self.max_ttl is not None else ttl
         seconds = max(1, int(granted_ttl))
         if who.kind is PrincipalKind.CLIENT:

@@ -16,9 +16,17 @@ from jitchaos.errors import InvalidArgument
 __all__ = ["check_seconds", "finite_number", "route_scopes", "scope_names", "typed"]
 
 
-def finite_number(name: str, value: object, *, minimum: float | None = None) -> float:
-    """``value`` as a float when it is a finite number (not a bool) of at least ``minimum``;
-    else :class:`InvalidArgument` naming ``name``. NaN compares false with everything, so an
+def finite_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    must: str | None = None,
+) -> float:
+    """``value`` as a float when it is a finite number (not a bool), at least ``minimum`` and
+    more than ``above`` when given; else :class:`InvalidArgument` naming ``name`` (``must``
+    words the rule, e.g. "finite seconds > 0"). NaN compares false with everything, so an
     unchecked NaN time passes every expiry check."""
     # numbers.Real: also numpy scalars and Fractions; Decimal is a number too, if not Real.
     if (
@@ -26,20 +34,19 @@ def finite_number(name: str, value: object, *, minimum: float | None = None) -> 
         or not isinstance(value, numbers.Real | decimal.Decimal)
         or not math.isfinite(value)
         or (minimum is not None and value < minimum)
+        or (above is not None and value <= above)
     ):
-        bound = "" if minimum is None else f" >= {minimum:g}"
-        raise InvalidArgument(f"{name}={value!r} must be a finite number{bound}")
+        if must is None:
+            bound = "" if minimum is None else f" >= {minimum:g}"
+            bound += "" if above is None else f" > {above:g}"
+            must = f"a finite number{bound}"
+        raise InvalidArgument(f"{name}={value!r} must be {must}")
     return float(value)
 
 
 def check_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A finite, non-negative number of seconds (not a bool)."""
-    try:
-        finite_number(attribute.name, value, minimum=0)
-    except InvalidArgument:
-        raise InvalidArgument(
-            f"{attribute.name}={value!r} must be a finite number of seconds >= 0"
-        ) from None
+    finite_number(attribute.name, value, minimum=0, must="a finite number of seconds >= 0")
 
 
 def typed(

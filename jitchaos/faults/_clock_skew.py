@@ -7,12 +7,11 @@ applied with the wrong sign and ``nbf`` rounding mismatches ("JWT not active yet
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import attrs
 
-from jitchaos._checks import typed
+from jitchaos._checks import finite_number, typed
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults._base import Effect, Issue, World
 
@@ -20,16 +19,10 @@ _MAX_SKEW = 366 * 86400.0  # beyond a year it is not a skew; past ~1e16 float ti
 
 
 def _finite(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or abs(value) > _MAX_SKEW
-    ):
-        raise InvalidArgument(
-            f"{attribute.name}={value!r} must be a finite number of seconds, at most a year "
-            f"either way ({_MAX_SKEW:g})"
-        )
+    must = f"a finite number of seconds, at most a year either way ({_MAX_SKEW:g})"
+    finite_number(attribute.name, value, minimum=-_MAX_SKEW, must=must)
+    if value > _MAX_SKEW:
+        raise InvalidArgument(f"{attribute.name}={value!r} must be {must}")
 
 
 @attrs.frozen(kw_only=True)
