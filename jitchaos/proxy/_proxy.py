@@ -72,6 +72,7 @@ from jitchaos.proxy._upstream import (
     Forwarded,
     UpstreamError,
     UpstreamIdP,
+    path_key,
     upstream_error_answer,
 )
 
@@ -234,6 +235,7 @@ class ChaosProxy:
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
         self._upstream_token_expiry: list[tuple[float, str]] = []  # heap: (forget at, fingerprint)
         self._endpoints = {path: name for path, name in ENDPOINT_PATHS.values()}
+        self._routes = {path_key(path): path for path in (*self._endpoints, *DISCOVERY_PATHS)}
         self._idp_jwks: dict[str, tuple[SigningKey, jwt.PyJWK]] = {}
         self._loop: BackgroundLoop | None = None
         self.holder: str | None = None
@@ -540,11 +542,36 @@ class ChaosProxy:
             refused = _foreign_target(request)
             if refused is not None:
                 return refused
-            if request.path in discovery and request.method in ("GET", "HEAD"):
-                return await self._discovery(request)
-            return await self._idp_request(request)
+            try:
+                path = await self._route(request.path)
+            except UpstreamError as error:
+                return _gateway_error(error)
+            if path in discovery:
+                if request.method in ("GET", "HEAD"):
+                    return await self._discovery(request)
+                refusal = _idp_refusal(405, f"{request.path[:100]} answers GET and HEAD only")
+                refusal.headers["Allow"] = "GET, HEAD"
+                return refusal
+            return await self._idp_request(request, path)
 
         return handle
+
+    async def _route(self, path: str) -> str:
+        """The proxy path that the request path ``path`` reaches, by any spelling a lenient
+        upstream would take for it: ``/foo/../token``, ``/Token;x=1`` and the upstream's own
+        token endpoint path are all ``/token``, so that no request for an endpoint bypasses
+        its faults and the ledger. Other paths are their own (and forwarded as they are)."""
+        if path in self._endpoints:
+            return path
+        routed = self._routes.get(path_key(path))
+        if routed is not None:
+            return routed
+        upstream = self._require_upstream()
+        routed = upstream.route(path)
+        if routed is None and not upstream.discovered():
+            await upstream.ensure_discovered(self._forward)  # the endpoints' upstream paths
+            routed = upstream.route(path)
+        return routed or path
 
     async def _discovery(self, request: Request) -> web.Response:
         upstream = self._require_upstream()
@@ -565,9 +592,8 @@ class ChaosProxy:
             rewritten["id_token_signing_alg_values_supported"] = [self._own_keys.algorithm]
         return web.json_response(rewritten)
 
-    async def _idp_request(self, request: Request) -> web.Response:
+    async def _idp_request(self, request: Request, path: str) -> web.Response:
         upstream = self._require_upstream()
-        path = request.path
         endpoint = self._endpoints.get(path, "other")
         body = await request.read()
         form = _form(request, body)

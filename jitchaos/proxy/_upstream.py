@@ -16,7 +16,14 @@ import attrs
 import jwt
 from yarl import URL
 
-__all__ = ["ENDPOINT_PATHS", "Forward", "Forwarded", "UpstreamError", "UpstreamIdP"]
+__all__ = [
+    "ENDPOINT_PATHS",
+    "Forward",
+    "Forwarded",
+    "UpstreamError",
+    "UpstreamIdP",
+    "path_key",
+]
 
 # Discovery field -> (path the proxy serves it at, endpoint name in the fault vocabulary).
 ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
@@ -30,6 +37,22 @@ ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
 }
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 _JWKS_REFETCH = 5.0  # monotonic seconds between JWKS refetches for an unknown kid
+
+
+def path_key(path: str) -> str:
+    """What a request path means to a lenient server, so that no spelling of an endpoint's
+    path slips past the proxy's handling of it: ``;parameters`` dropped from each segment (as
+    Tomcat and JAX-RS do, also ``..;``), dot segments resolved (RFC 3986 §5.2.4), empty
+    segments dropped (``//token``, ``/token/``) and case folded (ASP.NET routing ignores it)."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        segment = segment.partition(";")[0]
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment.lower())
+    return "/" + "/".join(segments)
 
 
 class UpstreamError(Exception):
@@ -89,6 +112,14 @@ class UpstreamIdP:
         self.origin = base.origin()
         self.metadata: dict[str, Any] | None = None
         self.endpoints: dict[str, URL] = {}
+        # path_key of an upstream path -> the proxy path it is served at: a request for the
+        # upstream's own spelling of an endpoint is that endpoint, not an unwatched pass-through.
+        self._discovery_routes = {
+            path_key(where): DISCOVERY_PATHS[0]
+            for suffix in DISCOVERY_PATHS
+            for where in (path + suffix, suffix + path)  # OpenID's and RFC 8414's placement
+        }
+        self._routes = dict(self._discovery_routes)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched = -_JWKS_REFETCH
         self._discovery_lock = asyncio.Lock()
@@ -99,6 +130,11 @@ class UpstreamIdP:
 
     def discovered(self) -> bool:
         return self.metadata is not None
+
+    def route(self, path: str) -> str | None:
+        """The proxy path (an endpoint's or discovery's) that the upstream path ``path`` reaches
+        by any spelling, or None: known for endpoints once discovery is adopted."""
+        return self._routes.get(path_key(path))
 
     def endpoint_url(self, path: str) -> URL | None:
         """Where the proxy path ``path`` goes upstream (None: not an endpoint path)."""
@@ -132,6 +168,11 @@ class UpstreamIdP:
             raise UpstreamError(502, self.name, "the discovery document has no issuer string")
         self.metadata = metadata
         self.endpoints = endpoints
+        routes = dict(self._discovery_routes)
+        for field, url in endpoints.items():
+            if url.origin() == self.origin:  # what a request path here can reach
+                routes.setdefault(path_key(url.path), ENDPOINT_PATHS[field][0])
+        self._routes = routes
 
     async def ensure_discovered(self, forward: Forward) -> None:
         """Fetch discovery once (before routing a request that needs the endpoint map)."""

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import aiohttp
 import jwt
 import pytest
 import requests
@@ -422,3 +423,110 @@ def test_discovery_pointing_back_at_the_proxy_is_refused(clock: ManualClock) -> 
         answer = requests.post(f"{proxy.url}/token", data={"grant_type": "x"}, timeout=10)
         assert answer.status_code == 502
         assert "points back at the proxy" in answer.json()["error_description"]
+
+
+def _token_request(path: str) -> bytes:
+    body = b"grant_type=client_credentials&scope=read+write"
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"
+        "Authorization: Basic c3ZjOnN2Yy1zZWNyZXQ=\r\n"  # svc:svc-secret
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _answer_json(answer: bytes) -> dict[str, object]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    document: dict[str, object] = json.loads(body)
+    return document
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/foo/../token",  # what the upstream is sent after dot segments are resolved
+        "/%2e/token",
+        "//token",
+        "/token/",
+        "/TOKEN",  # ASP.NET routes ignore case
+        "/token;jsessionid=1",  # Tomcat and JAX-RS drop path parameters
+        "/x/..;/token",
+    ],
+)
+def test_every_spelling_of_the_token_path_goes_through_the_token_path(
+    front: Front, path: str
+) -> None:
+    proxy, _ = front()
+    proxy.apply(Narrow(scopes=frozenset({"read"})))
+    raw = _token_request(path).replace(b"Host: h", f"Host: {proxy.url[7:]}".encode())
+    issued = _answer_json(raw_request(proxy.url, raw))
+    assert issued["scope"] == "read"  # the fault acted on it
+    record = proxy.ledger.lookup(fingerprint(str(issued["access_token"])))
+    assert record is not None
+    assert record.token.scopes == {"read"}
+
+
+@contextmanager
+def keycloak_like(idp: EmbeddedIdP) -> Iterator[str]:
+    """The embedded IdP under a realm path, as Keycloak serves one: its discovery document
+    names /realms/test/... endpoints, whose paths differ from the proxy's own."""
+    prefix = "/realms/test"
+    where: dict[str, str] = {}
+
+    async def relay(request: web.Request) -> web.Response:
+        tail = request.path.removeprefix(prefix)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                idp.url + tail,
+                headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+                data=await request.read(),
+            ) as answer,
+        ):
+            body = await answer.read()
+            if tail == "/.well-known/openid-configuration":
+                body = body.replace(idp.url.encode(), (where["url"] + prefix).encode())
+                body = body.replace(
+                    (where["url"] + prefix).encode() + b'"', idp.url.encode() + b'"'
+                )  # the issuer stays the IdP's own
+            return web.Response(status=answer.status, body=body, content_type=answer.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", prefix + "/{tail:.*}", relay)
+    with served(app) as url:
+        where["url"] = url
+        yield url + prefix
+
+
+def test_the_upstreams_own_endpoint_paths_are_its_endpoints(
+    idp: EmbeddedIdP, clock: ManualClock
+) -> None:
+    with (
+        keycloak_like(idp) as realm,
+        ChaosProxy(realm, clock=clock, resign=True).in_thread() as proxy,
+    ):
+        seen = requests.get(proxy.discovery_url, timeout=10).json()
+        assert seen["token_endpoint"] == proxy.url + "/token"
+        upstream = requests.get(realm + "/.well-known/openid-configuration", timeout=10).json()
+        assert upstream["token_endpoint"] == realm + "/token"
+        # A client configured with the upstream's own paths still goes through the proxy's
+        # handling of each endpoint: its discovery rewritten, its tokens in the ledger.
+        for spelling in (
+            "/realms/test/.well-known/openid-configuration",
+            "/.well-known/openid-configuration/realms/test",
+        ):
+            again = requests.get(proxy.url + spelling, timeout=10).json()
+            assert again["token_endpoint"] == proxy.url + "/token", spelling
+        for spelling in ("/realms/test/token", "/realms/TEST/token/"):
+            raw = _token_request(spelling).replace(b"Host: h", f"Host: {proxy.url[7:]}".encode())
+            issued = _answer_json(raw_request(proxy.url, raw))
+            assert proxy.ledger.lookup(fingerprint(str(issued["access_token"]))) is not None
+        # Discovery answers GET and HEAD only; a POST is not forwarded un-rewritten.
+        posted = requests.post(
+            proxy.url + "/realms/test/.well-known/openid-configuration", timeout=10
+        )
+        assert posted.status_code == 405
+        assert posted.headers["Allow"] == "GET, HEAD"
+        assert posted.json()["error"] == "invalid_request"
