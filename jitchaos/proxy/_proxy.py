@@ -116,6 +116,7 @@ _HOP_BY_HOP = frozenset(
 )
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _ROLE_CLAIMS = ("roles", "groups", "realm_access", "resource_access", "permissions")
+_POST_ONLY = frozenset({"token", "introspection", "revocation"})
 _REMEMBER_EXPIRED = 3600.0  # seconds a re-minted token's upstream original outlives its exp
 _REFRESH_HORIZON = 30 * 86400  # when the upstream says nothing about refresh-token lifetime
 _BUFFER_LIMIT = 1024 * 1024  # service answers up to this size are read whole, larger streamed
@@ -537,6 +538,7 @@ class ChaosProxy:
 
     def _idp_app(self) -> Callable[[Request], Awaitable[web.Response]]:
         discovery = frozenset(DISCOVERY_PATHS)
+        post_only = frozenset(path for path, name in self._endpoints.items() if name in _POST_ONLY)
 
         async def handle(request: Request) -> web.Response:
             refused = _foreign_target(request)
@@ -549,9 +551,10 @@ class ChaosProxy:
             if path in discovery:
                 if request.method in ("GET", "HEAD"):
                     return await self._discovery(request)
-                refusal = _idp_refusal(405, f"{request.path[:100]} answers GET and HEAD only")
-                refusal.headers["Allow"] = "GET, HEAD"
-                return refusal
+                return _not_allowed(request, "GET, HEAD")
+            if path in post_only and request.method != "POST":
+                # RFC 6749 §3.2, RFC 7662 §2.1, RFC 7009 §2.1: the upstream would refuse it.
+                return _not_allowed(request, "POST")
             return await self._idp_request(request, path)
 
         return handle
@@ -1066,6 +1069,14 @@ def _idp_refusal(status: int, why: str) -> web.Response:
     """What the IdP side's server answers to a request it refuses itself: OAuth clients read
     JSON errors (RFC 6749 §5.2), not a server's text/plain."""
     return _oauth_error("server_error" if status >= 500 else "invalid_request", why, status)
+
+
+def _not_allowed(request: Request, allow: str) -> web.Response:
+    refusal = _idp_refusal(
+        405, f"{request.method} {request.path[:100]}: this endpoint answers {allow} only"
+    )
+    refusal.headers["Allow"] = allow
+    return refusal
 
 
 def _http_url(url: object) -> URL | None:

@@ -530,3 +530,22 @@ def test_the_upstreams_own_endpoint_paths_are_its_endpoints(
         assert posted.status_code == 405
         assert posted.headers["Allow"] == "GET, HEAD"
         assert posted.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/TOKEN/"])
+def test_token_introspection_and_revocation_answer_post_only(front: Front, path: str) -> None:
+    proxy, _ = front()
+    # Form fields in a GET body: the proxy used to send them on as a POST and issue a token
+    # that the IdP itself would have refused to the client.
+    answer = requests.request(
+        "GET",
+        proxy.url + path,
+        data={"grant_type": "client_credentials"},
+        auth=("svc", "svc-secret"),
+        timeout=10,
+    )
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "POST"
+    assert answer.json()["error"] == "invalid_request"
+    assert proxy.ledger.events == ()
+    assert b"jitchaos_proxy_requests_total{" not in proxy.metrics.exposition()  # never forwarded
