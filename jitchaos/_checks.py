@@ -28,6 +28,13 @@ def finite_number(
     more than ``above`` when given; else :class:`InvalidArgument` naming ``name`` (``must``
     words the rule, e.g. "finite seconds > 0"). NaN compares false with everything, so an
     unchecked NaN time passes every expiry check."""
+    if (
+        (type(value) is float or type(value) is int)  # the common case, without ABC checks
+        and math.isfinite(value)
+        and (minimum is None or value >= minimum)
+        and (above is None or value > above)
+    ):
+        return float(value)
     # numbers.Real: also numpy scalars and Fractions; Decimal is a number too, if not Real.
     if (
         isinstance(value, bool)
