@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import gc
 import json
 import signal
+import weakref
 from pathlib import Path
 
 import pytest
 import requests
 
+from jitchaos._cli import _freeze_survivors
 from tests.common.cli import run_cli, serving_idp
 
 pytestmark = pytest.mark.slow
@@ -121,3 +124,31 @@ def test_audit_command(tmp_path: Path) -> None:
     corrupt = run_cli("audit", str(log))
     assert corrupt.returncode == 2
     assert "not UTF-8" in corrupt.stderr
+
+
+def test_servers_freeze_what_survives_each_full_collection() -> None:
+    """A proxy in front of staging keeps a growing ledger; full collections must not walk it
+    again and again (their pauses grew to 300 ms at 90k tokens), nor keep garbage."""
+
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node = self
+
+    kept = [Node() for _ in range(1000)]  # state the server keeps
+    dropped = Node()  # a garbage cycle: must still be collected
+    gone = weakref.ref(dropped)
+    del dropped
+    uninstall = _freeze_survivors()
+    try:
+        gc.collect()
+        assert gone() is None
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not any(id(node) in tracked for node in kept)  # frozen: no longer walked
+        assert gc.get_freeze_count() >= len(kept)
+        gc.collect(1)  # a young collection freezes nothing
+        fresh = Node()
+        gc.collect(1)
+        assert id(fresh) in {id(o) for o in gc.get_objects()}
+    finally:
+        uninstall()
+        gc.unfreeze()
