@@ -65,7 +65,7 @@ from jitchaos.proxy._engine import FaultEngine
 from jitchaos.proxy._history import AppliedFault, History
 from jitchaos.proxy._jose import CompactJWS, parse_compact, sign_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
-from jitchaos.proxy._server import LeanServer, Request
+from jitchaos.proxy._server import LeanServer, Reply, Request
 from jitchaos.proxy._upstream import (
     DISCOVERY_PATHS,
     ENDPOINT_PATHS,
@@ -115,6 +115,9 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A token answer's own fields (RFC 6749 §5.1), replacing the upstream's.
+_TOKEN_FIELDS = [*_NO_STORE.items(), ("Content-Type", "application/json")]
+_TOKEN_OWN_FIELDS = frozenset(name.lower() for name, _ in _TOKEN_FIELDS)
 _ROLE_CLAIMS = ("roles", "groups", "realm_access", "resource_access", "permissions")
 _POST_ONLY = frozenset({"token", "introspection", "revocation"})
 _REMEMBER_EXPIRED = 3600.0  # seconds a re-minted token's upstream original outlives its exp
@@ -536,11 +539,11 @@ class ChaosProxy:
 
     # The IdP side.
 
-    def _idp_app(self) -> Callable[[Request], Awaitable[web.Response]]:
+    def _idp_app(self) -> Callable[[Request], Awaitable[web.Response | Reply]]:
         discovery = frozenset(DISCOVERY_PATHS)
         post_only = frozenset(path for path, name in self._endpoints.items() if name in _POST_ONLY)
 
-        async def handle(request: Request) -> web.Response:
+        async def handle(request: Request) -> web.Response | Reply:
             refused = _foreign_target(request)
             if refused is not None:
                 return refused
@@ -595,7 +598,7 @@ class ChaosProxy:
             rewritten["id_token_signing_alg_values_supported"] = [self._own_keys.algorithm]
         return web.json_response(rewritten)
 
-    async def _idp_request(self, request: Request, path: str) -> web.Response:
+    async def _idp_request(self, request: Request, path: str) -> web.Response | Reply:
         upstream = self._require_upstream()
         endpoint = self._endpoints.get(path, "other")
         body = await request.read()
@@ -643,7 +646,7 @@ class ChaosProxy:
         body: bytes,
         form: dict[str, str],
         refresh: bool,
-    ) -> web.Response:
+    ) -> web.Response | Reply:
         now = self.clock.now()
         presented = form.get("refresh_token") if refresh else None
         spent = self.ledger.lookup(fingerprint(presented)) if presented else None
@@ -670,11 +673,11 @@ class ChaosProxy:
             return _relay(answer)
         client_id = _client_id(request, form)
         edited = await self._issued(payload, form, client_id, request, spent)
-        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
-        headers.update(_NO_STORE)
+        headers = [(k, v) for k, v in answer.headers if k.lower() not in _TOKEN_OWN_FIELDS]
+        headers += _TOKEN_FIELDS
         # Unchanged, the upstream's own bytes go out: no re-serialising, nothing reformatted.
         body = json.dumps(payload).encode() if edited else answer.body
-        return web.Response(body=body, content_type="application/json", headers=headers)
+        return Reply(200, headers, body)
 
     async def _issued(
         self,
@@ -865,7 +868,7 @@ class ChaosProxy:
 
     async def _introspection(
         self, request: Request, target: URL, body: bytes, form: dict[str, str]
-    ) -> web.Response:
+    ) -> web.Response | Reply:
         raw = form.get("token")
         answer = await self._forward(
             "POST", target, _request_headers(request), self._upstream_form(body, form)
@@ -888,7 +891,7 @@ class ChaosProxy:
 
     async def _revocation(
         self, request: Request, target: URL, body: bytes, form: dict[str, str]
-    ) -> web.Response:
+    ) -> web.Response | Reply:
         raw = form.get("token")
         answer = await self._forward(
             "POST", target, _request_headers(request), self._upstream_form(body, form)
@@ -906,7 +909,7 @@ class ChaosProxy:
                 log.warning("ledger could not record a revocation: %s", error)
         return _relay(answer)
 
-    async def _userinfo(self, request: Request, target: URL, body: bytes) -> web.Response:
+    async def _userinfo(self, request: Request, target: URL, body: bytes) -> web.Response | Reply:
         headers = _request_headers(request)
         raw = _bearer(request)
         if raw is not None:
@@ -975,11 +978,11 @@ class ChaosProxy:
         except (ProtocolFailed, ValueError) as error:
             upstream = self._require_upstream().name
             raise UpstreamError(502, upstream, f"{type(error).__name__}: {error}") from None
-        kept = {}
-        for name, value in answer.headers:
-            lowered = name.lower()
-            if lowered not in _HOP_BY_HOP and lowered != "content-encoding":
-                kept[name] = value
+        kept = tuple(
+            (name, value)
+            for name, value in answer.headers
+            if (lowered := name.lower()) not in _HOP_BY_HOP and lowered != "content-encoding"
+        )
         return Forwarded(answer.status, kept, answer.body)
 
     # The service side.
@@ -1183,11 +1186,8 @@ def _fault_response(answer: Answer) -> web.Response:
     )
 
 
-def _relay(answer: Forwarded) -> web.Response:
-    response = web.Response(status=answer.status, body=answer.body)
-    for name, value in answer.headers.items():
-        response.headers.add(name, value)
-    return response
+def _relay(answer: Forwarded) -> Reply:
+    return Reply(answer.status, answer.headers, answer.body)
 
 
 def _request_headers(request: web.BaseRequest | Request) -> dict[str, str]:

@@ -70,7 +70,8 @@ class Forwarded:
     """An upstream answer, read whole."""
 
     status: int
-    headers: dict[str, str]
+    headers: tuple[tuple[str, str], ...]
+    """In the upstream's order, repeated fields (Set-Cookie) kept."""
     body: bytes
 
     def json_object(self) -> dict[str, Any] | None:

@@ -549,3 +549,36 @@ def test_token_introspection_and_revocation_answer_post_only(front: Front, path:
     assert answer.json()["error"] == "invalid_request"
     assert proxy.ledger.events == ()
     assert b"jitchaos_proxy_requests_total{" not in proxy.metrics.exposition()  # never forwarded
+
+
+def test_repeated_upstream_fields_reach_the_client(clock: ManualClock) -> None:
+    """A login page through the proxy sets several cookies (Keycloak sets three): a field the
+    upstream repeats must not collapse to its last value."""
+
+    async def discovery(request: web.Request) -> web.Response:
+        origin = f"http://{request.host}"
+        return web.json_response(
+            {
+                "issuer": origin,
+                "token_endpoint": origin + "/token",
+                "authorization_endpoint": origin + "/auth",
+            }
+        )
+
+    async def login(request: web.Request) -> web.Response:
+        response = web.Response(text="<form>")
+        response.headers.add("Set-Cookie", "AUTH_SESSION_ID=a; Path=/")
+        response.headers.add("Set-Cookie", "KC_RESTART=b; Path=/")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_get("/auth", login)
+    with served(app) as url, ChaosProxy(url, clock=clock).in_thread() as proxy:
+        for path in ("/authorize", "/auth"):  # the proxy's path, and the upstream's own
+            answer = requests.get(proxy.url + path, timeout=10)
+            assert answer.status_code == 200
+            assert answer.raw.headers.getlist("Set-Cookie") == [
+                "AUTH_SESSION_ID=a; Path=/",
+                "KC_RESTART=b; Path=/",
+            ]
