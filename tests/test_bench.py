@@ -50,6 +50,7 @@ def test_proxy_overhead_bench_runs() -> None:
         assert f"| {row}" in result.stdout
     assert " errors)" not in result.stdout  # every request got a 200
     assert "targets:" in result.stdout
+    assert "re-signing minus budget, paired by round: median " in result.stdout
     assert "skipping mitmproxy" in result.stderr
 
 

@@ -114,6 +114,7 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+_ORIGIN = URL("http://service")  # resolves a request path's dot segments
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # A token answer's own fields (RFC 6749 §5.1), replacing the upstream's.
 _TOKEN_FIELDS = [*_NO_STORE.items(), ("Content-Type", "application/json")]
@@ -1006,7 +1007,11 @@ class ChaosProxy:
         token = fingerprint(raw) if raw else None
         if token is not None:
             self.engine.offer_token(token)
-        url = target.with_path(target.path.rstrip("/") + request.path, encoded=False)
+        # Dot segments resolved before the service's base path is put in front, so that
+        # ``/../admin`` cannot climb out of ``--service http://host/api``; the history records
+        # the path the service was sent.
+        path = _ORIGIN.with_path(request.path).path
+        url = target.with_path(target.path.rstrip("/") + path, encoded=False)
         if request.query_string:
             url = url.with_query(request.query_string)
         response: web.StreamResponse
@@ -1042,7 +1047,7 @@ class ChaosProxy:
             step=self.engine.step,
             service=name,
             method=request.method,
-            path=request.path,
+            path=path,
             fingerprint=token,
             status=response.status,
             ledger_seq=self.ledger.seq,

@@ -582,3 +582,31 @@ def test_repeated_upstream_fields_reach_the_client(clock: ManualClock) -> None:
                 "AUTH_SESSION_ID=a; Path=/",
                 "KC_RESTART=b; Path=/",
             ]
+
+
+def test_service_paths_stay_under_the_services_base_path(
+    idp: EmbeddedIdP, clock: ManualClock
+) -> None:
+    """``--service http://host/api``: dot segments cannot climb out of /api, and the history
+    records the path the service was sent."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(text=request.path)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", echo)
+    with (
+        served(app) as url,
+        ChaosProxy(idp, clock=clock, services={"api": url + "/api"}).in_thread() as proxy,
+    ):
+        base = proxy.service_url("api")
+        for path, reached in [
+            ("/../admin", "/api/admin"),
+            ("/x/%2e%2e/%2E%2E/admin", "/api/admin"),
+            ("/v1/./read", "/api/v1/read"),
+        ]:
+            request = f"GET {path} HTTP/1.1\r\nHost: {base[7:]}\r\nConnection: close\r\n\r\n"
+            answer = raw_request(base, request.encode())
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            assert answer.partition(b"\r\n\r\n")[2].decode() == reached, path
+        assert [d.path for d in proxy.history.decisions] == ["/admin", "/admin", "/v1/read"]
