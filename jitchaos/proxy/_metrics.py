@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -70,8 +71,11 @@ class Metrics(Collector):
             family = CounterMetricFamily(name, helps, labels=label_names)
             with self._lock:
                 samples = [(labels, entry[0], entry[1]) for labels, entry in counts.items()]
+            # As prometheus_client's own counters: no _created series after
+            # PROMETHEUS_DISABLE_CREATED_SERIES or disable_created_metrics().
+            with_created = getattr(prometheus_client.metrics, "_use_created", True)
             for labels, value, created in sorted(samples):
-                family.add_metric(labels, value, created=created)
+                family.add_metric(labels, value, created=created if with_created else None)
             yield family
 
     def exposition(self) -> bytes:

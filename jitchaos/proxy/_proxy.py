@@ -552,6 +552,8 @@ class ChaosProxy:
                 path = await self._route(request.path)
             except UpstreamError as error:
                 return _gateway_error(error)
+            if request.method == "OPTIONS" and (path in discovery or path in post_only):
+                return await self._preflight(request, path)  # CORS, for clients in browsers
             if path in discovery:
                 if request.method in ("GET", "HEAD"):
                     return await self._discovery(request)
@@ -570,15 +572,33 @@ class ChaosProxy:
         its faults and the ledger. Other paths are their own (and forwarded as they are)."""
         if path in self._endpoints:
             return path
-        routed = self._routes.get(path_key(path))
-        if routed is not None:
-            return routed
         upstream = self._require_upstream()
-        routed = upstream.route(path)
-        if routed is None and not upstream.discovered():
-            await upstream.ensure_discovered(self._forward)  # the endpoints' upstream paths
-            routed = upstream.route(path)
-        return routed or path
+        # The path as it would be forwarded (dot segments resolved by yarl) and as written:
+        # routing either to an endpoint errs on the side of the endpoint's handling.
+        keys = {path_key(path), path_key(upstream.origin.with_path(path).path)}
+        routed = next((self._routes[key] for key in keys if key in self._routes), None)
+        if routed is None:
+            if not upstream.discovered():
+                await upstream.ensure_discovered(self._forward)  # the endpoints' own paths
+            routed = next((r for key in keys if (r := upstream.route(key)) is not None), None)
+        if routed is None or self._endpoints.get(routed) == "other":
+            # Not one the proxy handles (authorize, logout): forwarded as written, with any
+            # ;jsessionid a Java IdP's browser flow relies on.
+            return path
+        return routed
+
+    async def _preflight(self, request: Request, path: str) -> web.Response | Reply:
+        """A CORS preflight for discovery or a token, introspection or revocation endpoint:
+        relayed to the upstream's (the upstream decides what browsers may do), counted as
+        no request to the endpoint, faults untouched."""
+        upstream = self._require_upstream()
+        try:
+            await upstream.ensure_discovered(self._forward)
+            target = upstream.endpoint_url(path) or upstream.discovery_url
+            answer = await self._forward("OPTIONS", target, _request_headers(request), b"")
+        except UpstreamError as error:
+            return _gateway_error(error)
+        return _relay(answer)
 
     async def _discovery(self, request: Request) -> web.Response:
         upstream = self._require_upstream()

@@ -42,17 +42,19 @@ _JWKS_REFETCH = 5.0  # monotonic seconds between JWKS refetches for an unknown k
 def path_key(path: str) -> str:
     """What a request path means to a lenient server, so that no spelling of an endpoint's
     path slips past the proxy's handling of it: ``;parameters`` dropped from each segment (as
-    Tomcat and JAX-RS do, also ``..;``), dot segments resolved (RFC 3986 §5.2.4), empty
-    segments dropped (``//token``, ``/token/``) and case folded (ASP.NET routing ignores it)."""
+    Tomcat and JAX-RS do, also ``..;``), dot segments resolved (RFC 3986 §5.2.4: an empty
+    segment counts, as it does for the URL the proxy forwards, so ``/a//../token`` is
+    ``/a/token``), then empty segments dropped (``//token``, ``/token/``) and case folded
+    (ASP.NET routing ignores it)."""
     segments: list[str] = []
-    for segment in path.split("/"):
+    for segment in path.split("/")[1:]:
         segment = segment.partition(";")[0]
         if segment == "..":
             if segments:
                 segments.pop()
-        elif segment not in ("", "."):
+        elif segment != ".":
             segments.append(segment.lower())
-    return "/" + "/".join(segments)
+    return "/" + "/".join(segment for segment in segments if segment)
 
 
 class UpstreamError(Exception):
@@ -171,8 +173,9 @@ class UpstreamIdP:
         self.endpoints = endpoints
         routes = dict(self._discovery_routes)
         for field, url in endpoints.items():
-            if url.origin() == self.origin:  # what a request path here can reach
-                routes.setdefault(path_key(url.path), ENDPOINT_PATHS[field][0])
+            # Whatever origin the IdP names (its public hostname, https behind a terminator),
+            # a request path goes to the configured origin, which may well serve it.
+            routes.setdefault(path_key(url.path), ENDPOINT_PATHS[field][0])
         self._routes = routes
 
     async def ensure_discovered(self, forward: Forward) -> None:

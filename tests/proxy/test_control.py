@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +13,7 @@ from jitchaos.errors import ControlError, InvalidArgument
 from jitchaos.faults import Narrow, Outage, Revoke
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy, ProxyClient
+from jitchaos.proxy._metrics import Metrics
 from tests.common.idp import client_credentials
 from tests.proxy.conftest import Front
 
@@ -172,6 +174,20 @@ def test_metrics_in_prometheus_text_format(front: Front) -> None:
     )
     assert samples[("jitchaos_faults_applied_total", (("kind", "outage"),))] == 1
     assert samples[("jitchaos_faults_applied_total", (("kind", "revoke"),))] == 1
+
+
+def test_metrics_follow_prometheus_clients_created_series_setting() -> None:
+    """PROMETHEUS_DISABLE_CREATED_SERIES sets what disable_created_metrics() does."""
+    metrics = Metrics()
+    metrics.request("idp", "token")
+    assert b'jitchaos_proxy_requests_created{side="idp",target="token"}' in metrics.exposition()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    try:
+        text = metrics.exposition()
+    finally:
+        prometheus_client.enable_created_metrics()  # type: ignore[no-untyped-call]
+    assert b"_created" not in text
+    assert b'jitchaos_proxy_requests_total{side="idp",target="token"} 1.0' in text
 
 
 def test_secret_is_checked_and_generated() -> None:

@@ -452,6 +452,7 @@ def _answer_json(answer: bytes) -> dict[str, object]:
         "/TOKEN",  # ASP.NET routes ignore case
         "/token;jsessionid=1",  # Tomcat and JAX-RS drop path parameters
         "/x/..;/token",
+        "/to%FFken",  # yarl drops what does not decode: forwarded as /token
     ],
 )
 def test_every_spelling_of_the_token_path_goes_through_the_token_path(
@@ -468,9 +469,10 @@ def test_every_spelling_of_the_token_path_goes_through_the_token_path(
 
 
 @contextmanager
-def keycloak_like(idp: EmbeddedIdP) -> Iterator[str]:
+def keycloak_like(idp: EmbeddedIdP, host: str = "127.0.0.1") -> Iterator[str]:
     """The embedded IdP under a realm path, as Keycloak serves one: its discovery document
-    names /realms/test/... endpoints, whose paths differ from the proxy's own."""
+    names /realms/test/... endpoints, whose paths differ from the proxy's own, on ``host``
+    (Keycloak names its public hostname, whatever the address it was reached at)."""
     prefix = "/realms/test"
     where: dict[str, str] = {}
 
@@ -487,9 +489,10 @@ def keycloak_like(idp: EmbeddedIdP) -> Iterator[str]:
         ):
             body = await answer.read()
             if tail == "/.well-known/openid-configuration":
-                body = body.replace(idp.url.encode(), (where["url"] + prefix).encode())
+                named = where["url"].replace("127.0.0.1", host) + prefix
+                body = body.replace(idp.url.encode(), named.encode())
                 body = body.replace(
-                    (where["url"] + prefix).encode() + b'"', idp.url.encode() + b'"'
+                    named.encode() + b'"', idp.url.encode() + b'"'
                 )  # the issuer stays the IdP's own
             return web.Response(status=answer.status, body=body, content_type=answer.content_type)
 
@@ -500,17 +503,18 @@ def keycloak_like(idp: EmbeddedIdP) -> Iterator[str]:
         yield url + prefix
 
 
+@pytest.mark.parametrize("named", ["127.0.0.1", "localhost"])
 def test_the_upstreams_own_endpoint_paths_are_its_endpoints(
-    idp: EmbeddedIdP, clock: ManualClock
+    idp: EmbeddedIdP, clock: ManualClock, named: str
 ) -> None:
     with (
-        keycloak_like(idp) as realm,
+        keycloak_like(idp, named) as realm,
         ChaosProxy(realm, clock=clock, resign=True).in_thread() as proxy,
     ):
         seen = requests.get(proxy.discovery_url, timeout=10).json()
         assert seen["token_endpoint"] == proxy.url + "/token"
         upstream = requests.get(realm + "/.well-known/openid-configuration", timeout=10).json()
-        assert upstream["token_endpoint"] == realm + "/token"
+        assert upstream["token_endpoint"] == realm.replace("127.0.0.1", named) + "/token"
         # A client configured with the upstream's own paths still goes through the proxy's
         # handling of each endpoint: its discovery rewritten, its tokens in the ledger.
         for spelling in (
@@ -519,7 +523,11 @@ def test_the_upstreams_own_endpoint_paths_are_its_endpoints(
         ):
             again = requests.get(proxy.url + spelling, timeout=10).json()
             assert again["token_endpoint"] == proxy.url + "/token", spelling
-        for spelling in ("/realms/test/token", "/realms/TEST/token/"):
+        for spelling in (
+            "/realms/test/token",
+            "/realms/TEST/token/",
+            "/realms/test//../token",  # an empty segment is one: forwarded as the token path
+        ):
             raw = _token_request(spelling).replace(b"Host: h", f"Host: {proxy.url[7:]}".encode())
             issued = _answer_json(raw_request(proxy.url, raw))
             assert proxy.ledger.lookup(fingerprint(str(issued["access_token"]))) is not None
@@ -610,3 +618,48 @@ def test_service_paths_stay_under_the_services_base_path(
             assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
             assert answer.partition(b"\r\n\r\n")[2].decode() == reached, path
         assert [d.path for d in proxy.history.decisions] == ["/admin", "/admin", "/v1/read"]
+
+
+def test_pass_through_paths_are_forwarded_as_written_and_preflights_relayed(
+    clock: ManualClock,
+) -> None:
+    """An authorize path keeps its ;jsessionid (Java IdPs' browser flows rely on it), and a
+    CORS preflight for the token endpoint or discovery reaches the upstream as an OPTIONS."""
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.raw_path}")
+        if request.path.startswith("/.well-known/") and request.method == "GET":
+            origin = f"http://{request.host}"
+            return web.json_response(
+                {
+                    "issuer": origin,
+                    "token_endpoint": origin + "/oauth/token",
+                    "authorization_endpoint": origin + "/oauth/authorize",
+                }
+            )
+        cors = {"Access-Control-Allow-Origin": "https://app.example", "Allow": "POST, OPTIONS"}
+        return web.Response(status=204 if request.method == "OPTIONS" else 200, headers=cors)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    with served(app) as url, ChaosProxy(url, clock=clock).in_thread() as proxy:
+        answer = requests.get(
+            proxy.url + "/oauth/authorize;jsessionid=ABC?client_id=c", timeout=10
+        )
+        assert answer.status_code == 200
+        assert seen[-1] == "GET /oauth/authorize;jsessionid=ABC?client_id=c"
+        for path, reached in [
+            ("/token", "/oauth/token"),
+            ("/oauth/token", "/oauth/token"),
+            ("/.well-known/openid-configuration", "/.well-known/openid-configuration"),
+        ]:
+            answer = requests.options(
+                proxy.url + path,
+                headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+                timeout=10,
+            )
+            assert answer.status_code == 204, path
+            assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+            assert seen[-1] == f"OPTIONS {reached}"
+        assert proxy.ledger.events == ()
