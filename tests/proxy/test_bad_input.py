@@ -3,18 +3,21 @@ through the proxy. Never a 5xx, always JSON, and a rejected request changes neit
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from jitchaos import ConfigError, InvalidArgument, KeyRing, Principal, ProxyClient
+from jitchaos import ConfigError, InvalidArgument, KeyRing, Principal, ProxyClient, fingerprint
 from jitchaos.idp import ClientConfig, EmbeddedIdP, parse_client
 from jitchaos.proxy import ChaosProxy
 from tests.common.idp import live_tokens
 from tests.idp.test_bad_input import RFC_ERRORS, requests_to_endpoints
+from tests.proxy.test_idp_side import raw_request
 
 
 def test_proxy_survives_arbitrary_input(idp: EmbeddedIdP) -> None:
@@ -43,6 +46,55 @@ def test_proxy_survives_arbitrary_input(idp: EmbeddedIdP) -> None:
                 assert body["error"] in RFC_ERRORS
                 if body["error"] != "invalid_grant":  # reuse detection may end a family
                     assert (proxy.ledger.events, idp.ledger.events) == before
+
+        check()
+
+
+# Around an endpoint's name: segments a lenient server may drop or resolve, or that a URL
+# library rewrites on the way upstream.
+_NAMES = ["token", "TOKEN", "introspect", "revoke", "userinfo", "jwks", "authorize"]
+_NOISE = ["", ".", "..", "..;", ";x", "%2e", "%2E%2e", "%FF", "%2F", "%00", "\\", "%C3%A9", "x"]
+_paths = st.builds(
+    lambda before, name, after: "/" + "/".join([*before, name, *after]),
+    st.lists(st.sampled_from(_NOISE), max_size=3),
+    st.sampled_from(_NAMES),
+    st.lists(st.sampled_from(_NOISE), max_size=2),
+)
+
+
+def test_no_spelling_or_method_gets_a_token_past_the_ledger(idp: EmbeddedIdP) -> None:
+    """Any method on any path: never a 5xx, and every token answer is in the proxy's ledger
+    (its own: in front of the IdP's URL, as in front of a real IdP, not sharing the ledger of
+    an IdP object it was given)."""
+    with ChaosProxy(idp.url).in_thread() as proxy:
+        host = proxy.url.removeprefix("http://")
+        body = b"grant_type=client_credentials&scope=read"
+
+        @settings(
+            max_examples=300,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
+        @given(
+            method=st.sampled_from(["POST", "GET", "OPTIONS", "HEAD", "PUT", "FOO"]),
+            path=_paths,
+            query=st.sampled_from(["", "?a=1", "?grant_type=client_credentials"]),
+        )
+        def check(method: str, path: str, query: str) -> None:
+            path += query
+            head = (
+                f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                "Authorization: Basic c3ZjOnN2Yy1zZWNyZXQ=\r\n"  # svc:svc-secret
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            answer = raw_request(proxy.url, head.encode() + body)
+            status = int(answer.split(b" ", 2)[1])
+            assert status < 500, (method, path, answer[:300])
+            issued = answer.partition(b"\r\n\r\n")[2]
+            if status == 200 and b'"access_token"' in issued:
+                token = json.loads(issued)["access_token"]
+                assert proxy.ledger.lookup(fingerprint(token)) is not None, (method, path)
 
         check()
 
