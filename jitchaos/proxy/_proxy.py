@@ -89,8 +89,10 @@ class _ClientMistakes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
+            # aiohttp's message quotes the offending line, which may carry a token.
+            reason = (error.message or type(error).__name__).split(":", 1)[0].strip()
             record.msg = "a client sent a request that is not valid HTTP (answered %s): %s"
-            record.args = (error.code, error.message or type(error).__name__)
+            record.args = (error.code, reason[:100])
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
@@ -112,9 +114,13 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "expect",  # the proxy has the whole body, or answers 100 Continue itself
     }
 )
-_ORIGIN = URL("http://service")  # resolves a request path's dot segments
+_DOT = frozenset({".", "%2e"})
+_DOT_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+# A service path may keep these as they came; anything else (non-ASCII) is percent-encoded.
+_PATH_SAFE = "/%;:@!$&'()*+,=-._~"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # A token answer's own fields (RFC 6749 §5.1), replacing the upstream's.
 _TOKEN_FIELDS = [*_NO_STORE.items(), ("Content-Type", "application/json")]
@@ -308,7 +314,10 @@ class ChaosProxy:
             raise InvalidArgument(f"service_ports names unknown services: {sorted(unknown)}")
         self._client = HttpClient(timeout=self._upstream_timeout, ssl_context=self._ca_context)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._upstream_timeout),
+            # No total: a long download is no failure; silence for the timeout is.
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self._upstream_timeout, sock_read=self._upstream_timeout
+            ),
             auto_decompress=False,
             connector=aiohttp.TCPConnector(ssl=self._ca_context or True, limit=0),
             skip_auto_headers=("User-Agent",),
@@ -981,11 +990,12 @@ class ChaosProxy:
         return self._upstream
 
     async def _forward(
-        self, method: str, url: URL, headers: dict[str, str], body: bytes
+        self, method: str, url: URL, headers: Mapping[str, str], body: bytes
     ) -> Forwarded:
         """One request to the upstream IdP, read whole; failures become :class:`UpstreamError`."""
         assert self._client is not None
-        headers = {**headers, "Accept-Encoding": "identity"}
+        headers = CIMultiDict(headers)
+        headers["Accept-Encoding"] = "identity"
         try:
             answer = await self._client.request(method, url, headers, body)
         except TimeoutError:
@@ -1027,14 +1037,14 @@ class ChaosProxy:
         token = fingerprint(raw) if raw else None
         if token is not None:
             self.engine.offer_token(token)
-        # Dot segments resolved before the service's base path is put in front, so that
-        # ``/../admin`` cannot climb out of ``--service http://host/api``; the history records
-        # the path the service was sent.
-        path = _ORIGIN.with_path(request.path).path
-        url = target.with_path(target.path.rstrip("/") + path, encoded=False)
-        if request.query_string:
-            url = url.with_query(request.query_string)
-        response: web.StreamResponse
+        path, url = _service_url(target, request)
+        if (
+            request.headers.get("Expect", "").lower() == "100-continue"
+            and request.version >= (1, 1)
+            and request.body_exists
+        ):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as aiohttp's router
+        response: web.StreamResponse | None = None
         try:
             async with self._session.request(
                 request.method,
@@ -1043,25 +1053,42 @@ class ChaosProxy:
                 data=request.content if request.body_exists else None,
                 allow_redirects=False,
             ) as upstream:
-                headers = CIMultiDict(
-                    (k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
-                )
+                headers = _end_to_end(upstream.headers)
                 length = upstream.content_length
-                if length is not None and length <= _BUFFER_LIMIT:
+                if request.method == "HEAD" or upstream.status in (204, 304):
+                    response = web.StreamResponse(status=upstream.status, headers=headers)
+                    if length is not None and request.method == "HEAD":
+                        response.content_length = length  # what a GET would carry
+                elif length is not None and length <= _BUFFER_LIMIT:
                     response = web.Response(
                         status=upstream.status, body=await upstream.read(), headers=headers
                     )
                 else:
                     response = web.StreamResponse(status=upstream.status, headers=headers)
+                    if length is not None:
+                        response.content_length = length
                     await response.prepare(request)
                     async for chunk in upstream.content.iter_chunked(64 * 1024):
                         await response.write(chunk)
                     await response.write_eof()
-        except (aiohttp.ClientError, TimeoutError) as error:
-            status = 504 if isinstance(error, TimeoutError) else 502
-            why = "no answer in time" if status == 504 else f"unreachable ({error})"
-            response = _problem(status, f"service {name} at {target.origin()}: {why}")
-            response.headers["X-Jitchaos-Upstream"] = str(target.origin())
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
+            if response is not None and response.prepared:
+                # Its status line and part of its body are out: a second answer would land
+                # inside the first. The client sees the connection end short of the body.
+                log.warning(
+                    "service %s: the answer to %s %s was cut short (%s)",
+                    name,
+                    request.method,
+                    path,
+                    type(error).__name__,
+                )
+                if request.transport is not None:
+                    request.transport.close()
+            else:
+                status = 504 if isinstance(error, TimeoutError) else 502
+                why = "no answer in time" if status == 504 else _unreachable(error)
+                response = _problem(status, f"service {name} at {target.origin()}: {why}")
+                response.headers["X-Jitchaos-Upstream"] = str(target.origin())
         decision = self.history.decision(
             at=self.clock.now(),
             step=self.engine.step,
@@ -1164,6 +1191,12 @@ def _names_another_target(request: web.BaseRequest | Request) -> bool:
         sockname = transport.get_extra_info("sockname") if transport is not None else None
     if not sockname:
         return False
+    if (
+        not isinstance(request, Request)
+        and "Host" not in request.headers
+        and request.raw_path.startswith("/")
+    ):
+        return False  # HTTP/1.0 without Host, in origin form: to whoever listens here
     host = request.host
     if host.startswith("["):  # [IPv6]:port
         port = host.partition("]")[2].removeprefix(":")
@@ -1215,8 +1248,64 @@ def _relay(answer: Forwarded) -> Reply:
     return Reply(answer.status, answer.headers, answer.body)
 
 
-def _request_headers(request: web.BaseRequest | Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """The fields a proxy passes on, repeats kept: not the hop-by-hop ones, nor those the
+    message's Connection field names (RFC 9110 §7.6.1)."""
+    listed = {
+        token.strip().lower()
+        for value in _all(headers, "Connection")
+        for token in value.split(",")
+    }
+    return CIMultiDict(
+        (k, v)
+        for k, v in headers.items()
+        if (lowered := k.lower()) not in _HOP_BY_HOP and lowered not in listed
+    )
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return list(getall(name, []))
+    value = headers.get(name)
+    return [value] if value is not None else []
+
+
+def _request_headers(request: web.BaseRequest | Request) -> CIMultiDict[str]:
+    return _end_to_end(request.headers)
+
+
+def _service_url(target: URL, request: web.BaseRequest) -> tuple[str, URL]:
+    """The service's URL for a request, as the client wrote its path and query (percent
+    escapes kept: ``%2F`` stays ``%2F``, ``%26`` in a value stays one), and the path as the
+    history records it. Dot segments (also ``%2e%2e``) are resolved first, so ``/../admin``
+    cannot climb out of ``--service http://host/api``."""
+    segments = request.rel_url.raw_path.split("/")[1:]
+    kept: list[str] = []
+    for position, segment in enumerate(segments):
+        lowered = segment.lower()
+        if lowered in _DOT_DOT and kept:
+            kept.pop()
+        if lowered in _DOT or lowered in _DOT_DOT:
+            if position == len(segments) - 1:
+                kept.append("")  # "/a/." is "/a/"
+            continue
+        kept.append(segment)
+    raw_path = urllib.parse.quote("/" + "/".join(kept), safe=_PATH_SAFE)
+    query = request.rel_url.raw_query_string
+    url = URL(
+        f"{target.scheme}://{target.raw_authority}{target.raw_path.rstrip('/')}{raw_path}"
+        + (f"?{query}" if query else ""),
+        encoded=True,
+    )
+    return URL.build(path=raw_path, encoded=True).path, url
+
+
+def _unreachable(error: BaseException) -> str:
+    """Why a service could not be reached, without the URL (its query may hold a token)."""
+    if isinstance(error, aiohttp.ClientResponseError):
+        return f"unreachable (it answered something that is not HTTP: {error.message})"
+    return f"unreachable ({error})"
 
 
 def _form(request: Request, body: bytes) -> dict[str, str]:

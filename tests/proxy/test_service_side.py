@@ -1,0 +1,181 @@
+"""The service side forwards what the client wrote and relays what the service answered:
+paths and queries with their escapes, repeated fields, long and cut-short bodies, Expect,
+HEAD; nothing the client sent reaches the log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from jitchaos import ManualClock
+from jitchaos.idp import EmbeddedIdP
+from jitchaos.proxy import ChaosProxy
+from tests.proxy.test_idp_side import raw_request, served
+
+BIG = 3 * 1024 * 1024  # over the proxy's 1 MiB buffering limit: streamed
+
+
+def _service() -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "raw_path": request.raw_path,
+                "headers": [[k, v] for k, v in request.headers.items()],
+                "body": (await request.read()).decode(),
+            },
+            headers={"Connection": "X-Secret-Hop", "X-Secret-Hop": "leak"},
+        )
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = BIG
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await response.write(b"x" * BIG)
+        return response
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(6):  # 1.2 s in all, never silent for the proxy's 0.5 s
+            await response.write(b"y" * 1000)
+            await asyncio.sleep(0.2)
+        await response.write_eof()
+        return response
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"z" * (2 * 1024 * 1024))
+        assert request.transport is not None
+        request.transport.close()  # the service dies mid-answer
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/api/big", big)
+    app.router.add_get("/api/slow", slow)
+    app.router.add_get("/api/cut", cut)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture
+def proxy(idp: EmbeddedIdP, clock: ManualClock) -> Iterator[ChaosProxy]:
+    with (
+        served(_service()) as url,
+        ChaosProxy(
+            idp, clock=clock, services={"api": url + "/api"}, upstream_timeout=0.5
+        ).in_thread() as running,
+    ):
+        yield running
+
+
+def _get(proxy: ChaosProxy, target: str, *fields: str, method: str = "GET") -> bytes:
+    base = proxy.service_url("api")
+    head = "".join(f"{field}\r\n" for field in fields)
+    request = f"{method} {target} HTTP/1.1\r\nHost: {base[7:]}\r\n{head}Connection: close\r\n\r\n"
+    return raw_request(base, request.encode("utf-8", "surrogateescape"))
+
+
+def _echoed(answer: bytes) -> dict[str, object]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    echoed: dict[str, object] = json.loads(body)
+    return echoed
+
+
+def test_paths_and_queries_reach_the_service_as_written(proxy: ChaosProxy) -> None:
+    for target, reached in [
+        ("/q?a=%26b&c=d", "/api/q?a=%26b&c=d"),  # an escaped & stays one value
+        ("/q?q=a%2Bb&x=%2F%3D", "/api/q?q=a%2Bb&x=%2F%3D"),
+        ("/a%2Fb", "/api/a%2Fb"),
+        ("/%FF", "/api/%FF"),
+        ("/../admin", "/api/admin"),  # and never above the service's base path
+        ("/x/%2e%2E/%2E./admin", "/api/admin"),
+        ("/v1/./read/.", "/api/v1/read/"),
+    ]:
+        assert _echoed(_get(proxy, target))["raw_path"] == reached, target
+    paths = [decision.path for decision in proxy.history.decisions]
+    assert paths == [
+        "/q",
+        "/q",
+        "/a/b",
+        "/%FF",  # not UTF-8: kept escaped
+        "/admin",
+        "/admin",
+        "/v1/read/",
+    ]
+
+
+def test_fields_are_relayed_end_to_end_only(proxy: ChaosProxy) -> None:
+    answer = _get(proxy, "/f", "Cookie: a=1", "Cookie: b=2", "X-Hop: secret", "Connection: X-Hop")
+    sent = _echoed(answer)["headers"]
+    assert isinstance(sent, list)
+    assert [v for k, v in sent if k == "Cookie"] == ["a=1", "b=2"]  # repeats kept
+    assert not [k for k, _ in sent if k.lower() == "x-hop"]  # named by Connection: hop-by-hop
+    assert b"X-Secret-Hop" not in answer.partition(b"\r\n\r\n")[0]
+
+
+def test_long_answers_keep_their_length_and_head_its_fields(proxy: ChaosProxy) -> None:
+    answer = _get(proxy, "/big")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert f"Content-Length: {BIG}".encode() in head
+    assert len(body) == BIG
+    head = _get(proxy, "/big", method="HEAD").partition(b"\r\n\r\n")[0]
+    assert f"Content-Length: {BIG}".encode() in head
+
+
+def test_a_slow_stream_is_no_timeout_and_a_cut_one_is_cut_not_patched(
+    proxy: ChaosProxy,
+) -> None:
+    # upstream_timeout is 0.5 s: it bounds silence, not a whole download.
+    answer = _get(proxy, "/slow")
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.partition(b"\r\n\r\n")[2].count(b"y") == 6000
+    # The service dies mid-body: the client's connection ends short of it, with no second
+    # answer written into the first (it used to get a 502 status line inside the body).
+    answer = _get(proxy, "/cut")
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.count(b"HTTP/1.1") == 1
+    assert not answer.endswith(b"0\r\n\r\n")  # never made to look complete
+    assert [d.status for d in proxy.history.decisions] == [200, 200]  # what the client got
+
+
+def test_expect_100_continue_is_answered(proxy: ChaosProxy) -> None:
+    base = proxy.service_url("api")
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            f"POST /e HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 5\r\n"
+            "Expect: 100-continue\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")  # not the timeout's 504
+        sock.sendall(b"hello")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    assert _echoed(b"".join(chunks))["body"] == "hello"
+
+
+def test_http10_without_host_is_served(proxy: ChaosProxy) -> None:
+    answer = raw_request(proxy.service_url("api"), b"GET /old HTTP/1.0\r\n\r\n")
+    assert answer.split(b" ", 2)[1] == b"200", answer[:200]
+
+
+def test_a_malformed_request_logs_no_token(
+    proxy: ChaosProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        answer = _get(proxy, "/r?access_token=eyJSECRETRAW.abc.def&b=\udcff")
+        _get(proxy, "/r", "Authorization: Bearer eyJSECRETRAW2.abc.def\x01")
+    assert answer.split(b" ", 2)[1] == b"400"
+    assert "not valid HTTP" in caplog.text
+    assert "SECRETRAW" not in caplog.text
