@@ -13,7 +13,16 @@ import attrs
 
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["check_seconds", "finite_number", "route_scopes", "scope_names", "typed"]
+__all__ = [
+    "at_least",
+    "check_seconds",
+    "finite_number",
+    "is_finite",
+    "non_empty",
+    "route_scopes",
+    "scope_names",
+    "typed",
+]
 
 
 def finite_number(
@@ -29,17 +38,17 @@ def finite_number(
     words the rule, e.g. "finite seconds > 0"). NaN compares false with everything, so an
     unchecked NaN time passes every expiry check."""
     if (
-        (type(value) is float or type(value) is int)  # the common case, without ABC checks
+        type(value) is float  # the common case, without ABC checks
         and math.isfinite(value)
         and (minimum is None or value >= minimum)
         and (above is None or value > above)
     ):
-        return float(value)
+        return value
     # numbers.Real: also numpy scalars and Fractions; Decimal is a number too, if not Real.
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Real | decimal.Decimal)
-        or not math.isfinite(value)
+        or not is_finite(value)
         or (minimum is not None and value < minimum)
         or (above is not None and value <= above)
     ):
@@ -49,6 +58,32 @@ def finite_number(
             must = f"a finite number{bound}"
         raise InvalidArgument(f"{name}={value!r} must be {must}")
     return float(value)
+
+
+def is_finite(value: Any) -> bool:
+    """Finite, and within a float's range: an int of 400 digits is a number no time or
+    duration here can be (``math.isfinite`` raises OverflowError for it)."""
+    try:
+        return math.isfinite(value) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def at_least(bound: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """An attrs validator: the value is at least ``bound``, else :class:`InvalidArgument`
+    naming the field (attrs's own ``ge`` raises a ValueError, which callers do not expect)."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value < bound:
+            raise InvalidArgument(f"{attribute.name}={value!r} must be >= {bound}")
+
+    return check
+
+
+def non_empty(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: a non-empty value (after ``typed``), as :class:`InvalidArgument`."""
+    if not value:
+        raise InvalidArgument(f"{attribute.name}={value!r} must not be empty")
 
 
 def check_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -10,13 +10,13 @@ read real time; for them use :class:`SystemClock` and short real TTLs.
 from __future__ import annotations
 
 import datetime
-import math
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
+from jitchaos._checks import is_finite
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["Clock", "ManualClock", "OffsetClock", "SystemClock"]
@@ -104,7 +104,7 @@ class ManualClock:
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, int | float)
-            or not math.isfinite(seconds)
+            or not is_finite(seconds)
             or seconds < 0
         ):
             raise InvalidArgument(
@@ -161,7 +161,7 @@ def _check_time(name: str, value: object) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
+        or not is_finite(value)
         or value < 0
     ):
         raise InvalidArgument(f"{name}={value!r} must be a finite number of seconds >= 0")

@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from jitchaos._checks import finite_number, typed
+from jitchaos._checks import at_least, finite_number, non_empty, typed
 from jitchaos._clock import Clock, ManualClock
 from jitchaos.errors import InvalidArgument, LedgerError
 
@@ -349,11 +349,9 @@ class GrantRequest:
     """
 
     principal: Principal = attrs.field(validator=typed(Principal))
-    client_id: str = attrs.field(
-        validator=attrs.validators.and_(typed(str), attrs.validators.min_len(1))
-    )
+    client_id: str = attrs.field(validator=[typed(str), non_empty])
     scopes: frozenset[str] = attrs.field(converter=_scope_set)
-    lifetime: int = attrs.field(validator=[typed(int), attrs.validators.ge(1)])
+    lifetime: int = attrs.field(validator=[typed(int), at_least(1)])
     """Seconds the access token lives."""
     refresh: bool = attrs.field(default=False, validator=typed(bool))
     """Whether a refresh token is issued with it."""

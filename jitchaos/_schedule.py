@@ -222,7 +222,7 @@ class Schedule:
             raise InvalidArgument(f"a schedule's text is a str, not {type(text).__name__}")
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError) as error:  # also a number of 5000 digits
             raise InvalidArgument(f"the schedule is not JSON: {error}") from None
         except RecursionError:
             raise InvalidArgument("the schedule nests arrays or objects too deeply") from None

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import attrs
 
-from jitchaos._checks import typed
+from jitchaos._checks import at_least, typed
 from jitchaos.faults._base import Effect, Issue, OnNextToken, World, check_target
 
 
@@ -27,7 +27,7 @@ class Expire:
     """Which live tokens expire (ignored when ``issued_ttl`` is set)."""
     issued_ttl: int | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional([typed(int), attrs.validators.ge(1)]),
+        validator=attrs.validators.optional([typed(int), at_least(1)]),
     )
     """Lifetime in seconds of tokens issued while active; None expires live tokens instead."""
 

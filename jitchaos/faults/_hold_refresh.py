@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import attrs
 
-from jitchaos._checks import typed
+from jitchaos._checks import at_least, typed
 from jitchaos.faults._base import Answer, Effect, Exchange, World, check_seconds
 
 
@@ -24,7 +24,7 @@ class HoldRefresh:
     kind: ClassVar[str] = "hold_refresh"
     summary: ClassVar[str] = "hold refresh responses until N are in flight (forced concurrency)"
 
-    count: int = attrs.field(default=2, validator=[typed(int), attrs.validators.ge(2)])
+    count: int = attrs.field(default=2, validator=[typed(int), at_least(2)])
     timeout: float = attrs.field(default=5.0, validator=check_seconds)
     """Real seconds to wait for the others before releasing what is held."""
 

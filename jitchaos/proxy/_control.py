@@ -18,6 +18,7 @@ details. Routes::
 from __future__ import annotations
 
 import hmac
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -77,7 +78,8 @@ def control_app(proxy: ChaosProxy) -> web.Application:
             return _problem(400, str(error))
         except web.HTTPException as error:
             if error.status >= 400:
-                return _problem(error.status, error.reason)
+                allow = error.headers.get("Allow")  # a 405 says what the path answers
+                return _problem(error.status, error.reason, **({"Allow": allow} if allow else {}))
             raise
 
     app = web.Application(middlewares=[guard], client_max_size=4 * 1024 * 1024)
@@ -153,7 +155,7 @@ class _Routes:
 
     async def history(self, request: web.Request) -> web.Response:
         raw = request.query.get("since", "0")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
             raise InvalidArgument(f"since={raw!r} must be a whole number (a history seq)")
         since = int(raw)
         entries = [e.to_json() for e in self.proxy.history.entries if e.seq > since]
@@ -193,6 +195,8 @@ async def _json(request: web.Request) -> object:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidArgument(f"the body is not JSON: {error}") from None
+    except RecursionError:
+        raise InvalidArgument("the body nests arrays or objects too deeply") from None
 
 
 class ProxyClient:
@@ -209,8 +213,13 @@ class ProxyClient:
             URL(url)
         except ValueError as error:
             raise InvalidArgument(f"url={url!r} is not a URL: {error}") from None
-        if not isinstance(secret, str) or not secret or not secret.isprintable():
-            raise InvalidArgument("secret must be the proxy's control secret (printable text)")
+        if (
+            not isinstance(secret, str)
+            or not secret
+            or not secret.isascii()
+            or not secret.isprintable()
+        ):
+            raise InvalidArgument("secret must be the proxy's control secret (printable ASCII)")
         timeout = finite_number("timeout", timeout, minimum=0)
         if timeout == 0:
             raise InvalidArgument("timeout=0 must be seconds > 0")
@@ -264,7 +273,13 @@ class ProxyClient:
         return self._send("GET", "/metrics", None).decode()
 
     def _call(self, method: str, path: str, body: object = None) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self._send(method, path, body))
+        answer = self._send(method, path, body)
+        try:
+            data = json.loads(answer)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise ControlError(f"control API {method} {path}: the answer is not a JSON object")
         return data
 
     def _send(self, method: str, path: str, body: object) -> bytes:
@@ -292,3 +307,8 @@ class ProxyClient:
             ) from None
         except (urllib.error.URLError, OSError) as error:
             raise ControlError(f"control API at {self.url} unreachable: {error}") from None
+        except http.client.HTTPException as error:  # not an HTTP server at all
+            raise ControlError(
+                f"control API at {self.url} answered something that is not HTTP: "
+                f"{type(error).__name__}"
+            ) from None

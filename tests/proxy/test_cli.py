@@ -180,12 +180,23 @@ def test_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_bad_schedule_file_names_the_problem(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fault", "names"),
+    [
+        ('{"kind": "meteor"}', "unknown fault kind 'meteor'"),
+        # These three were tracebacks (OverflowError, ValueError) and exit 1:
+        ('{"kind": "revoke", "delay": 1' + "0" * 400 + "}", "delay="),
+        ('{"kind": "revoke", "delay": 1' + "0" * 5000 + "}", "not JSON"),
+        ('{"kind": "expire", "issued_ttl": -1}', "issued_ttl=-1 must be >= 1"),
+    ],
+)
+def test_bad_schedule_file_names_the_problem(tmp_path: Path, fault: str, names: str) -> None:
     path = tmp_path / "bad.json"
-    path.write_text('[{"trigger": {"type": "at_step", "step": 1}, "fault": {"kind": "meteor"}}]')
+    path.write_text(f'[{{"trigger": {{"type": "at_step", "step": 1}}, "fault": {fault}}}]')
     result = run_cli("proxy", *EMBEDDED, "--schedule", str(path))
     assert result.returncode == 2
-    assert "unknown fault kind 'meteor'" in result.stderr
+    assert names in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import prometheus_client
 import pytest
 import requests
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from jitchaos import ManualClock, Schedule
+from jitchaos._loop import BackgroundLoop
 from jitchaos._schedule import AtStep, Scheduled
 from jitchaos.errors import ControlError, InvalidArgument
 from jitchaos.faults import Narrow, Outage, Revoke
@@ -16,6 +20,7 @@ from jitchaos.proxy import ChaosProxy, ProxyClient
 from jitchaos.proxy._metrics import Metrics
 from tests.common.idp import client_credentials
 from tests.proxy.conftest import Front
+from tests.proxy.test_idp_side import served
 
 ROUTES = [
     ("GET", "/status"),
@@ -107,6 +112,17 @@ def test_bad_requests_get_problem_details_and_change_nothing(front: Front) -> No
         ("POST", "/clock", '{"advance": -5}', "never goes back"),
         ("POST", "/clock", '{"jump": 5}', '{"advance": SECONDS}'),
         ("GET", "/history?since=x", None, "since='x'"),
+        # These were 500s with a traceback:
+        ("GET", "/history?since=" + "9" * 5000, None, "must be a whole number"),
+        ("GET", "/history?since=%C2%B2", None, "since='²'"),  # isdigit() takes it, int() not
+        ("PUT", "/schedule", "[" * 100000 + "]" * 100000, "too deeply"),
+        ("POST", "/faults", "[" * 100000 + "]" * 100000, "too deeply"),
+        ("POST", "/clock", '{"advance": 1' + "0" * 400 + "}", "must be a finite number"),
+        ("POST", "/clock", '{"set": 1' + "0" * 400 + "}", "must be a finite number"),
+        ("POST", "/faults", '{"kind": "revoke", "delay": 1' + "0" * 400 + "}", "delay="),
+        ("POST", "/faults", '{"kind": "expire", "issued_ttl": 0}', "issued_ttl=0 must be >= 1"),
+        ("POST", "/faults", '{"kind": "hold_refresh", "count": 1}', "count=1 must be >= 2"),
+        ("PUT", "/schedule", "[" + "1" * 5000 + "]", "not JSON"),
     ]
     for method, path, body, detail in cases:
         answer = requests.request(
@@ -125,6 +141,13 @@ def test_bad_requests_get_problem_details_and_change_nothing(front: Front) -> No
     with pytest.raises(ControlError, match="404") as caught:
         control._call("GET", "/nothing")
     assert caught.value.status == 404
+    answer = requests.delete(
+        proxy.control_url + "/schedule",
+        headers={"Authorization": f"Bearer {proxy.secret}"},
+        timeout=10,
+    )
+    assert answer.status_code == 405
+    assert set(answer.headers["Allow"].split(",")) >= {"GET", "PUT"}
 
 
 def test_client_errors(front: Front) -> None:
@@ -136,6 +159,30 @@ def test_client_errors(front: Front) -> None:
         ProxyClient("localhost:1", "x")
     with pytest.raises(ControlError, match="unreachable"):
         ProxyClient("http://127.0.0.1:9", "s" * 20, timeout=2).status()
+    with pytest.raises(InvalidArgument, match="printable ASCII"):
+        ProxyClient(proxy.control_url, "s" * 20 + "€")  # it could never be sent
+
+
+def test_client_names_a_server_that_is_not_the_control_api() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"garbage\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html>a login page</html>")
+
+    app = web.Application()
+    app.router.add_get("/status", html)
+    with BackgroundLoop() as loop, served(app) as url:
+        server = loop.run(asyncio.start_server(garbage, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(ControlError, match="not HTTP"):
+            ProxyClient(f"http://127.0.0.1:{port}", "s" * 20).status()
+        with pytest.raises(ControlError, match="not a JSON object"):
+            ProxyClient(url, "s" * 20).status()
+        server.close()
 
 
 def test_clock_that_cannot_move_is_409(idp: EmbeddedIdP) -> None:
