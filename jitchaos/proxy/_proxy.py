@@ -187,17 +187,11 @@ class ChaosProxy:
         if services is not None and not isinstance(services, Mapping):
             raise InvalidArgument(f"services={services!r} must map names to http(s) URLs")
         for name, url in (services or {}).items():
-            parsed = _http_url(url)
-            if (
-                not isinstance(name, str)
-                or not name.isidentifier()
-                or parsed is None
-                or parsed.scheme not in ("http", "https")
-                or not parsed.host
-            ):
+            parsed = _service_target(url)
+            if not isinstance(name, str) or not name.isidentifier() or parsed is None:
                 raise InvalidArgument(
                     f"services: {name!r}={url!r} must map a name (letters, digits, _) to an "
-                    "http(s) URL"
+                    "http(s) URL with a host and no query or fragment"
                 )
             self.services[name] = parsed
         if isinstance(upstream_timeout, bool) or not (
@@ -442,9 +436,11 @@ class ChaosProxy:
         """Send service ``name``'s traffic to ``url`` from now on (its listener stays)."""
         if name not in self.services:
             raise InvalidArgument(f"name={name!r} is not a configured service")
-        parsed = _http_url(url)
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            raise InvalidArgument(f"url={url!r} must be an http(s) URL")
+        parsed = _service_target(url)
+        if parsed is None:
+            raise InvalidArgument(
+                f"url={url!r} must be an http(s) URL with a host and no query or fragment"
+            )
         self.services[name] = parsed
 
     def reset(self) -> None:
@@ -1142,6 +1138,19 @@ def _http_url(url: object) -> URL | None:
         return URL(url)
     except ValueError:  # yarl: an invalid IPv6 literal, a bad port
         return None
+
+
+def _service_target(url: object) -> URL | None:
+    """A service's base URL, or None: http(s), a host that can be one (a DNS name or an IP
+    address, not ``a b``), and no query or fragment (they would be dropped from every
+    request, silently)."""
+    parsed = _http_url(url)
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        return None
+    if parsed.raw_query_string or parsed.raw_fragment:
+        return None
+    host = parsed.raw_host
+    return parsed if _valid_host(f"[{host}]" if ":" in host else host) else None
 
 
 def _base_url(scheme: str, host: str, port: int) -> str:

@@ -124,6 +124,10 @@ def test_an_oversized_request_gets_a_json_error_and_changes_nothing(idp: Embedde
         ({"services": ["a"]}, "services=['a'] must map names to http(s) URLs"),
         ({"services": "a=http://x"}, "services='a=http://x' must map names"),
         ({"services": {"a": "http://[bad"}}, "services: 'a'='http://[bad' must map a name"),
+        # Never reachable, or silently cut from every request:
+        ({"services": {"a": "http://a b"}}, "services: 'a'='http://a b' must map a name"),
+        ({"services": {"a": "http://h/p?q=1"}}, "with a host and no query or fragment"),
+        ({"services": {"a": "http://h/p#f"}}, "with a host and no query or fragment"),
         ({"clock": "x"}, "clock='x' must have now()"),
         ({"audit": 5}, "audit=5 must have write(event)"),
         ({"ca_bundle": 5}, "ca_bundle=5 must be a path to PEM CA certificates"),
@@ -145,6 +149,9 @@ def test_the_python_entry_points_name_bad_values(idp: EmbeddedIdP) -> None:
             proxy.apply(fault)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match=r"url='http://\[bad' must be an http\(s\) URL"):
         proxy.retarget("api", "http://[bad")
+    with pytest.raises(InvalidArgument, match="no query or fragment"):
+        proxy.retarget("api", "http://127.0.0.1:9/?tenant=1")
+    assert str(proxy.services["api"]) == "http://127.0.0.1:9"  # unchanged
     client = ProxyClient("http://127.0.0.1:9", "s" * 24)
     with pytest.raises(InvalidArgument, match="must be a fault value"):
         client.apply("expire")  # type: ignore[arg-type]
