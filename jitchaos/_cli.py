@@ -272,7 +272,8 @@ def _build_parser() -> _Parser:
         "--upstream-timeout",
         type=_time,
         default=10.0,
-        help="seconds to wait for the upstream before answering 504 (default 10)",
+        help="seconds the upstream IdP or a service may stay silent before the proxy answers "
+        "504 (default 10); a long download that keeps coming is no timeout",
     )
     proxy.add_argument(
         "--audit",

@@ -143,8 +143,10 @@ class ChaosProxy:
     ``services`` maps names to the base URLs of the services under test. ``clock`` defaults to
     the embedded IdP's clock, else the wall clock. ``secret`` guards the control API (one is
     generated when not given). ``ca_bundle`` names CA certificates for https upstreams.
-    ``hold_limit`` caps, in real seconds, how long a fault may hold a request (an outage in
-    timeout mode answers 504 after it). ``reuse_detection`` says the upstream revokes a whole
+    ``upstream_timeout`` is how long the upstream IdP or a service may stay silent before the
+    proxy answers 504 (a long download that keeps coming is no timeout). ``hold_limit`` caps,
+    in real seconds, how long a fault may hold a request (an outage in timeout mode answers
+    504 after it). ``reuse_detection`` says the upstream revokes a whole
     grant when a spent refresh token is presented again (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2;
     the embedded IdP does): when it refuses such a reuse, the ledger records that revocation.
     """
