@@ -1031,10 +1031,6 @@ class ChaosProxy:
         assert self._session is not None
         started = time.perf_counter()
         self.engine.tick()
-        raw = _bearer(request) or request.query.get("access_token")
-        token = fingerprint(raw) if raw else None
-        if token is not None:
-            self.engine.offer_token(token)
         path, url = _service_url(target, request)
         if (
             request.headers.get("Expect", "").lower() == "100-continue"
@@ -1042,13 +1038,25 @@ class ChaosProxy:
             and request.body_exists
         ):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as aiohttp's router
+        raw = _bearer(request) or request.query.get("access_token")
+        body: bytes | None = None
+        if raw is None and _may_carry_form_token(request):
+            body = await request.read()  # small: read whole to find the token, then sent on
+            raw = _form_field(body, "access_token")
+        token = fingerprint(raw) if raw else None
+        if token is not None:
+            self.engine.offer_token(token)
         response: web.StreamResponse | None = None
         try:
             async with self._session.request(
                 request.method,
                 url,
                 headers=_request_headers(request),
-                data=request.content if request.body_exists else None,
+                data=body
+                if body is not None
+                else request.content
+                if request.body_exists
+                else None,
                 allow_redirects=False,
             ) as upstream:
                 headers = _end_to_end(upstream.headers)
@@ -1310,6 +1318,24 @@ def _service_url(target: URL, request: web.BaseRequest) -> tuple[str, URL]:
         encoded=True,
     )
     return URL.build(path=raw_path, encoded=True).path, url
+
+
+def _may_carry_form_token(request: web.BaseRequest) -> bool:
+    """A form body that may carry the access token (RFC 6750 §2.2: not with GET), small enough
+    to read whole before forwarding it."""
+    length = request.content_length
+    return (
+        request.method not in ("GET", "HEAD")
+        and request.content_type == "application/x-www-form-urlencoded"
+        and length is not None
+        and 0 < length <= _BUFFER_LIMIT
+    )
+
+
+def _form_field(body: bytes, name: str) -> str | None:
+    """The first ``name`` field of an urlencoded body, or None."""
+    values = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(name)
+    return values[0] if values else None
 
 
 def _unreachable(error: BaseException) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from jitchaos import ManualClock
+from jitchaos import ManualClock, fingerprint
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
 from tests.proxy.test_idp_side import raw_request, served
@@ -179,3 +179,20 @@ def test_a_malformed_request_logs_no_token(
     assert answer.split(b" ", 2)[1] == b"400"
     assert "not valid HTTP" in caplog.text
     assert "SECRETRAW" not in caplog.text
+
+
+def test_a_token_in_a_form_body_is_fingerprinted_and_the_body_sent_on(
+    proxy: ChaosProxy,
+) -> None:
+    """RFC 6750 §2.2: the decision names the token, so the checker can judge it."""
+    body = "access_token=eyJ.form.token&item=42"
+    base = proxy.service_url("api")
+    request = (
+        f"POST /orders HTTP/1.1\r\nHost: {base[7:]}\r\nConnection: close\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    assert _echoed(raw_request(base, request.encode()))["body"] == body
+    (decision,) = proxy.history.decisions
+    assert decision.fingerprint == fingerprint("eyJ.form.token")
+    assert "eyJ.form.token" not in repr(proxy.history.entries)
