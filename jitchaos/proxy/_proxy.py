@@ -16,6 +16,7 @@ The proxy never contacts a target it was not configured with, and never draws ra
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -30,14 +31,14 @@ import secrets
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import jwt
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -81,6 +82,9 @@ __all__ = ["ChaosProxy"]
 log = logging.getLogger("jitchaos.proxy")
 
 
+_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")  # what could be a token, in a log line
+
+
 class _ClientMistakes(logging.Filter):
     """aiohttp logs a request it cannot parse (no Host, garbage, a bad header) at ERROR with
     its traceback; on the service side that is a client's mistake, answered with a 400, so
@@ -89,10 +93,13 @@ class _ClientMistakes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
-            # aiohttp's message quotes the offending line, which may carry a token.
-            reason = (error.message or type(error).__name__).split(":", 1)[0].strip()
+            # aiohttp's message quotes the offending line after a colon, or is the request
+            # target itself (InvalidURLError); either may carry a token.
+            reason = type(error).__name__
+            if not isinstance(error, InvalidURLError) and error.message:
+                reason = _TOKENISH.sub("...", error.message.split(":", 1)[0].strip())[:100]
             record.msg = "a client sent a request that is not valid HTTP (answered %s): %s"
-            record.args = (error.code, reason[:100])
+            record.args = (error.code, reason)
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
@@ -396,6 +403,7 @@ class ChaosProxy:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await asyncio.sleep(0)  # closed transports finish closing before the loop may stop
 
     @contextmanager
     def in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[ChaosProxy]:
@@ -1031,7 +1039,14 @@ class ChaosProxy:
         assert self._session is not None
         started = time.perf_counter()
         self.engine.tick()
-        path, url = _service_url(target, request)
+        resolved = _service_url(target, request)
+        if resolved is None:
+            return _problem(
+                400,
+                "an encoded slash next to a dot segment (..%2F) could climb out of service "
+                f"{name}'s base path; write the path plainly",
+            )
+        path, url = resolved
         if (
             request.headers.get("Expect", "").lower() == "100-continue"
             and request.version >= (1, 1)
@@ -1039,44 +1054,54 @@ class ChaosProxy:
         ):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # as aiohttp's router
         raw = _bearer(request) or request.query.get("access_token")
-        body: bytes | None = None
-        if raw is None and _may_carry_form_token(request):
-            body = await request.read()  # small: read whole to find the token, then sent on
-            raw = _form_field(body, "access_token")
         token = fingerprint(raw) if raw else None
-        if token is not None:
-            self.engine.offer_token(token)
         response: web.StreamResponse | None = None
+        loop = asyncio.get_running_loop()
         try:
-            async with self._session.request(
-                request.method,
-                url,
-                headers=_request_headers(request),
-                data=body
-                if body is not None
-                else request.content
-                if request.body_exists
-                else None,
-                allow_redirects=False,
-            ) as upstream:
-                headers = _end_to_end(upstream.headers)
-                length = upstream.content_length
-                if request.method == "HEAD" or upstream.status in (204, 304):
-                    response = web.StreamResponse(status=upstream.status, headers=headers)
-                    if length is not None and request.method == "HEAD":
-                        response.content_length = length  # what a GET would carry
-                elif length is not None and length <= _BUFFER_LIMIT:
-                    response = web.Response(
-                        status=upstream.status, body=await upstream.read(), headers=headers
-                    )
-                else:
-                    response = web.StreamResponse(status=upstream.status, headers=headers)
-                    if length is not None:
-                        response.content_length = length
-                    await response.prepare(request)
-                    async for chunk in upstream.content.iter_chunked(64 * 1024):
-                        await response.write(chunk)
-                    await response.write_eof()
+            # Until the service answers, silence is bounded by a watchdog that each piece of
+            # an upload pushes back (a slow upload is no timeout; a service that stops reading
+            # it is); then by the session's sock_read, which a long download keeps resetting.
+            async with asyncio.timeout(self._upstream_timeout) as watchdog:
+                headers = _request_headers(request)
+                data: bytes | AsyncIterator[bytes] | None = None
+                if token is None and _may_carry_form_token(request):
+                    data = await request.read()  # small: read whole for its token, sent on
+                    raw = _form_field(data, "access_token")
+                    token = fingerprint(raw) if raw else None
+                elif request.body_exists:
+                    if "Content-Encoding" in headers:
+                        headers.popall("Content-Encoding")  # aiohttp has decoded the body
+                    elif request.content_length is not None:
+                        headers["Content-Length"] = str(request.content_length)  # not chunked
+                    data = _progress(request.content, watchdog, self._upstream_timeout, loop)
+                if token is not None:
+                    self.engine.offer_token(token)
+                async with self._session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                ) as upstream:
+                    watchdog.reschedule(None)
+                    headers = _end_to_end(upstream.headers)
+                    length = upstream.content_length
+                    if request.method == "HEAD" or upstream.status in (204, 304):
+                        response = web.StreamResponse(status=upstream.status, headers=headers)
+                        if length is not None and request.method == "HEAD":
+                            response.content_length = length  # what a GET would carry
+                    elif length is not None and length <= _BUFFER_LIMIT:
+                        response = web.Response(
+                            status=upstream.status, body=await upstream.read(), headers=headers
+                        )
+                    else:
+                        response = web.StreamResponse(status=upstream.status, headers=headers)
+                        if length is not None:
+                            response.content_length = length
+                        await response.prepare(request)
+                        async for chunk in upstream.content.iter_chunked(64 * 1024):
+                            await response.write(chunk)
+                        await response.write_eof()
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
             if response is not None and response.prepared:
                 # Its status line and part of its body are out: a second answer would land
@@ -1160,7 +1185,13 @@ def _service_target(url: object) -> URL | None:
     if parsed.raw_query_string or parsed.raw_fragment:
         return None
     host = parsed.raw_host
-    return parsed if _valid_host(f"[{host}]" if ":" in host else host) else None
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)  # also with a zone: fe80::1%eth0
+        except ValueError:
+            return None
+        return parsed
+    return parsed if _valid_host(host) else None
 
 
 def _base_url(scheme: str, host: str, port: int) -> str:
@@ -1294,21 +1325,24 @@ def _request_headers(request: web.BaseRequest | Request) -> CIMultiDict[str]:
     return _end_to_end(request.headers)
 
 
-def _service_url(target: URL, request: web.BaseRequest) -> tuple[str, URL]:
+def _service_url(target: URL, request: web.BaseRequest) -> tuple[str, URL] | None:
     """The service's URL for a request, as the client wrote its path and query (percent
     escapes kept: ``%2F`` stays ``%2F``, ``%26`` in a value stays one), and the path as the
     history records it. Dot segments (also ``%2e%2e``) are resolved first, so ``/../admin``
-    cannot climb out of ``--service http://host/api``."""
+    cannot climb out of ``--service http://host/api``. None for a segment that a server
+    decoding before it resolves would read as one next to a slash (``..%2F``, ``%5C..``)."""
     segments = request.rel_url.raw_path.split("/")[1:]
     kept: list[str] = []
     for position, segment in enumerate(segments):
-        lowered = segment.lower()
-        if lowered in _DOT_DOT and kept:
-            kept.pop()
-        if lowered in _DOT or lowered in _DOT_DOT:
+        decoded = urllib.parse.unquote(segment)
+        if decoded in (".", ".."):
+            if decoded == ".." and kept:
+                kept.pop()
             if position == len(segments) - 1:
                 kept.append("")  # "/a/." is "/a/"
             continue
+        if any(part in (".", "..") for part in re.split(r"[/\\]", decoded)):
+            return None
         kept.append(segment)
     raw_path = urllib.parse.quote("/" + "/".join(kept), safe=_PATH_SAFE)
     query = request.rel_url.raw_query_string
@@ -1320,12 +1354,25 @@ def _service_url(target: URL, request: web.BaseRequest) -> tuple[str, URL]:
     return URL.build(path=raw_path, encoded=True).path, url
 
 
+async def _progress(
+    content: aiohttp.StreamReader,
+    watchdog: asyncio.Timeout,
+    seconds: float,
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncIterator[bytes]:
+    """The request body as it comes, each piece the service takes pushing the watchdog back."""
+    async for chunk in content.iter_any():
+        watchdog.reschedule(loop.time() + seconds)
+        yield chunk
+
+
 def _may_carry_form_token(request: web.BaseRequest) -> bool:
     """A form body that may carry the access token (RFC 6750 §2.2: not with GET), small enough
     to read whole before forwarding it."""
     length = request.content_length
     return (
         request.method not in ("GET", "HEAD")
+        and "Content-Encoding" not in request.headers
         and request.content_type == "application/x-www-form-urlencoded"
         and length is not None
         and 0 < length <= _BUFFER_LIMIT

@@ -182,7 +182,7 @@ def test_client_names_a_server_that_is_not_the_control_api() -> None:
             ProxyClient(f"http://127.0.0.1:{port}", "s" * 20).status()
         with pytest.raises(ControlError, match="not a JSON object"):
             ProxyClient(url, "s" * 20).status()
-        server.close()
+        loop.run(_close(server))
 
 
 def test_clock_that_cannot_move_is_409(idp: EmbeddedIdP) -> None:
@@ -244,3 +244,7 @@ def test_secret_is_checked_and_generated() -> None:
     second = ChaosProxy("http://127.0.0.1:1")
     assert len(first.secret) >= 24
     assert first.secret != second.secret
+
+
+async def _close(server: asyncio.Server) -> None:
+    server.close()  # on its own loop's thread

@@ -5,15 +5,20 @@ HEAD; nothing the client sent reaches the log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import json
 import logging
+import select
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
 
 from jitchaos import ManualClock, fingerprint
+from jitchaos._loop import BackgroundLoop
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
 from tests.proxy.test_idp_side import raw_request, served
@@ -196,3 +201,109 @@ def test_a_token_in_a_form_body_is_fingerprinted_and_the_body_sent_on(
     (decision,) = proxy.history.decisions
     assert decision.fingerprint == fingerprint("eyJ.form.token")
     assert "eyJ.form.token" not in repr(proxy.history.entries)
+
+
+def test_encoded_slashes_next_to_dot_segments_are_refused(proxy: ChaosProxy) -> None:
+    """A service that decodes before it resolves (nginx, http.server) would read ``..%2F`` as
+    ``../``: above the base path."""
+    for target in ["/..%2Fsecret.txt", "/%2e%2e%2fsecret.txt", "/x/..%5C..%5Csecret"]:
+        answer = _get(proxy, target)
+        assert answer.startswith(b"HTTP/1.1 400"), (target, answer[:200])
+        assert b"base path" in answer
+    assert proxy.history.decisions == ()  # never sent, so no decision of the service's
+    assert _echoed(_get(proxy, "/a%2Fb"))["raw_path"] == "/api/a%2Fb"  # a plain %2F goes
+
+
+def test_an_upload_to_a_service_that_stops_reading_gets_a_504(
+    idp: EmbeddedIdP, clock: ManualClock
+) -> None:
+    release = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await release.wait()  # accepts, never reads, never answers
+        finally:
+            writer.close()
+
+    with BackgroundLoop() as loop:
+        server = loop.run(asyncio.start_server(never_read, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        services = {"api": f"http://127.0.0.1:{port}"}
+        with ChaosProxy(
+            idp, clock=clock, services=services, upstream_timeout=0.5
+        ).in_thread() as p:
+            base = p.service_url("api")
+            host, listen = base.removeprefix("http://").split(":")
+            size = 64 * 1024 * 1024
+            with socket.create_connection((host, int(listen)), timeout=10) as sock:
+                sock.sendall(
+                    f"POST /up HTTP/1.1\r\nHost: {host}:{listen}\r\nContent-Length: {size}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                sock.setblocking(False)
+                chunk, answer = b"u" * 65536, b""
+                deadline = time.monotonic() + 10
+                while b"\r\n\r\n" not in answer and time.monotonic() < deadline:
+                    readable, writable, _ = select.select([sock], [sock], [], 0.05)
+                    if readable:
+                        answer += sock.recv(65536)
+                    elif writable:
+                        with contextlib.suppress(BlockingIOError):
+                            sock.send(chunk)
+            assert answer.startswith(b"HTTP/1.1 504"), answer[:200]  # not a hang
+            # The service goes away while the proxy still runs: its half-sent upload (queued
+            # for a peer that never read) can then finish closing.
+            loop.run(_close(server, release))
+            time.sleep(0.2)
+
+
+def test_a_client_that_gives_up_on_its_form_body_is_recorded_not_logged(
+    proxy: ChaosProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = proxy.service_url("api")
+    host, port = base.removeprefix("http://").split(":")
+    with caplog.at_level(logging.WARNING), socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /f HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\naccess_token=x".encode()
+        )
+    deadline = time.monotonic() + 5
+    while not proxy.history.decisions and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [d.path for d in proxy.history.decisions] == ["/f"]
+    assert "Traceback" not in caplog.text
+    assert "ERROR" not in caplog.text
+
+
+def test_a_compressed_body_goes_on_decoded_and_labelled_so(proxy: ChaosProxy) -> None:
+    body = gzip.compress(b"access_token=x&item=42")
+    base = proxy.service_url("api")
+    request = (
+        f"POST /z HTTP/1.1\r\nHost: {base[7:]}\r\nConnection: close\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    echoed = _echoed(raw_request(base, request))
+    assert echoed["body"] == "access_token=x&item=42"
+    assert isinstance(echoed["headers"], list)
+    assert not [k for k, _ in echoed["headers"] if k.lower() == "content-encoding"]
+
+
+def test_a_request_target_that_is_not_a_url_logs_no_token(
+    proxy: ChaosProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        _get(proxy, "*?access_token=eyJSECRETRAW3abcdefghij")
+    assert "not valid HTTP" in caplog.text
+    assert "SECRETRAW3" not in caplog.text
+
+
+def test_a_service_on_a_scoped_ipv6_address_is_accepted(idp: EmbeddedIdP) -> None:
+    proxy = ChaosProxy(idp, services={"api": "http://[fe80::1%25eth0]:8080/api"})
+    assert proxy.services["api"].port == 8080
+
+
+async def _close(server: asyncio.Server, release: asyncio.Event) -> None:
+    release.set()  # on their own loop's thread
+    server.close()
+    await asyncio.sleep(0.05)  # let the handlers close their connections
