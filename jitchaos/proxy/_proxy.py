@@ -213,8 +213,15 @@ class ChaosProxy:
             raise InvalidArgument(f"hold_limit={hold_limit!r} must be seconds >= 0")
         self._hold_limit = float(hold_limit)
         self.reuse_detection = bool(reuse_detection)
-        if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
-            raise InvalidArgument("secret must be a string of at least 16 characters")
+        if secret is not None and (
+            not isinstance(secret, str)
+            or len(secret) < 16
+            or not (secret.isascii() and secret.isprintable())
+        ):
+            # In an Authorization header: printable ASCII, as ProxyClient can send it.
+            raise InvalidArgument(
+                "secret must be a string of at least 16 printable ASCII characters"
+            )
         self.secret = secret if secret is not None else secrets.token_urlsafe(24)
         if clock is None:
             clock = self.idp.clock if self.idp is not None else SystemClock()

@@ -240,6 +240,8 @@ def test_metrics_follow_prometheus_clients_created_series_setting() -> None:
 def test_secret_is_checked_and_generated() -> None:
     with pytest.raises(InvalidArgument, match="secret"):
         ChaosProxy("http://127.0.0.1:1", secret="short")
+    with pytest.raises(InvalidArgument, match="printable ASCII"):
+        ChaosProxy("http://127.0.0.1:1", secret="s" * 16 + "€")  # no client could send it
     first = ChaosProxy("http://127.0.0.1:1")
     second = ChaosProxy("http://127.0.0.1:1")
     assert len(first.secret) >= 24
