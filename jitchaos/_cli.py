@@ -416,7 +416,6 @@ async def _serve(idp: EmbeddedIdP, host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    gc.freeze()
     _freeze_survivors()
     print(f"jitchaos idp: issuer {idp.issuer}", flush=True)
     print(f"jitchaos idp: discovery {idp.discovery_url}", flush=True)
@@ -517,14 +516,18 @@ def _freeze_survivors() -> Callable[[], None]:
     after (pauses stay near 20 ms). Garbage cycles are collected before each freeze; the cost
     is that a cycle alive at a freeze and dropped later is never collected (a request in
     flight), against the ledger's 1-2 KB per token. Python 3.14's incremental collector
-    bounds its pauses itself and reports no generation 2 collections: there this does
-    nothing. Returns the uninstaller."""
+    bounds its pauses itself and reports no generation 2 collections: there only what is
+    loaded at the start is frozen. Returns the uninstaller."""
 
     def after(phase: str, info: dict[str, int]) -> None:
         if phase == "stop" and info.get("generation") == 2:
             gc.freeze()
 
     gc.callbacks.append(after)
+    # What is loaded by now (modules, keys, a schedule of tens of thousands of entries) goes
+    # the same way, its garbage collected first: walking a 24k-entry schedule on every full
+    # collection cost about 10 us per token request.
+    gc.collect()
     return lambda: gc.callbacks.remove(after)
 
 
@@ -559,9 +562,7 @@ async def _serve_proxy(
     except OSError as error:
         raise _UsageError(f"cannot listen on {host}: {error.strerror or error}") from None
     # What is loaded by now (modules, keys, the schedule: tens of thousands of entries for a
-    # long run) lives as long as the process. Frozen, the cyclic collector stops walking it on
-    # every full collection, which cost about 10 us per token request with a 24k-entry schedule.
-    gc.freeze()
+    # long run) lives as long as the process: frozen, like what later survives.
     _freeze_survivors()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

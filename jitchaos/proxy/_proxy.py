@@ -39,7 +39,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from jitchaos._audit import AuditLog
@@ -73,7 +73,6 @@ from jitchaos.proxy._upstream import (
     Forwarded,
     UpstreamError,
     UpstreamIdP,
-    path_key,
     upstream_error_answer,
 )
 
@@ -124,8 +123,6 @@ _HOP_BY_HOP = frozenset(
         "expect",  # the proxy has the whole body, or answers 100 Continue itself
     }
 )
-_DOT = frozenset({".", "%2e"})
-_DOT_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
 # A service path may keep these as they came; anything else (non-ASCII) is percent-encoded.
 _PATH_SAFE = "/%;:@!$&'()*+,=-._~"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -256,7 +253,6 @@ class ChaosProxy:
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
         self._upstream_token_expiry: list[tuple[float, str]] = []  # heap: (forget at, fingerprint)
         self._endpoints = {path: name for path, name in ENDPOINT_PATHS.values()}
-        self._routes = {path_key(path): path for path in (*self._endpoints, *DISCOVERY_PATHS)}
         self._idp_jwks: dict[str, tuple[SigningKey, jwt.PyJWK]] = {}
         self._loop: BackgroundLoop | None = None
         self.holder: str | None = None
@@ -595,14 +591,13 @@ class ChaosProxy:
         if path in self._endpoints:
             return path
         upstream = self._require_upstream()
-        # The path as it would be forwarded (dot segments resolved by yarl) and as written:
+        # The path as written and as it would be forwarded (dot segments resolved by yarl):
         # routing either to an endpoint errs on the side of the endpoint's handling.
-        keys = {path_key(path), path_key(upstream.origin.with_path(path).path)}
-        routed = next((self._routes[key] for key in keys if key in self._routes), None)
-        if routed is None:
-            if not upstream.discovered():
-                await upstream.ensure_discovered(self._forward)  # the endpoints' own paths
-            routed = next((r for key in keys if (r := upstream.route(key)) is not None), None)
+        spellings = (path, upstream.origin.with_path(path).path)
+        routed = upstream.route(*spellings)
+        if routed is None and not upstream.discovered():
+            await upstream.ensure_discovered(self._forward)  # the endpoints' own paths
+            routed = upstream.route(*spellings)
         if routed is None or self._endpoints.get(routed) == "other":
             # Not one the proxy handles (authorize, logout): forwarded as written, with any
             # ;jsessionid a Java IdP's browser flow relies on.
@@ -1063,7 +1058,6 @@ class ChaosProxy:
         raw = _bearer(request) or request.query.get("access_token")
         token = fingerprint(raw) if raw else None
         response: web.StreamResponse | None = None
-        loop = asyncio.get_running_loop()
         try:
             # Until the service answers, silence is bounded by a watchdog that each piece of
             # an upload pushes back (a slow upload is no timeout; a service that stops reading
@@ -1073,14 +1067,14 @@ class ChaosProxy:
                 data: bytes | AsyncIterator[bytes] | None = None
                 if token is None and _may_carry_form_token(request):
                     data = await request.read()  # small: read whole for its token, sent on
-                    raw = _form_field(data, "access_token")
+                    raw = _form_fields(data).get("access_token")
                     token = fingerprint(raw) if raw else None
                 elif request.body_exists:
                     if "Content-Encoding" in headers:
                         headers.popall("Content-Encoding")  # aiohttp has decoded the body
                     elif request.content_length is not None:
                         headers["Content-Length"] = str(request.content_length)  # not chunked
-                    data = _progress(request.content, watchdog, self._upstream_timeout, loop)
+                    data = _progress(request.content, watchdog, self._upstream_timeout)
                 if token is not None:
                     self.engine.offer_token(token)
                 async with self._session.request(
@@ -1091,18 +1085,18 @@ class ChaosProxy:
                     allow_redirects=False,
                 ) as upstream:
                     watchdog.reschedule(None)
-                    headers = _end_to_end(upstream.headers)
+                    fields = _end_to_end(upstream.headers)
                     length = upstream.content_length
                     if request.method == "HEAD" or upstream.status in (204, 304):
-                        response = web.StreamResponse(status=upstream.status, headers=headers)
+                        response = web.StreamResponse(status=upstream.status, headers=fields)
                         if length is not None and request.method == "HEAD":
                             response.content_length = length  # what a GET would carry
                     elif length is not None and length <= _BUFFER_LIMIT:
                         response = web.Response(
-                            status=upstream.status, body=await upstream.read(), headers=headers
+                            status=upstream.status, body=await upstream.read(), headers=fields
                         )
                     else:
-                        response = web.StreamResponse(status=upstream.status, headers=headers)
+                        response = web.StreamResponse(status=upstream.status, headers=fields)
                         if length is not None:
                             response.content_length = length
                         await response.prepare(request)
@@ -1305,12 +1299,12 @@ def _relay(answer: Forwarded) -> Reply:
     return Reply(answer.status, answer.headers, answer.body)
 
 
-def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:
+def _end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """The fields a proxy passes on, repeats kept: not the hop-by-hop ones, nor those the
     message's Connection field names (RFC 9110 §7.6.1)."""
     listed = {
         token.strip().lower()
-        for value in _all(headers, "Connection")
+        for value in headers.getall("Connection", [])
         for token in value.split(",")
     }
     return CIMultiDict(
@@ -1318,14 +1312,6 @@ def _end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:
         for k, v in headers.items()
         if (lowered := k.lower()) not in _HOP_BY_HOP and lowered not in listed
     )
-
-
-def _all(headers: Mapping[str, str], name: str) -> list[str]:
-    getall = getattr(headers, "getall", None)
-    if getall is not None:
-        return list(getall(name, []))
-    value = headers.get(name)
-    return [value] if value is not None else []
 
 
 def _request_headers(request: web.BaseRequest | Request) -> CIMultiDict[str]:
@@ -1362,12 +1348,10 @@ def _service_url(target: URL, request: web.BaseRequest) -> tuple[str, URL] | Non
 
 
 async def _progress(
-    content: aiohttp.StreamReader,
-    watchdog: asyncio.Timeout,
-    seconds: float,
-    loop: asyncio.AbstractEventLoop,
+    content: aiohttp.StreamReader, watchdog: asyncio.Timeout, seconds: float
 ) -> AsyncIterator[bytes]:
     """The request body as it comes, each piece the service takes pushing the watchdog back."""
+    loop = asyncio.get_running_loop()
     async for chunk in content.iter_any():
         watchdog.reschedule(loop.time() + seconds)
         yield chunk
@@ -1386,12 +1370,6 @@ def _may_carry_form_token(request: web.BaseRequest) -> bool:
     )
 
 
-def _form_field(body: bytes, name: str) -> str | None:
-    """The first ``name`` field of an urlencoded body, or None."""
-    values = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(name)
-    return values[0] if values else None
-
-
 def _unreachable(error: BaseException) -> str:
     """Why a service could not be reached, without the URL (its query may hold a token)."""
     if isinstance(error, aiohttp.ClientResponseError):
@@ -1404,7 +1382,14 @@ def _form(request: Request, body: bytes) -> dict[str, str]:
 
     What ``parse_qsl(text, keep_blank_values=True, strict_parsing=True)`` returns, without its
     generality: every token request is parsed here, and most fields need no unquoting."""
-    if request.content_type != "application/x-www-form-urlencoded" or not body:
+    if request.content_type != "application/x-www-form-urlencoded":
+        return {}
+    return _form_fields(body)
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    """An urlencoded body's fields (first of each), or {} when it is malformed."""
+    if not body:
         return {}
     try:
         text = body.decode()

@@ -35,6 +35,7 @@ ENDPOINT_PATHS: dict[str, tuple[str, str]] = {
     "authorization_endpoint": ("/authorize", "other"),
     "end_session_endpoint": ("/logout", "other"),
 }
+_SERVED_AT = tuple(served_at for served_at, _ in ENDPOINT_PATHS.values())
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 _JWKS_REFETCH = 5.0  # monotonic seconds between JWKS refetches for an unknown kid
 
@@ -115,14 +116,14 @@ class UpstreamIdP:
         self.origin = base.origin()
         self.metadata: dict[str, Any] | None = None
         self.endpoints: dict[str, URL] = {}
-        # path_key of an upstream path -> the proxy path it is served at: a request for the
-        # upstream's own spelling of an endpoint is that endpoint, not an unwatched pass-through.
-        self._discovery_routes = {
-            path_key(where): DISCOVERY_PATHS[0]
-            for suffix in DISCOVERY_PATHS
-            for where in (path + suffix, suffix + path)  # OpenID's and RFC 8414's placement
-        }
-        self._routes = dict(self._discovery_routes)
+        # path_key of a request path -> the proxy path it is served at: the proxy's own paths,
+        # discovery where the upstream serves it, and (once discovered) the upstream's own
+        # spelling of each endpoint, so that none is an unwatched pass-through.
+        self._known_routes = {path_key(own): own for own in (*_SERVED_AT, *DISCOVERY_PATHS)}
+        for suffix in DISCOVERY_PATHS:
+            for where in (path + suffix, suffix + path):  # OpenID's and RFC 8414's placement
+                self._known_routes.setdefault(path_key(where), DISCOVERY_PATHS[0])
+        self._routes = dict(self._known_routes)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched = -_JWKS_REFETCH
         self._discovery_lock = asyncio.Lock()
@@ -134,10 +135,15 @@ class UpstreamIdP:
     def discovered(self) -> bool:
         return self.metadata is not None
 
-    def route(self, path: str) -> str | None:
-        """The proxy path (an endpoint's or discovery's) that the upstream path ``path`` reaches
-        by any spelling, or None: known for endpoints once discovery is adopted."""
-        return self._routes.get(path_key(path))
+    def route(self, *paths: str) -> str | None:
+        """The proxy path (an endpoint's or discovery's) that the first of ``paths`` to reach
+        one reaches, by any spelling, or None; the upstream's own endpoint paths are known
+        once discovery is adopted."""
+        for path in paths:
+            routed = self._routes.get(path_key(path))
+            if routed is not None:
+                return routed
+        return None
 
     def endpoint_url(self, path: str) -> URL | None:
         """Where the proxy path ``path`` goes upstream (None: not an endpoint path)."""
@@ -171,7 +177,7 @@ class UpstreamIdP:
             raise UpstreamError(502, self.name, "the discovery document has no issuer string")
         self.metadata = metadata
         self.endpoints = endpoints
-        routes = dict(self._discovery_routes)
+        routes = dict(self._known_routes)
         for field, url in endpoints.items():
             # Whatever origin the IdP names (its public hostname, https behind a terminator),
             # a request path goes to the configured origin, which may well serve it.
