@@ -13,6 +13,13 @@ $(BIN)/.installed: pyproject.toml
 
 test: lint typecheck unit
 
+# The Node client stacks of the conformance matrix (tests/interop), from the lock file.
+NODE_DIR := tests/interop/node
+NODE_DEPS := $(NODE_DIR)/node_modules/.installed
+$(NODE_DEPS): $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -21,7 +28,7 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy jitchaos strategies tests bench examples
 
 # Two workers or more (pytest-xdist): the stateful and end-to-end tests are most of the time.
-unit: $(BIN)/.installed
+unit: $(BIN)/.installed $(NODE_DEPS)
 	$(BIN)/pytest -n auto
 
 # The embedded IdP, the proxy and a known-bug service: the bug found, its notebook written
@@ -49,4 +56,4 @@ bench-alarms: $(BIN)/.installed
 	$(BIN)/python bench/false_alarms.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(MITM) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(MITM) $(NODE_DIR)/node_modules dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -153,12 +153,21 @@ class KeyRing:
         return f"<KeyRing current={self._current.kid} published=[{kids}]>"
 
 
+# The members a public JWK is made of (RFC 7518 §6.2.1, §6.3.1). PyJWT's ``to_jwk`` also writes
+# ``key_ops`` (a JSON array); a key set that says ``use`` should not say ``key_ops`` too (RFC 7517
+# §4.3), and a stringified array hid every key from jwks-rsa, so only these are published.
+_PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y")}
+
+
 def _public_members(private_key: PrivateKey) -> dict[str, str]:
     if isinstance(private_key, rsa.RSAPrivateKey):
         jwk = RSAAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
     else:
         jwk = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
-    return {name: str(value) for name, value in jwk.items()}
+    members = _PUBLIC_MEMBERS[jwk["kty"]]
+    if not all(isinstance(jwk.get(name), str) for name in members):
+        raise TypeError(f"PyJWT wrote a JWK whose members are not strings: {sorted(jwk)}")
+    return {name: jwk[name] for name in members}
 
 
 def _thumbprint(jwk: dict[str, str]) -> str:

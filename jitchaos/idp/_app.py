@@ -49,6 +49,7 @@ from jitchaos._tokens import (
     mint_id_token,
     verify_access_token,
 )
+from jitchaos._wire import oauth_error
 from jitchaos.errors import AuditError, InvalidArgument, InvalidToken, LedgerError
 from jitchaos.idp._config import ClientConfig, IdPConfig
 
@@ -90,7 +91,7 @@ def _error(
     error: str, description: str, status: int, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(
-        {"error": error, "error_description": description},
+        oauth_error(error, description),
         status=status,
         headers={**_NO_STORE, **(headers or {})},
     )
@@ -343,7 +344,7 @@ class EmbeddedIdP:
         target = self._redirect_target(client, redirect_uri)
 
         def refuse(error: str, description: str) -> NoReturn:
-            query = {"error": error, "error_description": description}
+            query = oauth_error(error, description)
             if "state" in params:
                 query["state"] = params["state"]
             raise web.HTTPFound(_with_query(target, query))

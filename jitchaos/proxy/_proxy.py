@@ -57,6 +57,7 @@ from jitchaos._ledger import (
 from jitchaos._loop import BackgroundLoop
 from jitchaos._schedule import Schedule
 from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
+from jitchaos._wire import oauth_error
 from jitchaos.errors import InvalidArgument, LedgerError
 from jitchaos.faults import FAULTS, AnyFault
 from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
@@ -1281,9 +1282,7 @@ def _gateway_error(error: UpstreamError) -> web.Response:
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> web.Response:
-    return web.json_response(
-        {"error": error, "error_description": description}, status=status, headers=_NO_STORE
-    )
+    return web.json_response(oauth_error(error, description), status=status, headers=_NO_STORE)
 
 
 def _fault_response(answer: Answer) -> web.Response:

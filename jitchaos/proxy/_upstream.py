@@ -16,6 +16,8 @@ import attrs
 import jwt
 from yarl import URL
 
+from jitchaos._wire import oauth_error
+
 __all__ = [
     "ENDPOINT_PATHS",
     "Forward",
@@ -237,8 +239,8 @@ class UpstreamIdP:
 
 def upstream_error_answer(error: UpstreamError) -> dict[str, str]:
     """The JSON body for a 502/504: which upstream, and why (RFC 6749 §5.2 field names)."""
-    return {
-        "error": "bad_gateway" if error.status == 502 else "gateway_timeout",
-        "error_description": str(error),
-        "upstream": error.upstream,
-    }
+    return oauth_error(
+        "bad_gateway" if error.status == 502 else "gateway_timeout",
+        str(error),
+        upstream=error.upstream,
+    )
