@@ -100,18 +100,21 @@ CASES = [
     ),
     Case(
         jwks_cache.make_app,
-        Policy(staleness=300),
+        # Its twin keeps a key it knows until the tokens it signed expire.
+        Policy(staleness=300, key_staleness=300),
         frozenset({"valid-token-rejected"}),
-        # A token signed by the new kid is refused: the JWKS was fetched once, before it.
+        # A token signed by the new kid is refused past any key cache's excuse: the JWKS was
+        # fetched once, before it.
         (
             _grant("read", "GET /read"),
             ("rotate_keys", {"mode": "add"}),
+            ("advance", {"seconds": 301}),
             _grant("read", "GET /read"),
         ),
     ),
     Case(
         jwks_wiped.make_app,
-        Policy(staleness=300),
+        Policy(staleness=300, key_staleness=60),
         frozenset({"valid-token-rejected"}),
         # The first JWKS fetch fails: a valid token is refused (401), not "unavailable" (503).
         # (Or: grant; outage; advance past the 60 s refresh, which fails and wipes the keys.)
@@ -119,7 +122,7 @@ CASES = [
     ),
     Case(
         stateless_jwt.make_app,
-        Policy(staleness=30),
+        Policy(staleness=30, key_staleness=300),
         frozenset({"revoked-token-accepted", "narrowed-scope-honoured", "expired-token-accepted"}),
         # Nothing asks the IdP: a revoked token is accepted at once, past no window at all.
         (

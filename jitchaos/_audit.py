@@ -24,6 +24,8 @@ from jitchaos._ledger import (
     Grant,
     Granted,
     IssuedToken,
+    KeyPublished,
+    KeyWithdrawn,
     Leased,
     Ledger,
     LedgerEvent,
@@ -56,6 +58,8 @@ _NAMES: dict[type[LedgerEvent], str] = {
     Revoked: "revoked",
     Expired: "expired",
     Leased: "leased",
+    KeyPublished: "key-published",
+    KeyWithdrawn: "key-withdrawn",
 }
 _TYPES = {name: cls for cls, name in _NAMES.items()}
 assert set(_NAMES) == set(EVENT_TYPES)
@@ -200,6 +204,7 @@ def _decode_field(key: str, raw: object) -> object:
         "requested_ttl": _number,
         "ttl": _number,
         "max_ttl": lambda v: None if v is None else _number(v),
+        "signs_from": _number,
     }
     return decoders.get(key, _str)(raw)
 

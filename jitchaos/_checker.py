@@ -21,6 +21,7 @@ from jitchaos._ledger import (
     Refreshed,
     Revoked,
     TokenKind,
+    TokenRecord,
 )
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
@@ -35,6 +36,7 @@ VIOLATION_KINDS = (
     "scope-not-enforced",
     "valid-token-rejected",
     "hostile-token-accepted",
+    "removed-key-accepted",
     "refresh-token-accepted",
     "no-recovery-after-revoke",
     "refresh-storm",
@@ -182,7 +184,11 @@ def _no_recovery(
         return None
     if decision.status == 401:
         verdict = ledger.verdict(
-            fp, at=decision.at, staleness=policy.staleness, leeway=policy.leeway
+            fp,
+            at=decision.at,
+            staleness=policy.staleness,
+            leeway=policy.leeway,
+            key_staleness=policy.key_staleness,
         )
         if verdict.outcome is Outcome.MUST_DENY:
             refused[fp] = decision
@@ -287,7 +293,12 @@ def _judge(
         return None
     needed = frozenset(required.get(route, required.get(decision.path, ())))
     verdict = ledger.verdict(
-        fp, at=decision.at, scopes=needed, staleness=policy.staleness, leeway=policy.leeway
+        fp,
+        at=decision.at,
+        scopes=needed,
+        staleness=policy.staleness,
+        leeway=policy.leeway,
+        key_staleness=policy.key_staleness,
     )
     who = f"token {fp} (grant {record.grant_id}, {record.principal})"
     if verdict.outcome is Outcome.MUST_ALLOW and decision.status in _REJECTED:
@@ -304,23 +315,43 @@ def _judge(
         kind = "refresh-token-accepted"
     else:
         plain = ledger.verdict(
-            fp, at=decision.at, staleness=policy.staleness, leeway=policy.leeway
+            fp,
+            at=decision.at,
+            staleness=policy.staleness,
+            leeway=policy.leeway,
+            key_staleness=policy.key_staleness,
         )
         if plain.outcome is Outcome.MUST_DENY:
-            kind = (
-                "revoked-token-accepted"
-                if record.revoked_at is not None and record.revoked_at <= decision.at
-                else "expired-token-accepted"
-            )
+            if record.revoked_at is not None and record.revoked_at <= decision.at:
+                kind = "revoked-token-accepted"
+            elif _only_its_key_was_withdrawn(record, decision.at, policy):
+                kind = "removed-key-accepted"
+            else:
+                kind = "expired-token-accepted"
         else:
             grant = ledger.get_grant(record.grant_id)
             had = record.token.scopes & grant.scope_history[0][1]
             kind = "narrowed-scope-honoured" if needed <= had else "scope-not-enforced"
-    allowance = f" (policy: {policy.staleness:g}s staleness, {policy.leeway:g}s leeway)"
+    allowance = (
+        f" (policy: {policy.key_staleness:g}s key staleness)"
+        if kind == "removed-key-accepted"
+        else f" (policy: {policy.staleness:g}s staleness, {policy.leeway:g}s leeway)"
+    )
     return Violation(
         kind,
         decision,
         f"{route} at t={decision.at:.0f} was allowed ({decision.status}) with {who} although "
         f"{verdict.reason}{allowance}",
         verdict.evidence,
+    )
+
+
+def _only_its_key_was_withdrawn(record: TokenRecord, at: float, policy: Policy) -> bool:
+    """The token is dead only because the key that signed it left the JWKS: still within its
+    life (leeway included) and never expired early."""
+    return (
+        record.withdrawn_at is not None
+        and record.withdrawn_at <= at
+        and at < record.token.expires_at + policy.leeway
+        and (record.expired_at is None or record.expired_at > at)
     )

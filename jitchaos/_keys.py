@@ -89,6 +89,7 @@ class KeyRing:
         first = key if key is not None else SigningKey.generate(algorithm)
         self._keys: tuple[SigningKey, ...] = (first,)
         self._current = first
+        self._pending: tuple[tuple[float, SigningKey], ...] = ()
 
     @property
     def current(self) -> SigningKey:
@@ -110,12 +111,36 @@ class KeyRing:
         return next((key for key in self._keys if key.kid == kid), None)
 
     def rotate(self, algorithm: Algorithm | None = None) -> SigningKey:
-        """Generate a new key, sign with it from now on, and keep publishing the old ones."""
+        """Generate a new key, sign with it from now on, and keep publishing the old ones
+        (an emergency rotation: services meet the new kid with the first token it signs)."""
         key = self._source(algorithm or self._current.algorithm)
         with self._lock:
             self._keys = (*self._keys, key)
             self._current = key
         return key
+
+    def publish(self, signs_from: float, algorithm: Algorithm | None = None) -> SigningKey:
+        """Generate a new key and publish it now; it signs from ``signs_from`` on (a time of
+        the clock later given to :meth:`signing_key`). Real IdPs rotate this way, so that key
+        caches hold the new key before any token needs it."""
+        key = self._source(algorithm or self._current.algorithm)
+        with self._lock:
+            self._keys = (*self._keys, key)
+            self._pending = tuple(
+                sorted((*self._pending, (float(signs_from), key)), key=lambda p: p[0])
+            )
+        return key
+
+    def signing_key(self, now: float) -> SigningKey:
+        """The key that signs at ``now``: a published key whose time has come takes over."""
+        if self._pending and self._pending[0][0] <= now:
+            with self._lock:
+                while self._pending and self._pending[0][0] <= now:
+                    _, key = self._pending[0]
+                    self._pending = self._pending[1:]
+                    if any(k is key for k in self._keys):  # not removed meanwhile
+                        self._current = key
+        return self._current
 
     def rekey(self) -> SigningKey:
         """Keep the current kid but put a new key behind it (a botched rotation).
@@ -142,6 +167,7 @@ class KeyRing:
                     f"kid={kid!r} is the current signing key; rotate() before removing it"
                 )
             self._keys = tuple(k for k in self._keys if k is not key)
+            self._pending = tuple(p for p in self._pending if p[1] is not key)
         return key
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:

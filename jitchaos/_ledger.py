@@ -31,6 +31,8 @@ __all__ = [
     "GrantRequest",
     "Granted",
     "IssuedToken",
+    "KeyPublished",
+    "KeyWithdrawn",
     "Leased",
     "Ledger",
     "LedgerEvent",
@@ -245,8 +247,55 @@ class Leased:
     """The longest the grant may live from ``at``, renewals included; None for no cap."""
 
 
-LedgerEvent = Granted | Refreshed | Narrowed | Widened | Revoked | Expired | Leased
-_E = TypeVar("_E", Granted, Refreshed, Narrowed, Widened, Revoked, Expired, Leased)
+@attrs.frozen(kw_only=True)
+class KeyPublished:
+    """A signing key appeared in the JWKS; tokens are signed with it from ``signs_from`` (at
+    once in an emergency rotation, later when the IdP publishes ahead, as Okta and Auth0 do).
+    A key published again under the same kid (a rekey) is a new publication."""
+
+    seq: int
+    at: float
+    kid: str
+    signs_from: float
+
+
+@attrs.frozen(kw_only=True)
+class KeyWithdrawn:
+    """A signing key left the JWKS (removed, or replaced behind its kid): the tokens it had
+    signed stop verifying, once a service's key cache lets go of it (``Policy.key_staleness``)."""
+
+    seq: int
+    at: float
+    kid: str
+    reason: str
+    fingerprints: tuple[str, ...]
+    """The live tokens it had signed."""
+    grant_ids: tuple[str, ...]
+
+
+LedgerEvent = (
+    Granted
+    | Refreshed
+    | Narrowed
+    | Widened
+    | Revoked
+    | Expired
+    | Leased
+    | KeyPublished
+    | KeyWithdrawn
+)
+_E = TypeVar(
+    "_E",
+    Granted,
+    Refreshed,
+    Narrowed,
+    Widened,
+    Revoked,
+    Expired,
+    Leased,
+    KeyPublished,
+    KeyWithdrawn,
+)
 EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     Granted,
     Refreshed,
@@ -255,6 +304,8 @@ EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     Revoked,
     Expired,
     Leased,
+    KeyPublished,
+    KeyWithdrawn,
 )
 
 
@@ -299,11 +350,15 @@ class TokenRecord:
     """When the token was made expired early, if it was."""
     spent_at: float | None = None
     """When a refresh token was exchanged."""
+    withdrawn_at: float | None = None
+    """When the key that signed it left the JWKS (:class:`KeyWithdrawn`)."""
 
     def status(self, at: float) -> TokenStatus:
         """Where the token stands at time ``at``."""
         if self.revoked_at is not None and at >= self.revoked_at:
             return TokenStatus.REVOKED
+        if self.withdrawn_at is not None and at >= self.withdrawn_at:
+            return TokenStatus.REVOKED  # its signature no longer verifies
         if at >= self.token.expires_at or (self.expired_at is not None and at >= self.expired_at):
             return TokenStatus.EXPIRED
         if self.spent_at is not None and at >= self.spent_at:
@@ -408,6 +463,7 @@ class Ledger:
         # asks for a verdict per decision, and a long run holds many thousands of events).
         self._by_token: dict[str, list[tuple[int, LedgerEvent]]] = {}
         self._by_grant: dict[str, list[tuple[int, LedgerEvent]]] = {}
+        self._by_kid: dict[str, list[tuple[int, LedgerEvent]]] = {}
         self._partial = False  # holds one grant's events only (see _grant_as_of)
 
     @classmethod
@@ -623,6 +679,45 @@ class Ledger:
                 )
             )
 
+    def publish_key(self, kid: str, *, signs_from: float | None = None) -> KeyPublished:
+        """Record that key ``kid`` is in the JWKS from now, signing from ``signs_from``
+        (default: now)."""
+        if not isinstance(kid, str) or not kid:
+            raise InvalidArgument(f"kid={kid!r} must be a non-empty str")
+        with self._lock:
+            now = self.clock.now()
+            start = now if signs_from is None else signs_from
+            if (
+                isinstance(start, bool)
+                or not isinstance(start, int | float)
+                or not math.isfinite(start)
+                or start < now
+            ):
+                raise InvalidArgument(
+                    f"signs_from={signs_from!r} must be a finite time no earlier than now"
+                )
+            return self._commit(
+                lambda seq, at: KeyPublished(seq=seq, at=at, kid=kid, signs_from=float(start))
+            )
+
+    def withdraw_key(self, kid: str, *, reason: str = "signing key removed") -> KeyWithdrawn:
+        """Record that key ``kid`` left the JWKS (or was replaced behind its kid): every live
+        token it signed stops verifying."""
+        if not isinstance(kid, str) or not kid:
+            raise InvalidArgument(f"kid={kid!r} must be a non-empty str")
+        with self._lock:
+            fingerprints = self._select(token=None, grant=None, principal=None, kid=kid)
+            return self._commit(
+                lambda seq, at: KeyWithdrawn(
+                    seq=seq,
+                    at=at,
+                    kid=kid,
+                    reason=reason,
+                    fingerprints=fingerprints,
+                    grant_ids=self._grant_ids(fingerprints),
+                )
+            )
+
     def expire(
         self,
         *,
@@ -656,6 +751,7 @@ class Ledger:
         scopes: Collection[str] = frozenset(),
         staleness: float = 0.0,
         leeway: float = 0.0,
+        key_staleness: float = 0.0,
     ) -> Verdict:
         """Must a request bearing this token, needing ``scopes``, be allowed at time ``at``?
 
@@ -663,10 +759,29 @@ class Ledger:
         service may still act on what it knew before (a cache the policy allows): inside that
         window both answers are correct (:attr:`Outcome.EITHER`). ``leeway`` is the clock
         disagreement allowed around ``exp`` and ``nbf``: within ``leeway`` of either edge, both
-        answers are correct too.
+        answers are correct too. ``key_staleness`` is how long a service's key cache may lag the
+        JWKS: a token signed by a key published less than that before ``at`` may be refused,
+        and one signed by a key withdrawn less than that before may still be accepted.
         """
+        verdict = self._verdict(fingerprint, at, scopes, staleness, leeway, key_staleness)
+        return verdict
+
+    def _verdict(
+        self,
+        fingerprint: str,
+        at: float,
+        scopes: Collection[str],
+        staleness: float,
+        leeway: float,
+        key_staleness: float,
+    ) -> Verdict:
         needed = _scope_set(scopes)
-        for name, value in (("at", at), ("staleness", staleness), ("leeway", leeway)):
+        for name, value in (
+            ("at", at),
+            ("staleness", staleness),
+            ("leeway", leeway),
+            ("key_staleness", key_staleness),
+        ):
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
@@ -710,18 +825,62 @@ class Ledger:
             reasons += [_deny_reason(record, grant, t, needed, before=True) for t in changes]
             if all(reason is None for reason in reasons):
                 if at >= token.expires_at - leeway or at < token.issued_at + leeway:
-                    return Verdict(
+                    verdict = Verdict(
                         Outcome.EITHER, f"within the {leeway:g}s leeway of nbf or exp", evidence
                     )
-                return Verdict(Outcome.MUST_ALLOW, "the token is valid for these scopes", evidence)
-            if all(reason is not None for reason in reasons):
-                return Verdict(Outcome.MUST_DENY, str(reasons[-1]), evidence)
-            changed_at = changes[-1] if changes else at
+                else:
+                    verdict = Verdict(
+                        Outcome.MUST_ALLOW, "the token is valid for these scopes", evidence
+                    )
+            elif all(reason is not None for reason in reasons):
+                verdict = Verdict(Outcome.MUST_DENY, str(reasons[-1]), evidence)
+            else:
+                changed_at = changes[-1] if changes else at
+                verdict = Verdict(
+                    Outcome.EITHER,
+                    f"within the {staleness:g}s staleness allowed after the change at "
+                    f"{changed_at:g}",
+                    evidence,
+                )
+            return self._key_verdict(record, at, key_staleness, verdict)
+
+    def _key_verdict(
+        self, record: TokenRecord, at: float, key_staleness: float, verdict: Verdict
+    ) -> Verdict:
+        """``verdict`` (on everything but keys) with the token's signing key taken into account:
+        a key withdrawn longer than ``key_staleness`` ago must fail; a key withdrawn or
+        published less than that ago leaves a valid token's use to the service's key cache."""
+        if verdict.outcome is Outcome.MUST_DENY or record.token.kid is None:
+            return verdict
+        kid = record.token.kid
+        events = [e for _, e in self._by_kid.get(kid, ()) if e.at <= at]
+        withdrawn = record.withdrawn_at
+        if withdrawn is not None and withdrawn <= at:
+            proof = tuple(e for e in events if isinstance(e, KeyWithdrawn) and e.at == withdrawn)
+            evidence = tuple(sorted((*verdict.evidence, *proof), key=lambda e: e.seq))
+            if at >= withdrawn + key_staleness:
+                return Verdict(
+                    Outcome.MUST_DENY,
+                    f"signed by key {kid}, withdrawn from the JWKS at {withdrawn:g}",
+                    evidence,
+                )
             return Verdict(
                 Outcome.EITHER,
-                f"within the {staleness:g}s staleness allowed after the change at {changed_at:g}",
+                f"within the {key_staleness:g}s key staleness allowed after key {kid} was "
+                f"withdrawn at {withdrawn:g}",
                 evidence,
             )
+        # The latest publication up to ``at`` (not up to the token's ``iat``, which is whole
+        # seconds: a key published at 12.3 signs a token of iat 12).
+        published = [e for e in events if isinstance(e, KeyPublished)]
+        if published and at < published[-1].at + key_staleness:
+            return Verdict(
+                Outcome.EITHER,
+                f"signed by key {kid}, published at {published[-1].at:g}: within the "
+                f"{key_staleness:g}s key staleness a service's key cache may lag",
+                tuple(sorted((*verdict.evidence, published[-1]), key=lambda e: e.seq)),
+            )
+        return verdict
 
     # Internals.
 
@@ -745,6 +904,8 @@ class Ledger:
                     self._by_token.setdefault(fp, []).append(entry)
             case Narrowed() | Widened() | Leased():
                 self._by_grant.setdefault(event.grant_id, []).append(entry)
+            case KeyPublished() | KeyWithdrawn():
+                self._by_kid.setdefault(event.kid, []).append(entry)
 
     def _apply(self, event: LedgerEvent) -> None:
         match event:
@@ -781,6 +942,11 @@ class Ledger:
                     self._tokens[fp] = attrs.evolve(self._tokens[fp], expired_at=event.at)
             case Leased():
                 self._leases[event.grant_id] = event
+            case KeyWithdrawn():
+                for fp in self._held(event.fingerprints):
+                    self._tokens[fp] = attrs.evolve(self._tokens[fp], withdrawn_at=event.at)
+            case KeyPublished():
+                pass
 
     def _held(self, fingerprints: Iterable[str]) -> Iterable[str]:
         if not self._partial:
@@ -807,6 +973,13 @@ class Ledger:
                 for position, event in self._by_grant.get(grant_id, ())
                 if position < seq
             )
+            kids = {self._tokens[fp].token.kid for fp in grant.fingerprints} - {None}
+            chosen.update(
+                (position, event)
+                for kid in kids
+                for position, event in self._by_kid.get(str(kid), ())
+                if position < seq
+            )
         view = Ledger(self.clock)
         view._partial = True
         for position in sorted(chosen):
@@ -830,7 +1003,7 @@ class Ledger:
             case Narrowed() | Widened() | Leased():
                 if event.grant_id not in self._grants:
                     return f"grant {event.grant_id} was never issued"
-            case Revoked() | Expired():
+            case Revoked() | Expired() | KeyWithdrawn():
                 unknown = [fp for fp in event.fingerprints if fp not in self._tokens]
                 if unknown:
                     return f"token {unknown[0]} was never issued"

@@ -277,6 +277,11 @@ class _ChaosMachine(RuleBasedStateMachine):
     actions: ClassVar[Collection[str] | None] = None
     """The rules this machine runs (None: all that apply); see :data:`ACTIONS`."""
     outage_endpoints: ClassVar[tuple[str, ...]] = ("token", "jwks", "introspection")
+    rotation_modes: ClassVar[tuple[str, ...]] = ("publish-ahead", "add", "remove-old", "rekey")
+    """How ``rotate_keys`` changes the signing keys (:class:`~jitchaos.faults.RotateKeys`
+    modes): publishing ahead, as IdPs rotate, first; the emergency shapes after it."""
+    publish_ahead: ClassVar[float] = 60.0
+    """Seconds between publishing a key and signing with it, for ``publish-ahead``."""
     listen: ClassVar[tuple[str, int] | None] = None
     """Where the proxy's IdP side listens (host, port): fix it for a service in another
     process, configured with ``http://host:port`` as its IdP and issuer."""
@@ -336,7 +341,12 @@ class _ChaosMachine(RuleBasedStateMachine):
         # Every example starts from the same world: one signing key, no faults, a fresh
         # service. (The clock only moves forward; everything is judged relative to it.)
         world.keys.restart()
+        earlier = world.idp.keys
         world.idp.keys = KeyRing(key=world.first_key, source=world.keys.take)
+        if not any(key is world.first_key for key in earlier.keys):
+            # An earlier example removed or rekeyed the first key: for a service that outlives
+            # examples, it comes back into the JWKS now.
+            self.proxy.ledger.publish_key(world.first_key.kid)
         self.hostile: set[str] = set()
         self._runners: list[web.AppRunner] = []
         self._connections = Connections()  # keep-alive to the proxy's listeners
@@ -402,11 +412,16 @@ class _ChaosMachine(RuleBasedStateMachine):
         """What the clients of the system do as time passes."""
 
     @_action("rotate_keys")
-    @rule(mode=st.sampled_from(["add", "remove-old", "rekey"]))
-    def rotate_keys(self, mode: str) -> None:
+    @rule(data=st.data())
+    def rotate_keys(self, mode: str | None = None, data: st.DataObject | None = None) -> None:
+        """Change the signing keys in one of the machine's ``rotation_modes``."""
+        cls = type(self)
+        if mode is None:  # drawn; a recorded step (or an older record) gives it
+            assert data is not None
+            mode = data.draw(st.sampled_from(cls.rotation_modes), label="mode")
         self._begin("rotate_keys", mode=mode)
         self._tick()
-        self.proxy.apply(RotateKeys(mode=mode))  # type: ignore[arg-type]
+        self.proxy.apply(RotateKeys(mode=mode, ahead=float(cls.publish_ahead)))  # type: ignore[arg-type]
 
     @_action("outage")
     @rule(data=st.data(), seconds=st.integers(1, 120))

@@ -23,6 +23,8 @@ EXPECTED = {
         "BrokerError",
         "Credential",
         "Finding",
+        "KeyPublished",
+        "KeyWithdrawn",
         "Leased",
         "PostTestAudit",
         "audit_grants",

@@ -115,8 +115,9 @@ class World(Protocol):
         """Reduce the scopes of the target's grants to their intersection with ``scopes``."""
         ...
 
-    def rotate_keys(self, mode: str) -> str:
-        """Change the signing keys (``add``, ``remove-old``, ``rekey``)."""
+    def rotate_keys(self, mode: str, ahead: float) -> str:
+        """Change the signing keys (``publish-ahead`` by ``ahead`` seconds, ``add``,
+        ``remove-old``, ``rekey``)."""
         ...
 
     def hold_limit(self) -> float:

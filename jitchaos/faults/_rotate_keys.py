@@ -1,8 +1,11 @@
 """rotate_keys: the IdP's signing key changes under the services.
 
-``add`` publishes a new kid and signs with it; ``remove-old`` withdraws every earlier key (tokens
-they signed stop verifying); ``rekey`` keeps the kid but swaps the key behind it. Exposes JWKS
-caches that never refetch on an unknown kid, and caches that keep trusting a removed key.
+``publish-ahead`` publishes a new kid and signs with it ``ahead`` seconds later, as Okta and
+Auth0 rotate: a key cache that refreshes within that time never meets an unknown kid. ``add``
+publishes a new kid and signs with it at once (an emergency rotation); ``remove-old`` withdraws
+every earlier key (tokens they signed stop verifying); ``rekey`` keeps the kid but swaps the key
+behind it (a botched rotation). Exposes JWKS caches that never refetch on an unknown kid,
+caches wiped or never refreshed, and caches that keep trusting a removed key.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from typing import ClassVar, Literal
 
 import attrs
 
+from jitchaos._checks import check_seconds
 from jitchaos.faults._base import Effect, World, one_of
+
+MODES = ("publish-ahead", "add", "remove-old", "rekey")
 
 
 @attrs.frozen(kw_only=True)
@@ -19,11 +25,15 @@ class RotateKeys:
     """Change the signing keys."""
 
     kind: ClassVar[str] = "rotate_keys"
-    summary: ClassVar[str] = "add a kid and sign with it, remove old kids, or rekey a kid"
-
-    mode: Literal["add", "remove-old", "rekey"] = attrs.field(
-        default="add", validator=one_of("add", "remove-old", "rekey")
+    summary: ClassVar[str] = (
+        "publish a kid ahead of signing with it, add one at once, remove old kids, or rekey a kid"
     )
 
+    mode: Literal["publish-ahead", "add", "remove-old", "rekey"] = attrs.field(
+        default="add", validator=one_of(*MODES)
+    )
+    ahead: float = attrs.field(default=60.0, validator=check_seconds)
+    """``publish-ahead``: seconds between publishing the key and signing with it."""
+
     def fire(self, world: World) -> tuple[str, Effect | None]:
-        return world.rotate_keys(self.mode), None
+        return world.rotate_keys(self.mode, self.ahead), None

@@ -34,9 +34,9 @@ from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
     AuditSink,
     IssuedToken,
+    KeyWithdrawn,
     Ledger,
     Principal,
-    Revoked,
     TokenKind,
     TokenRecord,
     TokenStatus,
@@ -265,18 +265,22 @@ class EmbeddedIdP:
 
     # Administration (what an operator does to the world; each change is a ledger event).
 
-    def rotate_keys(self) -> SigningKey:
-        """Sign with a new key from now on; earlier keys stay published."""
-        return self.keys.rotate()
+    def rotate_keys(self, *, ahead: float = 0.0) -> SigningKey:
+        """Publish a new key and sign with it ``ahead`` seconds from now (at once by default);
+        earlier keys stay published."""
+        now = self.clock.now()
+        key = self.keys.publish(now + ahead) if ahead else self.keys.rotate()
+        self.ledger.publish_key(key.kid, signs_from=now + ahead)
+        return key
 
-    def remove_key(self, kid: str) -> Revoked | None:
-        """Withdraw key ``kid``: it leaves the JWKS and every token it signed is revoked."""
+    def remove_key(self, kid: str) -> KeyWithdrawn:
+        """Withdraw key ``kid``: it leaves the JWKS and every token it signed stops verifying."""
         key = self.keys.get(kid)
-        if key is None or key is self.keys.current:
+        if key is None or key is self.keys.signing_key(self.clock.now()):
             self.keys.remove(kid)  # raises the precise InvalidArgument
-        revoked = self.ledger.revoke(kid=kid, reason=f"signing key {kid} removed")
+        withdrawn = self.ledger.withdraw_key(kid, reason=f"signing key {kid} removed")
         self.keys.remove(kid)
-        return revoked
+        return withdrawn
 
     # Endpoints.
 
@@ -732,7 +736,7 @@ class EmbeddedIdP:
         self, principal: Principal, client: ClientConfig, scopes: frozenset[str], ttl: int
     ) -> tuple[IssuedToken, dict[str, Any]]:
         now = int(self.clock.now())
-        key = self.keys.current
+        key = self.keys.signing_key(self.clock.now())
         if self.config.opaque_tokens:
             token = secrets.token_urlsafe(32)
         else:
@@ -776,7 +780,7 @@ class EmbeddedIdP:
     def _mint_id_token(self, principal: Principal, client: ClientConfig, nonce: str | None) -> str:
         now = int(self.clock.now())
         return mint_id_token(
-            self.keys.current,
+            self.keys.signing_key(self.clock.now()),
             issuer=self.issuer,
             client_id=client.client_id,
             subject=principal.name,

@@ -514,24 +514,33 @@ class ChaosProxy:
                 changed.append(f"{grant_id} to [{format_scopes(event.scopes)}]")
         return f"narrowed {', '.join(changed)}" if changed else f"nothing to narrow for {target}"
 
-    def rotate_keys(self, mode: str) -> str:
+    def rotate_keys(self, mode: str, ahead: float = 0.0) -> str:
         keys = self.keys
         if keys is None:
             raise NotApplicable(
                 "rotating keys needs the signing keys: front the embedded IdP or use --resign"
             )
+        now = self.clock.now()
+        signing = keys.signing_key(now)
+        if mode == "publish-ahead":
+            key = keys.publish(now + ahead)
+            self.ledger.publish_key(key.kid, signs_from=now + ahead)
+            return f"published kid {key.kid}; it signs from t+{ahead:g}s"
         if mode == "add":
-            return f"signing with new kid {keys.rotate().kid}"
+            key = keys.rotate()
+            self.ledger.publish_key(key.kid)
+            return f"signing with new kid {key.kid} at once"
         if mode == "rekey":
-            kid = keys.current.kid
-            self.ledger.revoke(kid=kid, reason=f"the key behind kid {kid} was replaced")
+            kid = signing.kid
+            self.ledger.withdraw_key(kid, reason=f"the key behind kid {kid} was replaced")
             keys.rekey()
+            self.ledger.publish_key(kid)
             return f"kid {kid} now stands for a new key; tokens it signed before fail"
         if len(keys.keys) == 1:
-            keys.rotate()
+            self.ledger.publish_key(keys.rotate().kid)
         removed = [key.kid for key in keys.keys if key is not keys.current]
         for kid in removed:
-            self.ledger.revoke(kid=kid, reason=f"signing key {kid} removed")
+            self.ledger.withdraw_key(kid, reason=f"signing key {kid} removed")
             keys.remove(kid)
         return f"removed kid(s) {', '.join(removed)}; signing with {keys.current.kid}"
 
@@ -777,8 +786,9 @@ class ChaosProxy:
             assert header is not None
             assert claims is not None
             await self._verified(parsed)
-            token = _remint(claims, header, issue, signer.current)
-            kid = signer.current.kid
+            signing = signer.signing_key(now)
+            token = _remint(claims, header, issue, signing)
+            kid = signing.kid
             access_fingerprint = fingerprint(token)
             self._remember_upstream_token(
                 access_fingerprint, raw, now + (issue.expires_at - issue.issued_at)
@@ -794,7 +804,7 @@ class ChaosProxy:
             if parsed_id is not None:
                 await self._verified(parsed_id)
                 payload["id_token"] = _resign_plain(
-                    parsed_id.claims, parsed_id.header, signer.current
+                    parsed_id.claims, parsed_id.header, signer.signing_key(now)
                 )
                 edited = True
         access = IssuedToken(

@@ -229,3 +229,50 @@ def test_audit_at_must_be_a_time() -> None:
     for bad in (None, float("nan"), "x"):
         with pytest.raises(InvalidArgument, match=r"at=.* must be a finite number"):
             audit_grants(Ledger(), [], at=bad)  # type: ignore[arg-type]
+
+
+def test_a_new_key_refused_within_key_staleness_is_indeterminate(
+    start: Start, clock: ManualClock
+) -> None:
+    # PyJWKClient's cooldown: an unknown kid is refetched at most every 300 s (real time).
+    proxy = start("jwt", jwks_cooldown=300)
+    assert call(proxy, client_credentials(proxy, "read")["access_token"]) == 200
+    proxy.apply(RotateKeys(mode="add"))
+    token = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, token) == 401
+    assert kinds(proxy, Policy(key_staleness=60)) == []
+    assert kinds(proxy, Policy(key_staleness=0)) == ["valid-token-rejected"]
+    clock.advance(61)  # past the window: the service should have the key by now
+    assert call(proxy, token) == 401
+    assert kinds(proxy, Policy(key_staleness=60)) == ["valid-token-rejected"]
+
+
+def test_a_key_published_ahead_is_never_met_unknown(start: Start, clock: ManualClock) -> None:
+    proxy = start("jwt", jwks_cooldown=300)
+    assert call(proxy, client_credentials(proxy, "read")["access_token"]) == 200
+    proxy.apply(RotateKeys(mode="publish-ahead", ahead=60))
+    clock.advance(60)
+    token = client_credentials(proxy, "read")["access_token"]
+    # The service fetched its key set before the key was published and its cooldown holds:
+    # refused. Judged by when the key was published, 60 s ago: no excuse under 60 s.
+    assert call(proxy, token) == 401
+    assert kinds(proxy, Policy(key_staleness=61)) == []
+    assert kinds(proxy, Policy(key_staleness=60)) == ["valid-token-rejected"]
+
+
+def test_a_removed_key_accepted_beyond_key_staleness(start: Start, clock: ManualClock) -> None:
+    proxy = start("jwt")  # PyJWKClient keeps its key set 300 s (real time)
+    token = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, token) == 200
+    proxy.apply(RotateKeys(mode="remove-old"))
+    assert call(proxy, token) == 200  # the cached key set still has the removed key
+    assert kinds(proxy, Policy(key_staleness=60)) == []
+    clock.advance(61)
+    assert call(proxy, token) == 200
+    (violation,) = check(proxy.ledger, proxy.history.decisions, policy=Policy(key_staleness=60))
+    assert violation.kind == "removed-key-accepted"
+    assert "withdrawn from the JWKS" in violation.sentence
+    assert "60s key staleness" in violation.sentence
+    assert any(type(event).__name__ == "KeyWithdrawn" for event in violation.evidence)
+    # Revocation staleness does not excuse it, and key staleness does not excuse a revocation.
+    assert kinds(proxy, Policy(staleness=3600, key_staleness=60)) == ["removed-key-accepted"]

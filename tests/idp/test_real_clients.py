@@ -111,7 +111,9 @@ def test_pyjwkclient_follows_rotation_and_removal(idp: EmbeddedIdP) -> None:
         validate(idp, old["access_token"])
     validate(idp, new["access_token"])
     assert introspect(idp, old["access_token"]) == {"active": False}
-    assert idp.ledger.lookup(fingerprint(old["access_token"])).revoked_at is not None  # type: ignore[union-attr]
+    record = idp.ledger.lookup(fingerprint(old["access_token"]))
+    assert record is not None
+    assert record.withdrawn_at is not None
 
 
 def test_es256_ring_validates_through_jwks() -> None:

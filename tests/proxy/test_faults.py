@@ -11,7 +11,7 @@ import jwt
 import pytest
 import requests
 
-from jitchaos import InvalidArgument, ManualClock, fingerprint
+from jitchaos import InvalidArgument, KeyPublished, KeyWithdrawn, ManualClock, fingerprint
 from jitchaos.faults import (
     ClockSkew,
     Expire,
@@ -172,15 +172,51 @@ def test_rotate_keys_add_followed_by_pyjwkclient(front: Front) -> None:
     assert use(proxy, before) == 200  # the old key is still published
 
 
-def test_rotate_keys_remove_old_revokes_what_it_signed(front: Front) -> None:
+def test_rotate_keys_remove_old_withdraws_what_it_signed(front: Front) -> None:
     proxy, _ = front("jwt")
     before = client_credentials(proxy, "read")["access_token"]
+    kid = jwt.get_unverified_header(before)["kid"]
     proxy.apply(RotateKeys(mode="remove-old"))
     assert use(proxy, before) == 401
     record = proxy.ledger.lookup(fingerprint(before))
     assert record is not None
-    assert record.revoked_at is not None
+    assert record.withdrawn_at is not None
+    assert record.revoked_at is None  # the key went, not the grant
+    assert introspect(proxy, before) == {"active": False}
+    withdrawn = [e for e in proxy.ledger.events if isinstance(e, KeyWithdrawn)]
+    assert [(e.kid, e.fingerprints) for e in withdrawn] == [(kid, (fingerprint(before),))]
     assert use(proxy, client_credentials(proxy, "read")["access_token"]) == 200
+
+
+def test_rotate_keys_publish_ahead_signs_with_the_new_key_later(
+    front: Front, clock: ManualClock
+) -> None:
+    proxy, _ = front("jwt")
+    old = jwt.get_unverified_header(client_credentials(proxy, "read")["access_token"])["kid"]
+    proxy.apply(RotateKeys(mode="publish-ahead", ahead=60))
+    published = [
+        key["kid"] for key in requests.get(f"{proxy.url}/jwks", timeout=10).json()["keys"]
+    ]
+    assert len(published) == 2
+    assert old in published
+    new = next(kid for kid in published if kid != old)
+    clock.advance(59)
+    token = client_credentials(proxy, "read")["access_token"]
+    assert jwt.get_unverified_header(token)["kid"] == old  # published, not signing yet
+    clock.advance(1)
+    token = client_credentials(proxy, "read")["access_token"]
+    assert jwt.get_unverified_header(token)["kid"] == new
+    key = jwt.PyJWKClient(f"{proxy.url}/jwks").get_signing_key_from_jwt(token)
+    # The clock moved a minute past the wall clock: check the signature, not the times.
+    jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        audience="jitchaos",
+        options={"verify_iat": False, "verify_nbf": False},
+    )
+    event = next(e for e in proxy.ledger.events if isinstance(e, KeyPublished))
+    assert (event.kid, event.signs_from - event.at) == (new, 60)
 
 
 def test_rotate_keys_rekey_same_kid_new_key(front: Front) -> None:

@@ -44,7 +44,12 @@ CLEAN = settings(FIND, max_examples=200)
 CLIENTS = {refresh_on_timer.make_app, concurrent_refresh.make_app}
 # A user-facing service: its tokens come from users logging in, not from client credentials
 # (whose one principal would make a leak between grants, not between principals).
-ACTIONS = {shared_cache.make_app: AuthChaosMachine.all_actions - {"grant"}}
+ACTIONS = {
+    shared_cache.make_app: AuthChaosMachine.all_actions - {"grant"},
+    # The derandomized search meets an accepted temporal-edge forgery before the rotation bug
+    # (rotate, 301 s, a new token), a finding of its own under study; this case is the JWKS.
+    jwks_cache.make_app: AuthChaosMachine.all_actions - {"submit_hostile"},
+}
 
 
 def machine(factory: Callable[..., Any], policy: Policy, **options: Any) -> type[Any]:
@@ -77,11 +82,23 @@ CASES = [
         {"revoked-token-accepted", "narrowed-scope-honoured", "expired-token-accepted"},
         {"revoke", "narrow", "advance", "expire"},
     ),
-    (jwks_cache.make_app, Policy(staleness=300), {"valid-token-rejected"}, {"rotate_keys"}),
-    (jwks_wiped.make_app, Policy(staleness=300), {"valid-token-rejected"}, {"outage"}),
+    # The JWT twins refetch an unknown kid at once but keep a key they know until the token
+    # expires (jwks_cache, stateless_jwt) or for the minute between refreshes (jwks_wiped).
+    (
+        jwks_cache.make_app,
+        Policy(staleness=300, key_staleness=300),
+        {"valid-token-rejected"},
+        {"rotate_keys"},
+    ),
+    (
+        jwks_wiped.make_app,
+        Policy(staleness=300, key_staleness=60),
+        {"valid-token-rejected"},
+        {"outage"},
+    ),
     (
         stateless_jwt.make_app,
-        Policy(staleness=30),
+        Policy(staleness=30, key_staleness=300),
         {"revoked-token-accepted", "narrowed-scope-honoured", "expired-token-accepted"},
         {"revoke", "narrow", "expire"},
     ),
