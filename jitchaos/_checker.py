@@ -333,7 +333,7 @@ def _judge(
             had = record.token.scopes & grant.scope_history[0][1]
             kind = "narrowed-scope-honoured" if needed <= had else "scope-not-enforced"
     allowance = (
-        f" (policy: {policy.key_staleness:g}s key staleness)"
+        f" (policy: {policy.key_staleness:g}s key staleness, {policy.staleness:g}s staleness)"
         if kind == "removed-key-accepted"
         else f" (policy: {policy.staleness:g}s staleness, {policy.leeway:g}s leeway)"
     )

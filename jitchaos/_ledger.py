@@ -842,14 +842,22 @@ class Ledger:
                     f"{changed_at:g}",
                     evidence,
                 )
-            return self._key_verdict(record, at, key_staleness, verdict)
+            return self._key_verdict(record, at, staleness, key_staleness, verdict)
 
     def _key_verdict(
-        self, record: TokenRecord, at: float, key_staleness: float, verdict: Verdict
+        self,
+        record: TokenRecord,
+        at: float,
+        staleness: float,
+        key_staleness: float,
+        verdict: Verdict,
     ) -> Verdict:
-        """``verdict`` (on everything but keys) with the token's signing key taken into account:
-        a key withdrawn longer than ``key_staleness`` ago must fail; a key withdrawn or
-        published less than that ago leaves a valid token's use to the service's key cache."""
+        """``verdict`` (on everything but keys) with the token's signing key taken into account.
+
+        A token whose key was withdrawn is dead; a service learns it from its key set (a JWT
+        service: ``key_staleness``) or from the IdP (an introspecting one: ``staleness``), so
+        it must fail once both windows have passed. A key published less than
+        ``key_staleness`` ago may be unknown to a service's key cache: refusing is allowed."""
         if verdict.outcome is Outcome.MUST_DENY or record.token.kid is None:
             return verdict
         kid = record.token.kid
@@ -858,7 +866,8 @@ class Ledger:
         if withdrawn is not None and withdrawn <= at:
             proof = tuple(e for e in events if isinstance(e, KeyWithdrawn) and e.at == withdrawn)
             evidence = tuple(sorted((*verdict.evidence, *proof), key=lambda e: e.seq))
-            if at >= withdrawn + key_staleness:
+            window = max(staleness, key_staleness)
+            if at >= withdrawn + window:
                 return Verdict(
                     Outcome.MUST_DENY,
                     f"signed by key {kid}, withdrawn from the JWKS at {withdrawn:g}",
@@ -866,8 +875,7 @@ class Ledger:
                 )
             return Verdict(
                 Outcome.EITHER,
-                f"within the {key_staleness:g}s key staleness allowed after key {kid} was "
-                f"withdrawn at {withdrawn:g}",
+                f"within the {window:g}s allowed after key {kid} was withdrawn at {withdrawn:g}",
                 evidence,
             )
         # The latest publication up to ``at`` (not up to the token's ``iat``, which is whole

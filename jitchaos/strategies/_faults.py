@@ -41,7 +41,11 @@ _BY_KIND: dict[str, st.SearchStrategy[AnyFault]] = {
     "expire": st.builds(Expire, target=_targets, issued_ttl=st.none() | st.integers(1, 3600)),
     "revoke": st.builds(Revoke, target=_targets, delay=_seconds),
     "narrow": st.builds(Narrow, scopes=st.frozensets(_scope_names, max_size=3), target=_targets),
-    "rotate_keys": st.builds(RotateKeys, mode=st.sampled_from(["add", "remove-old", "rekey"])),
+    "rotate_keys": st.builds(
+        RotateKeys,
+        mode=st.sampled_from(["publish-ahead", "add", "remove-old", "rekey"]),
+        ahead=st.integers(0, 3600).map(float),
+    ),
     "outage": st.builds(
         Outage,
         endpoint=_endpoints,
