@@ -21,6 +21,7 @@ from jitchaos._ledger import (
     Principal,
     PrincipalKind,
     Refreshed,
+    Returned,
     Revoked,
     TokenKind,
     TokenRecord,
@@ -33,7 +34,7 @@ from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
 from jitchaos._report import RunReport, report
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
-from jitchaos._tokens import fingerprint, mint_access_token, verify_access_token
+from jitchaos._tokens import Secret, fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
     AuditError,
     AuditLogError,
@@ -95,10 +96,12 @@ __all__ = [
     "PrincipalKind",
     "ProxyClient",
     "Refreshed",
+    "Returned",
     "Revoked",
     "RunReport",
     "Schedule",
     "Scheduled",
+    "Secret",
     "SigningKey",
     "SystemClock",
     "TokenKind",

@@ -32,6 +32,7 @@ from jitchaos._ledger import (
     Narrowed,
     Principal,
     Refreshed,
+    Returned,
     Revoked,
     TokenKind,
     Widened,
@@ -58,6 +59,7 @@ _NAMES: dict[type[LedgerEvent], str] = {
     Revoked: "revoked",
     Expired: "expired",
     Leased: "leased",
+    Returned: "returned",
     KeyPublished: "key-published",
     KeyWithdrawn: "key-withdrawn",
 }
@@ -205,8 +207,31 @@ def _decode_field(key: str, raw: object) -> object:
         "ttl": _number,
         "max_ttl": lambda v: None if v is None else _number(v),
         "signs_from": _number,
+        "valid_until": _number,
+        "by_holder": _bool,
+        "revoked": _bool,
     }
     return decoders.get(key, _str)(raw)
+
+
+def _open_at(ledger: Ledger, at: float) -> tuple[Grant, ...]:
+    """Grants not closed at ``at``: a usable token its holder never gave back, or a lease its
+    holder never gave back at all (the fixture had to take it back). A lease given back that the
+    IdP could not revoke is closed: its exposure is the post-test audit's note."""
+    returns = ledger.returns
+    usable = {g.grant_id for g in ledger.open_grants(at)}
+    return tuple(
+        grant
+        for grant in ledger.grants
+        if (grant.grant_id in usable and grant.grant_id not in returns)
+        or (grant.grant_id in returns and not returns[grant.grant_id].by_holder)
+    )
+
+
+def _bool(raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise AuditLogError(f"{raw!r} is not true or false")
+    return raw
 
 
 def _int(raw: object) -> int:
@@ -388,7 +413,7 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
     applied = ledger.events
     times = [e.at for e in applied] + [d.at for d in decisions]
     reference = at if at is not None else (max(times) if times else None)
-    open_grants = ledger.open_grants(reference) if reference is not None else ()
+    open_grants = _open_at(ledger, reference) if reference is not None else ()
     return AuditReport(
         path=str(path),
         events=ledger.events,

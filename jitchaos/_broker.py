@@ -2,9 +2,17 @@
 it, give it back when you are done, and leave an audit trail that proves you did.
 
 The broker obtains real tokens from the embedded IdP, from the proxy's IdP side, or from a real
-IdP (client_credentials), records each as a grant and a lease in its own ledger (and audit log)
-before handing it out, and revokes through the IdP's RFC 7009 endpoint. If the audit record
-cannot be written, the credential is revoked again and not handed out: no audit, no grant.
+IdP (client_credentials, as any of its configured clients, bound to a resource with RFC 8707
+when asked), records each as a grant and a lease in its own ledger (and audit log) before
+handing it out, and revokes through the IdP's RFC 7009 endpoint. If the audit record cannot be
+written, the credential is revoked again and not handed out: no audit, no grant.
+
+What is recorded is what happened: a token lives as long as the token says (its ``exp``, else
+``expires_in``, else introspection), whatever was asked; a credential given back is a
+:class:`~jitchaos.Returned` event, by its holder or by the fixture that had to take it back;
+and an IdP that refuses to revoke a token type (RFC 7009 §2.2.1: JWT-issuing IdPs do) ends the
+lease cleanly, the token recorded as valid until it expires. Tokens and secrets are carried as
+:class:`~jitchaos.Secret` values, which never show in a traceback.
 """
 
 from __future__ import annotations
@@ -13,19 +21,20 @@ import base64
 import json
 import os
 import urllib.parse
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import jwt
 
 from jitchaos._audit import AuditLog
 from jitchaos._checks import finite_number, scope_names
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._ledger import AuditSink, IssuedToken, Ledger, Principal, PrincipalKind, TokenKind
 from jitchaos._oauth_client import authorization_query, code_from, exchange
-from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
+from jitchaos._tokens import Secret, fingerprint, format_scopes, parse_scopes
 from jitchaos.errors import AuditError, BrokerError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -41,16 +50,21 @@ _REDIRECT = "http://127.0.0.1/jitchaos-broker"
 class Credential:
     """A short-lived credential a test holds. Its repr shows the fingerprint, never the token."""
 
-    access_token: str = attrs.field(repr=False)
-    refresh_token: str | None = attrs.field(default=None, repr=False)
+    access_token: Secret = attrs.field(repr=False)
+    refresh_token: Secret | None = attrs.field(default=None, repr=False)
     fingerprint: str
     """Fingerprint of the access token (what logs, audits and notebooks show)."""
     expires_at: float
-    """When the lease ends: the token's own expiry or the granted TTL, whichever is sooner."""
+    """When the token stops working, as the token (or the IdP) says, whatever was asked."""
     scopes: frozenset[str]
     principal: Principal
     grant_id: str
     holder: str
+    resource: str | None = None
+    """The RFC 8707 resource the token was bound to, when the lease named one."""
+    lifetime_from: str = "exp"
+    """Where :attr:`expires_at` comes from: ``exp`` (the JWT), ``expires_in`` (the token
+    answer), ``introspection``, or ``asked`` (the IdP said nothing)."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -59,8 +73,9 @@ class Credential:
 
 
 class Broker:
-    """Grants credentials from ``source`` as client ``client_id``/``client_secret`` to
-    ``holder`` (a test id), each capped at ``max_ttl`` seconds of total life when given.
+    """Grants credentials from ``source`` as client ``client_id``/``client_secret`` (or any of
+    ``clients``, id to secret) to ``holder`` (a test id), each capped at ``max_ttl`` seconds of
+    total life when given.
 
     ``source`` is an :class:`~jitchaos.idp.EmbeddedIdP`, a :class:`~jitchaos.ChaosProxy` (its
     IdP side) or a real IdP's issuer URL. Grants to users (``subject:NAME``) need the embedded
@@ -80,6 +95,7 @@ class Broker:
         audit: str | os.PathLike[str] | AuditSink | None = None,
         max_ttl: float | None = None,
         timeout: float = 10.0,
+        clients: Mapping[str, str] | None = None,
     ) -> None:
         from jitchaos.idp import EmbeddedIdP
         from jitchaos.proxy import ChaosProxy
@@ -98,6 +114,15 @@ class Broker:
         for name, value in (("client_id", client_id), ("client_secret", client_secret)):
             if not isinstance(value, str) or not value:
                 raise InvalidArgument(f"{name} must be a non-empty string")
+        if clients is not None and not isinstance(clients, Mapping):
+            raise InvalidArgument("clients must map client ids to their secrets")
+        self._secrets: dict[str, Secret] = {client_id: Secret(client_secret)}
+        for other, secret in (clients or {}).items():
+            if not isinstance(other, str) or not other or ":" in other:
+                raise InvalidArgument(f"clients names {other!r}, not a client id")
+            if not isinstance(secret, str) or not secret:
+                raise InvalidArgument(f"clients[{other!r}] must be a non-empty secret")
+            self._secrets[other] = Secret(secret)
         if not isinstance(holder, str) or not holder:
             raise InvalidArgument(f"holder={holder!r} must be a non-empty string")
         if max_ttl is not None:
@@ -106,7 +131,6 @@ class Broker:
         if timeout == 0:
             raise InvalidArgument("timeout=0 must be seconds > 0")
         self.client_id = client_id
-        self._secret = client_secret
         self.holder = holder
         self.max_ttl = max_ttl
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -122,41 +146,82 @@ class Broker:
 
     # Granting.
 
-    def grant(self, principal: Principal | str, scopes: Iterable[str], ttl: float) -> Credential:
-        """A credential for ``principal`` with exactly ``scopes``, living ``ttl`` seconds
-        (capped at :attr:`max_ttl`; the request and the cap are both recorded)."""
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """The client ids this broker can grant as."""
+        return tuple(self._secrets)
+
+    def secret(self, client_id: str | None = None) -> Secret:
+        """The secret of ``client_id`` (default: the broker's own client), for a test that
+        talks to the IdP itself (introspection, say). A :class:`~jitchaos.Secret`: it never
+        shows in a traceback."""
+        client = self.client_id if client_id is None else client_id
+        if client not in self._secrets:
+            raise InvalidArgument(f"client_id={client!r} is no client of this broker")
+        return self._secrets[client]
+
+    def grant(
+        self,
+        principal: Principal | str,
+        scopes: Iterable[str],
+        ttl: float,
+        *,
+        resource: str | None = None,
+    ) -> Credential:
+        """A credential for ``principal`` with exactly ``scopes``, asked to live ``ttl`` seconds
+        (capped at :attr:`max_ttl`; the request and the cap are both recorded), bound to
+        ``resource`` (RFC 8707: the token's audience) when given."""
         who = Principal.parse(principal) if isinstance(principal, str) else principal
         if not isinstance(who, Principal):
             raise InvalidArgument(f"principal={principal!r} must be a Principal or 'kind:name'")
         wanted = scope_names("scopes", scopes)
         finite_number("ttl", ttl, above=0, must="finite seconds > 0")
+        if resource is not None and (
+            not isinstance(resource, str)
+            or not resource.startswith(("http://", "https://", "urn:"))
+        ):
+            raise InvalidArgument(f"resource={resource!r} must be an absolute URI (RFC 8707)")
         granted_ttl = min(ttl, self.max_ttl) if self.max_ttl is not None else ttl
         seconds = max(1, int(granted_ttl))
+        # The embedded IdP takes the lifetime a lease asks for (its ``ttl`` extension); a real
+        # IdP issues its own, which the token then says.
+        extra = {"ttl": str(seconds)} if self._embedded else {}
+        if resource is not None:
+            extra["resource"] = resource
         if who.kind is PrincipalKind.CLIENT:
-            if who.name != self.client_id:
+            if who.name not in self._secrets:
                 raise InvalidArgument(
-                    f"principal={who} is another client; this broker grants as {self.client_id}"
+                    f"principal={who} is no client of this broker (it has "
+                    f"{', '.join(self._secrets)})"
                 )
             form = {"grant_type": "client_credentials", "scope": format_scopes(wanted)}
-            payload = self._token({**form, "ttl": str(seconds)})
+            payload = self._token({**form, **extra}, client=who.name)
+            client = who.name
         else:
             if not self._embedded:
                 raise InvalidArgument(
                     f"principal={who}: user grants need the embedded IdP (a real IdP would "
                     "need its login page); grant the client itself instead"
                 )
-            payload = self._user_token(who.name, wanted, seconds)
+            payload = self._user_token(who.name, wanted, extra)
+            client = self.client_id
         now = self.clock.now()
-        credential = self._record(payload, who, wanted, now, granted_ttl, requested=ttl)
-        return credential
+        return self._record(
+            payload, who, wanted, now, granted_ttl, requested=ttl, client=client, resource=resource
+        )
 
     @contextmanager
     def lease(
-        self, principal: Principal | str, scopes: Collection[str], ttl: float
+        self,
+        principal: Principal | str,
+        scopes: Collection[str],
+        ttl: float,
+        *,
+        resource: str | None = None,
     ) -> Iterator[Credential]:
-        """A credential for the length of a ``with`` block, revoked at its end (also when the
-        block raises)."""
-        credential = self.grant(principal, scopes, ttl)
+        """A credential for the length of a ``with`` block, given back at its end (also when
+        the block raises)."""
+        credential = self.grant(principal, scopes, ttl, resource=resource)
         try:
             yield credential
         finally:
@@ -182,24 +247,26 @@ class Broker:
                 )
             wanted = min(wanted, remaining)
         seconds = max(1, int(wanted))
-        payload = self._token(
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": current.refresh_token,
-                "ttl": str(seconds),
-            }
+        form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
+        if self._embedded:
+            form["ttl"] = str(seconds)
+        client = self._client_of(current)
+        payload = self._token(form, client=client)
+        access, expires_at, scopes, source = self._read(
+            payload, now, seconds, current.scopes, client
         )
-        access, expires_at, scopes = self._read(payload, now, seconds, current.scopes)
         tokens = [self._issued(access, TokenKind.ACCESS, now, expires_at, scopes)]
-        refresh = payload.get("refresh_token")
-        if isinstance(refresh, str) and refresh != current.refresh_token:
+        fresh_refresh = payload.get("refresh_token")
+        refresh: Secret | None
+        if isinstance(fresh_refresh, str) and fresh_refresh != current.refresh_token:
+            refresh = Secret(fresh_refresh)
             tokens.append(self._issued(refresh, TokenKind.REFRESH, now, now + 30 * 86400, scopes))
         else:
             refresh = current.refresh_token
         try:
             self.ledger.refresh(fingerprint(current.refresh_token), tokens=tokens)
         except AuditError:
-            self._revoke_raw(refresh or access)
+            self._revoke_raw(refresh or access, client)
             raise
         fresh = attrs.evolve(
             current,
@@ -208,13 +275,18 @@ class Broker:
             fingerprint=fingerprint(access),
             expires_at=expires_at,
             scopes=scopes,
+            lifetime_from=source,
         )
         self._live[current.grant_id] = fresh
         return fresh
 
-    def revoke(self, credential: Credential) -> None:
-        """Revoke the credential at the IdP (its refresh token takes the family) and in the
-        ledger. Revoking twice is harmless."""
+    def revoke(self, credential: Credential, *, by_holder: bool = True) -> None:
+        """Give the credential back: revoke it at the IdP (its refresh token takes the family)
+        and record the return. ``by_holder`` False records that the holder never gave it back
+        (the fixture that leased it takes it back). An IdP that refuses to revoke the token's
+        type (``unsupported_token_type``) is recorded, not raised: the token stays valid until
+        it expires. Any other failure is recorded, then raised as a
+        :class:`~jitchaos.errors.BrokerError`. Revoking twice is harmless."""
         if not isinstance(credential, Credential):
             raise InvalidArgument(
                 f"credential={credential!r} must be a Credential this broker granted"
@@ -222,18 +294,43 @@ class Broker:
         current = self._live.pop(credential.grant_id, None)
         if current is None:
             return
-        self._revoke_raw(current.refresh_token or current.access_token)
-        if current.refresh_token is not None:
-            self._revoke_raw(current.access_token)
-        self.ledger.revoke(grant=current.grant_id, reason=f"returned by {current.holder}")
+        client = self._client_of(current)
+        failures: list[str] = []
+        refused: list[str] = []
+        for token in (current.refresh_token, current.access_token):
+            if token is None:
+                continue
+            try:
+                ended, why = self._revoke_raw(token, client)
+            except BrokerError as error:
+                failures.append(str(error))
+                continue
+            if not ended:
+                refused.append(why)
+        revoked = not failures and not refused
+        reason = "; ".join([*refused, *failures]) or "revoked at the IdP"
+        by = "returned by" if by_holder else "never returned by"
+        self.ledger.give_back(
+            current.grant_id,
+            holder=current.holder,
+            by_holder=by_holder,
+            revoked=revoked,
+            valid_until=self.clock.now() if revoked else current.expires_at,
+            reason=f"{by} {current.holder}: {reason}",
+        )
+        if revoked:
+            self.ledger.revoke(grant=current.grant_id, reason=f"{by} {current.holder}")
+        if failures:
+            raise BrokerError(failures[0])
 
-    def revoke_all(self) -> int:
-        """Revoke everything still held; returns how many credentials that was."""
+    def revoke_all(self, *, by_holder: bool = True) -> int:
+        """Give back everything still held; returns how many credentials that was.
+        ``by_holder`` False: the holder did not give them back (a fixture cleans up)."""
         held = list(self._live.values())
         errors: list[BaseException] = []
         for credential in held:
             try:
-                self.revoke(credential)
+                self.revoke(credential, by_holder=by_holder)
             except (BrokerError, AuditError) as error:
                 errors.append(error)
         if errors:
@@ -266,6 +363,12 @@ class Broker:
             raise InvalidArgument(f"credential {credential.fingerprint} is no longer held")
         return current
 
+    def _client_of(self, credential: Credential) -> str:
+        name = credential.principal.name
+        if credential.principal.kind is PrincipalKind.CLIENT and name in self._secrets:
+            return name
+        return self.client_id
+
     def _record(
         self,
         payload: dict[str, Any],
@@ -275,16 +378,18 @@ class Broker:
         granted_ttl: float,
         *,
         requested: float,
+        client: str,
+        resource: str | None,
     ) -> Credential:
-        access, expires_at, scopes = self._read(payload, now, granted_ttl, wanted)
+        access, expires_at, scopes, source = self._read(payload, now, granted_ttl, wanted, client)
         tokens = [self._issued(access, TokenKind.ACCESS, now, expires_at, scopes)]
-        refresh = payload.get("refresh_token")
-        refresh = refresh if isinstance(refresh, str) and refresh else None
+        raw_refresh = payload.get("refresh_token")
+        refresh = Secret(raw_refresh) if isinstance(raw_refresh, str) and raw_refresh else None
         if refresh is not None:
             tokens.append(self._issued(refresh, TokenKind.REFRESH, now, now + 30 * 86400, scopes))
         try:
             granted = self.ledger.grant(
-                principal=who, client_id=self.client_id, scopes=scopes, tokens=tokens
+                principal=who, client_id=client, scopes=scopes, tokens=tokens
             )
             self.ledger.lease(
                 granted.grant_id,
@@ -295,7 +400,7 @@ class Broker:
             )
         except AuditError:
             # Fail closed: nothing was recorded, so nothing may be handed out.
-            self._revoke_raw(refresh or access)
+            self._revoke_raw(refresh or access, client)
             raise
         credential = Credential(
             access_token=access,
@@ -306,22 +411,53 @@ class Broker:
             principal=who,
             grant_id=granted.grant_id,
             holder=self.holder,
+            resource=resource,
+            lifetime_from=source,
         )
         self._live[granted.grant_id] = credential
         self._lease_start[granted.grant_id] = now
         return credential
 
     def _read(
-        self, payload: dict[str, Any], now: float, ttl: float, wanted: frozenset[str]
-    ) -> tuple[str, float, frozenset[str]]:
-        access = payload.get("access_token")
-        if not isinstance(access, str) or not access:
+        self,
+        payload: dict[str, Any],
+        now: float,
+        ttl: float,
+        wanted: frozenset[str],
+        client: str,
+    ) -> tuple[Secret, float, frozenset[str], str]:
+        """The access token, when it stops working, its scopes, and where that end comes from:
+        the JWT's ``exp``, the answer's ``expires_in``, introspection, or what was asked."""
+        raw = payload.get("access_token")
+        if not isinstance(raw, str) or not raw:
             raise BrokerError(f"{self.url}: the token response has no access_token")
-        expires_in = payload.get("expires_in")
-        life = float(expires_in) if isinstance(expires_in, int | float) else ttl
+        access = Secret(raw)
         scope = payload.get("scope")
         scopes = parse_scopes(scope) if isinstance(scope, str) else wanted
-        return access, now + min(life, ttl), scopes
+        life = _jwt_life(access)
+        if life is not None:
+            return access, now + life, scopes, "exp"
+        expires_in = payload.get("expires_in")
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            return access, now + float(expires_in), scopes, "expires_in"
+        expires = self._introspected_expiry(access, client)
+        if expires is not None:
+            return access, expires, scopes, "introspection"
+        return access, now + ttl, scopes, "asked"
+
+    def _introspected_expiry(self, token: Secret, client: str) -> float | None:
+        endpoint = self._discover().get("introspection")
+        if endpoint is None:
+            return None
+        status, _, body = self._send("POST", endpoint, {"token": token}, client=client)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return None
+        exp = answer.get("exp") if status == 200 and isinstance(answer, dict) else None
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return float(exp)
+        return None
 
     @staticmethod
     def _issued(
@@ -335,7 +471,9 @@ class Broker:
             scopes=scopes,
         )
 
-    def _user_token(self, user: str, scopes: frozenset[str], ttl: int) -> dict[str, Any]:
+    def _user_token(
+        self, user: str, scopes: frozenset[str], extra: dict[str, str]
+    ) -> dict[str, Any]:
         endpoints = self._discover()
         query, verifier = authorization_query(
             client_id=self.client_id, redirect_uri=_REDIRECT, scopes=scopes, user=user
@@ -351,12 +489,13 @@ class Broker:
                 "code": code,
                 "redirect_uri": _REDIRECT,
                 "code_verifier": verifier,
-                "ttl": str(ttl),
-            }
+                **extra,
+            },
+            client=self.client_id,
         )
 
-    def _token(self, form: dict[str, str]) -> dict[str, Any]:
-        status, _, body = self._send("POST", self._discover()["token"], form, auth=True)
+    def _token(self, form: dict[str, str], *, client: str) -> dict[str, Any]:
+        status, _, body = self._send("POST", self._discover()["token"], form, client=client)
         try:
             payload = json.loads(body)
         except ValueError:
@@ -368,15 +507,21 @@ class Broker:
             )
         return payload
 
-    def _revoke_raw(self, token: str) -> None:
+    def _revoke_raw(self, token: Secret, client: str) -> tuple[bool, str]:
+        """Revoke ``token`` at the IdP: (True, "") when it did; (False, why) when the IdP has
+        no revocation endpoint or refuses to revoke this token type; BrokerError otherwise."""
         endpoint = self._discover().get("revocation")
         if endpoint is None:
-            return  # nothing to call; the token lives until it expires
-        status, _, body = self._send("POST", endpoint, {"token": token}, auth=True)
-        if status != 200:
-            raise BrokerError(
-                f"{self.url}: revocation refused with HTTP {status}: {_error_text(body)}"
-            )
+            return False, "the IdP has no revocation endpoint"
+        status, _, body = self._send("POST", endpoint, {"token": token}, client=client)
+        if status == 200:
+            return True, ""
+        if status == 400 and _error_code(body) == "unsupported_token_type":
+            # RFC 7009 §2.2.1: the IdP does not revoke this kind of token.
+            return False, f"the IdP does not revoke this token type ({_error_text(body)})"
+        raise BrokerError(
+            f"{self.url}: revocation refused with HTTP {status}: {_error_text(body)}"
+        )
 
     def _discover(self) -> dict[str, str]:
         if self._endpoints is None:
@@ -394,6 +539,7 @@ class Broker:
                 "token": "token_endpoint",
                 "authorize": "authorization_endpoint",
                 "revocation": "revocation_endpoint",
+                "introspection": "introspection_endpoint",
             }
             self._endpoints = {
                 name: metadata[field]
@@ -403,20 +549,50 @@ class Broker:
         return self._endpoints
 
     def _send(
-        self, method: str, url: str, form: dict[str, str] | None = None, *, auth: bool = False
+        self,
+        method: str,
+        url: str,
+        form: dict[str, str] | None = None,
+        *,
+        client: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         headers = {"Accept": "application/json"}
         data = None
         if form is not None:
             data = urllib.parse.urlencode(form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if auth:
-            pair = f"{urllib.parse.quote(self.client_id)}:{urllib.parse.quote(self._secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        if client is not None:
+            secret = self._secrets[client]
+            pair = f"{urllib.parse.quote(client)}:{urllib.parse.quote(secret)}"
+            headers["Authorization"] = Secret("Basic " + base64.b64encode(pair.encode()).decode())
         try:
             return exchange(method, url, headers=headers, body=data, timeout=self._timeout)
         except OSError as error:
             raise BrokerError(f"{self.url}: unreachable ({error})") from None
+
+
+def _jwt_life(token: str) -> float | None:
+    """How long a JWT access token lives, ``exp - iat`` (read, not verified: the broker is its
+    client; counted from the broker's own clock, whatever the IdP's says), or None for an
+    opaque token or one without both claims."""
+    if token.count(".") != 2:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp, iat = claims.get("exp"), claims.get("iat")
+    numbers = [t for t in (exp, iat) if isinstance(t, int | float) and not isinstance(t, bool)]
+    return float(numbers[0]) - float(numbers[1]) if len(numbers) == 2 else None
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    code = data.get("error") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _error_text(body: bytes) -> str:

@@ -16,6 +16,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from jitchaos._audit import encode_event, read_audit
@@ -365,7 +366,9 @@ def _build_parser() -> _Parser:
         "audit",
         help="report open grants and bad lines of an audit log",
         description="Read an audit log; exit 0 when every grant was "
-        "closed, 1 on findings, 2 when it cannot be read.",
+        "closed, 1 on findings, 2 when it cannot be read. FILE may be the path given to "
+        "pytest's --jitchaos-audit under xdist: every worker's log (FILE.gw0.jsonl, ...) is "
+        "audited.",
     )
     audit.add_argument("file", metavar="FILE")
     audit.add_argument(
@@ -589,12 +592,36 @@ async def _serve_proxy(
     return 0
 
 
+def _audit_logs(path: str) -> list[Path]:
+    """``path``, or the per-worker logs pytest-xdist wrote for it (``stem.gwN.suffix``)."""
+    given = Path(path)
+    if given.exists():
+        return [given]
+    suffix = given.suffix or ".jsonl"
+    workers = []
+    for candidate in given.parent.glob(f"{given.stem}.gw*{suffix}"):
+        number = candidate.name[len(given.stem) + 3 : len(candidate.name) - len(suffix)]
+        if number.isdigit():
+            workers.append((int(number), candidate))
+    return [candidate for _, candidate in sorted(workers)] or [given]
+
+
 def _run_audit(args: argparse.Namespace) -> int:
+    logs = _audit_logs(args.file)
+    if len(logs) == 1:
+        return _audit_one(args, logs[0])
+    if not args.json:
+        print(f"{args.file}: {len(logs)} worker logs ({', '.join(p.name for p in logs)})")
+    codes = [_audit_one(args, log) for log in logs]
+    return max(codes)
+
+
+def _audit_one(args: argparse.Namespace, path: Path) -> int:
     from jitchaos._policy import Policy
     from jitchaos._post_audit import audit_grants
 
     try:
-        report = read_audit(args.file, at=args.at)
+        report = read_audit(path, at=args.at)
     except AuditLogError as error:
         raise _UsageError(str(error)) from None
     post = None

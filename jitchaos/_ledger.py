@@ -41,6 +41,7 @@ __all__ = [
     "Principal",
     "PrincipalKind",
     "Refreshed",
+    "Returned",
     "Revoked",
     "TokenKind",
     "TokenRecord",
@@ -248,6 +249,24 @@ class Leased:
 
 
 @attrs.frozen(kw_only=True)
+class Returned:
+    """A leased credential came back: given back by its holder, or taken back by the fixture
+    that leased it because the holder never gave it back (``by_holder`` False). ``revoked``
+    says whether the IdP ended it; when it did not (RFC 7009 §2.2.1 lets an IdP refuse to revoke
+    a token type, as JWT-issuing IdPs do), its tokens stay valid until ``valid_until`` and
+    ``reason`` says why. Changes no access by itself: a use after it is the holder's mistake."""
+
+    seq: int
+    at: float
+    grant_id: str
+    holder: str
+    by_holder: bool
+    revoked: bool
+    valid_until: float
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
 class KeyPublished:
     """A signing key appeared in the JWKS; tokens are signed with it from ``signs_from`` (at
     once in an emergency rotation, later when the IdP publishes ahead, as Okta and Auth0 do).
@@ -281,6 +300,7 @@ LedgerEvent = (
     | Revoked
     | Expired
     | Leased
+    | Returned
     | KeyPublished
     | KeyWithdrawn
 )
@@ -293,6 +313,7 @@ _E = TypeVar(
     Revoked,
     Expired,
     Leased,
+    Returned,
     KeyPublished,
     KeyWithdrawn,
 )
@@ -304,6 +325,7 @@ EVENT_TYPES: tuple[type[LedgerEvent], ...] = (
     Revoked,
     Expired,
     Leased,
+    Returned,
     KeyPublished,
     KeyWithdrawn,
 )
@@ -457,6 +479,7 @@ class Ledger:
         self._events: list[LedgerEvent] = []
         self._grants: dict[str, Grant] = {}
         self._leases: dict[str, Leased] = {}
+        self._returns: dict[str, Returned] = {}
         self._tokens: dict[str, TokenRecord] = {}
         # Events by the token or grant they concern, with their position in _events: a
         # verdict's evidence is read from these, not from a scan of every event (the checker
@@ -511,6 +534,12 @@ class Ledger:
         """The lease of each grant handed out as one, by grant id."""
         with self._lock:
             return dict(self._leases)
+
+    @property
+    def returns(self) -> dict[str, Returned]:
+        """How each returned lease came back, by grant id."""
+        with self._lock:
+            return dict(self._returns)
 
     @property
     def grants(self) -> tuple[Grant, ...]:
@@ -676,6 +705,36 @@ class Ledger:
                     reason=reason,
                     fingerprints=fingerprints,
                     grant_ids=self._grant_ids(fingerprints),
+                )
+            )
+
+    def give_back(
+        self,
+        grant_id: str,
+        *,
+        holder: str,
+        by_holder: bool,
+        revoked: bool,
+        valid_until: float,
+        reason: str,
+    ) -> Returned:
+        """Record that the lease of ``grant_id`` came back (see :class:`Returned`)."""
+        with self._lock:
+            if grant_id not in self._grants:
+                raise LedgerError(f"grant_id={grant_id!r} names no grant")
+            if grant_id in self._returns:
+                raise LedgerError(f"grant {grant_id} was already returned")
+            until = finite_number("valid_until", valid_until)
+            return self._commit(
+                lambda seq, at: Returned(
+                    seq=seq,
+                    at=at,
+                    grant_id=grant_id,
+                    holder=holder,
+                    by_holder=bool(by_holder),
+                    revoked=bool(revoked),
+                    valid_until=until,
+                    reason=reason,
                 )
             )
 
@@ -910,7 +969,7 @@ class Ledger:
             case Revoked() | Expired():
                 for fp in event.fingerprints:
                     self._by_token.setdefault(fp, []).append(entry)
-            case Narrowed() | Widened() | Leased():
+            case Narrowed() | Widened() | Leased() | Returned():
                 self._by_grant.setdefault(event.grant_id, []).append(entry)
             case KeyPublished() | KeyWithdrawn():
                 self._by_kid.setdefault(event.kid, []).append(entry)
@@ -950,6 +1009,8 @@ class Ledger:
                     self._tokens[fp] = attrs.evolve(self._tokens[fp], expired_at=event.at)
             case Leased():
                 self._leases[event.grant_id] = event
+            case Returned():
+                self._returns[event.grant_id] = event
             case KeyWithdrawn():
                 for fp in self._held(event.fingerprints):
                     self._tokens[fp] = attrs.evolve(self._tokens[fp], withdrawn_at=event.at)
@@ -1008,7 +1069,7 @@ class Ledger:
                 if event.spent not in self._tokens:
                     return f"refresh token {event.spent} was never issued"
                 return self._misfit_tokens(event.tokens)
-            case Narrowed() | Widened() | Leased():
+            case Narrowed() | Widened() | Leased() | Returned():
                 if event.grant_id not in self._grants:
                     return f"grant {event.grant_id} was never issued"
             case Revoked() | Expired() | KeyWithdrawn():

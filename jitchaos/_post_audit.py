@@ -1,9 +1,12 @@
 """The post-test audit: did a test (or a staging run) keep to least privilege?
 
 Over a ledger (with the leases the broker recorded) and the decisions the proxy's service side
-recorded: every grant revoked or expired by the end; no accepted use after its window (expiry,
-or revocation plus the policy's staleness) or outside its scopes; no credential used by anyone
-but the holder it was granted to; no renewal beyond the lease's cap.
+recorded: every grant given back by its holder (or expired) by the end; no use after it was given
+back; no accepted use after its window (expiry, or revocation plus the policy's staleness) or
+outside its scopes; no credential used by anyone but the holder it was granted to; no token
+living longer than its lease asked; no renewal beyond the lease's cap. What the IdP could not
+take back (a token type it does not revoke) is reported as exposure: the seconds it stays valid
+after its return.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._checks import finite_number, route_scopes
-from jitchaos._ledger import Grant, Leased, Ledger, LedgerEvent, Outcome, TokenKind
+from jitchaos._ledger import (
+    Grant,
+    Leased,
+    Ledger,
+    LedgerEvent,
+    Outcome,
+    Returned,
+    TokenKind,
+)
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 from jitchaos.proxy._history import Decision
@@ -22,6 +33,8 @@ __all__ = ["Finding", "PostTestAudit", "audit_grants"]
 
 KINDS = (
     "open-grant",
+    "use-after-return",
+    "lifetime-beyond-request",
     "use-after-window",
     "use-outside-scope",
     "credential-shared",
@@ -34,8 +47,7 @@ class Finding:
     """One breach of least privilege, in one sentence, with the events that prove it."""
 
     kind: str
-    """One of ``open-grant``, ``use-after-window``, ``use-outside-scope``,
-    ``credential-shared``, ``renewal-beyond-cap``."""
+    """One of :data:`KINDS`."""
     sentence: str
     evidence: tuple[LedgerEvent, ...] = ()
     decision: Decision | None = None
@@ -51,6 +63,9 @@ class PostTestAudit:
     grants: int
     decisions: int
     findings: tuple[Finding, ...]
+    notes: tuple[str, ...] = ()
+    """What is no breach but must be known: tokens the IdP could not revoke and how long they
+    stay valid after their return (the exposure)."""
 
     @property
     def ok(self) -> bool:
@@ -59,9 +74,10 @@ class PostTestAudit:
     def format(self) -> str:
         """The report as text: each finding with its evidence, as a timeline."""
         head = f"post-test audit at {_t(self.at)}: {self.grants} grants, {self.decisions} uses"
+        notes = [f"  note: {note}" for note in self.notes]
         if self.ok:
-            return f"{head}: least privilege kept"
-        lines = [f"{head}: {len(self.findings)} findings"]
+            return "\n".join([f"{head}: least privilege kept", *notes])
+        lines = [f"{head}: {len(self.findings)} findings", *notes]
         for finding in self.findings:
             lines.append(f"- [{finding.kind}] {finding.sentence}")
             for event in finding.evidence:
@@ -124,11 +140,26 @@ def audit_grants(
     ]
     mine = {g.grant_id for g in grants}
     findings: list[Finding] = []
+    notes: list[str] = []
+    returns = ledger.returns
     still_open = {g.grant_id for g in ledger.open_grants(at)}
     for grant in grants:
-        if grant.grant_id in still_open:
-            findings.append(_open(grant, leases.get(grant.grant_id), at, ledger))
+        given = returns.get(grant.grant_id)
+        if given is not None and given.at > at:
+            given = None  # after the audited period
         lease = leases.get(grant.grant_id)
+        if given is not None and not given.by_holder:
+            findings.append(_taken_back(grant, given, ledger))
+        elif grant.grant_id in still_open and given is None:
+            findings.append(_open(grant, lease, at, ledger))
+        if given is not None and not given.revoked and given.valid_until > given.at:
+            notes.append(
+                f"grant {grant.grant_id} ({grant.principal}) was given back at {_t(given.at)} "
+                f"but stays valid until {_t(given.valid_until)}: "
+                f"{given.valid_until - given.at:.0f}s of exposure ({given.reason})"
+            )
+        if lease is not None:
+            findings += _longer_than_asked(grant, lease, ledger)
         if lease is not None and lease.max_ttl is not None:
             findings += _beyond_cap(grant, lease, ledger)
     used = [d for d in decisions if d.at <= at and d.fingerprint is not None]
@@ -152,6 +183,19 @@ def audit_grants(
                     f"{decision.holder} ({decision.method} {decision.path} -> "
                     f"{decision.status})",
                     (lease,),
+                    decision,
+                )
+            )
+        given = returns.get(record.grant_id)
+        shared = lease is not None and decision.holder not in (None, lease.holder)
+        if given is not None and given.at < decision.at and not shared:
+            findings.append(
+                Finding(
+                    "use-after-return",
+                    f"token {decision.fingerprint} was used ({decision.method} "
+                    f"{decision.path} -> {decision.status}) at {_t(decision.at)}, after it was "
+                    f"given back at {_t(given.at)}",
+                    (given,),
                     decision,
                 )
             )
@@ -186,7 +230,13 @@ def audit_grants(
                 decision,
             )
         )
-    return PostTestAudit(at=at, grants=len(grants), decisions=counted, findings=tuple(findings))
+    return PostTestAudit(
+        at=at,
+        grants=len(grants),
+        decisions=counted,
+        findings=tuple(findings),
+        notes=tuple(notes),
+    )
 
 
 def _open(grant: Grant, lease: Leased | None, at: float, ledger: Ledger) -> Finding:
@@ -201,11 +251,51 @@ def _open(grant: Grant, lease: Leased | None, at: float, ledger: Ledger) -> Find
     )
 
 
+def _taken_back(grant: Grant, given: Returned, ledger: Ledger) -> Finding:
+    scopes = " ".join(sorted(grant.scopes)) or "no scopes"
+    evidence = tuple(e for e in ledger.events if getattr(e, "grant_id", None) == grant.grant_id)
+    return Finding(
+        "open-grant",
+        f"grant {grant.grant_id} ({grant.principal}, {scopes}) granted to {given.holder} at "
+        f"{_t(grant.issued_at)} was never given back: the fixture took it back at "
+        f"{_t(given.at)}",
+        evidence,
+    )
+
+
+def _access_tokens(grant: Grant, ledger: Ledger) -> list[tuple[str, float, float]]:
+    found = []
+    for fp in grant.fingerprints:
+        record = ledger.lookup(fp)
+        if record is not None and record.token.kind is TokenKind.ACCESS:
+            found.append((fp, record.token.issued_at, record.token.expires_at))
+    return found
+
+
+def _longer_than_asked(grant: Grant, lease: Leased, ledger: Ledger) -> list[Finding]:
+    """A token that lives longer than its lease asked: the IdP's configuration widens every
+    just-in-time credential (asked 30 s, issued 90 s)."""
+    tokens = _access_tokens(grant, ledger)
+    if not tokens:
+        return []
+    fp, issued_at, expires_at = tokens[0]
+    if expires_at - issued_at <= lease.ttl + 1:
+        return []
+    return [
+        Finding(
+            "lifetime-beyond-request",
+            f"grant {grant.grant_id}: asked {lease.ttl:.0f}s, the IdP issued "
+            f"{expires_at - issued_at:.0f}s (token {fp} valid until {_t(expires_at)})",
+            (lease,),
+        )
+    ]
+
+
 def _beyond_cap(grant: Grant, lease: Leased, ledger: Ledger) -> list[Finding]:
     assert lease.max_ttl is not None
     limit = lease.at + lease.max_ttl
     findings = []
-    for fp in grant.fingerprints:
+    for fp in grant.fingerprints[1:]:  # renewals; a first token too long is another finding
         record = ledger.lookup(fp)
         if record is None or record.token.kind is not TokenKind.ACCESS:
             continue

@@ -1,13 +1,19 @@
 """The pytest plugin: just-in-time credentials per test, audited when the test ends.
 
-Fixtures: ``jit`` (the broker, holding for the current test), ``jitchaos_idp``,
-``jitchaos_proxy`` and ``jitchaos_clock`` (one of each per worker process). A test that ends
-holding a credential, lets another test use one, or had one accepted outside its window or
-scopes fails with the audit report. Options: ``--jitchaos-audit PATH`` keeps the audit log
-(one file per xdist worker), ``--jitchaos-upstream URL`` takes credentials from a real IdP
-(client id and secret from ``$JITCHAOS_CLIENT_ID`` and ``$JITCHAOS_CLIENT_SECRET``). The marker
-``@pytest.mark.jitchaos_policy(staleness=..., leeway=..., max_ttl=..., scopes={...})`` sets a
-test's policy, lease cap and the scopes its service's routes need.
+Fixtures: ``jit`` (the broker, holding for the current test), ``jitchaos_services`` (each
+service's URL through the proxy, by name), ``jitchaos_idp``, ``jitchaos_proxy`` and
+``jitchaos_clock`` (one of each per worker process). A test that ends holding a credential,
+uses one after giving it back, lets another test use one, gets a token living longer than it
+asked, or had one accepted outside its window or scopes fails with the audit report.
+
+Options: ``--jitchaos-audit PATH`` keeps the audit log (one file per xdist worker,
+``PATH.gw0.jsonl``...; ``jitchaos audit PATH`` reads them all), ``--jitchaos-upstream URL``
+takes credentials from a real IdP as the clients of ``$JITCHAOS_CLIENT_ID`` and
+``$JITCHAOS_CLIENT_SECRET``, ``$JITCHAOS_CLIENTS`` (``id:secret,id:secret``) or the ini option
+``jitchaos_clients`` (``ID:SECRET`` lines; ``ID:$VAR`` reads the secret from the environment).
+The ini option ``jitchaos_routes`` (``METHOD /path=scope scope`` lines) gives the scopes every
+test's routes need; the marker ``@pytest.mark.jitchaos_policy(staleness=..., leeway=...,
+max_ttl=..., scopes={...})`` sets one test's policy, lease cap and routes.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ if TYPE_CHECKING:
 # loading; jitchaos registers Hypothesis strategies on import, so it is imported only once a
 # fixture needs it (Hypothesis warns about work done in that window).
 
-__all__ = ["JitchaosAuditFailure"]
+__all__ = ["JitchaosAuditFailure", "JitchaosConfigWarning"]
 
 _CLIENT = "jitchaos"
 _BROKER = pytest.StashKey[object]()
@@ -40,6 +46,10 @@ _BROKER = pytest.StashKey[object]()
 
 class JitchaosAuditFailure(AssertionError):
     """A test broke least privilege; the message is the post-test audit report."""
+
+
+class JitchaosConfigWarning(pytest.PytestWarning):
+    """The plugin was set up so that part of the audit cannot run (no route scopes)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,6 +80,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "jitchaos_services",
         "services the proxy fronts, NAME=URL, one per line",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "jitchaos_routes",
+        "the scopes each route needs, 'METHOD /path=scope scope', one per line",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "jitchaos_clients",
+        "clients of the real IdP, ID:SECRET one per line (ID:$VAR reads the environment)",
         type="linelist",
         default=[],
     )
@@ -171,21 +193,71 @@ def _jitchaos_broker(
     from jitchaos._broker import Broker
 
     if request.config.getoption("jitchaos_upstream"):
-        client_id = os.environ.get("JITCHAOS_CLIENT_ID", "")
-        secret = os.environ.get("JITCHAOS_CLIENT_SECRET", "")
-        if not client_id or not secret:
+        clients = _clients(request.config)
+        if not clients:
             raise pytest.UsageError(
-                "--jitchaos-upstream needs $JITCHAOS_CLIENT_ID and $JITCHAOS_CLIENT_SECRET"
+                "--jitchaos-upstream needs a client: $JITCHAOS_CLIENT_ID and "
+                "$JITCHAOS_CLIENT_SECRET, $JITCHAOS_CLIENTS or the jitchaos_clients ini option"
             )
+        client_id, secret = next(iter(clients.items()))
     else:
+        clients = {}
         client_id, secret = _CLIENT, _jitchaos_secret
     log = AuditLog(_audit_path(request.config, tmp_path_factory))
-    broker = Broker(jitchaos_proxy, client_id=client_id, client_secret=secret, audit=log)
+    broker = Broker(
+        jitchaos_proxy, client_id=client_id, client_secret=secret, audit=log, clients=clients
+    )
     request.config.stash[_BROKER] = broker
     try:
         yield broker
     finally:
         log.close()
+
+
+def _clients(config: pytest.Config) -> dict[str, str]:
+    """The real IdP's clients, in order: $JITCHAOS_CLIENT_ID/SECRET, $JITCHAOS_CLIENTS, then
+    the ini option."""
+    found: dict[str, str] = {}
+    first, secret = os.environ.get("JITCHAOS_CLIENT_ID"), os.environ.get("JITCHAOS_CLIENT_SECRET")
+    if first and secret:
+        found[first] = secret
+    entries = [e for e in os.environ.get("JITCHAOS_CLIENTS", "").split(",") if e.strip()]
+    entries += [str(line) for line in config.getini("jitchaos_clients")]
+    for entry in entries:
+        client, sep, value = entry.strip().partition(":")
+        if value.startswith("$"):
+            value = os.environ.get(value[1:], "")
+            if not value:
+                raise pytest.UsageError(
+                    f"jitchaos_clients: {client}: ${entry.partition('$')[2]} is not set"
+                )
+        if not sep or not client or not value:
+            raise pytest.UsageError(f"jitchaos client {client or entry!r} is not ID:SECRET")
+        found.setdefault(client, value)
+    return found
+
+
+def _routes(config: pytest.Config) -> dict[str, frozenset[str]]:
+    routes = {}
+    for line in config.getini("jitchaos_routes"):
+        route, sep, scopes = str(line).partition("=")
+        method, _, path = route.strip().partition(" ")
+        if not sep or not method.isalpha() or not path.startswith("/"):
+            raise pytest.UsageError(f"jitchaos_routes: {line!r} is not 'METHOD /path=scopes'")
+        routes[f"{method.upper()} {path.strip()}"] = frozenset(scopes.split())
+    return routes
+
+
+@pytest.fixture
+def jitchaos_services(
+    jitchaos_proxy: ChaosProxy, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """Each service named in ``jitchaos_services``, by name: the URL that reaches it through
+    the proxy's service side, where every decision it makes is recorded and audited."""
+    names = [
+        str(line).partition("=")[0].strip() for line in request.config.getini("jitchaos_services")
+    ]
+    return {name: jitchaos_proxy.service_url(name) for name in names}
 
 
 @pytest.fixture
@@ -206,7 +278,8 @@ def jit(
         yield _jitchaos_broker
     finally:
         jitchaos_proxy.holder = None
-        _jitchaos_broker.revoke_all()
+        # What the test still holds it never gave back: recorded as taken back by the fixture.
+        _jitchaos_broker.revoke_all(by_holder=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -238,13 +311,24 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
         for decision in decisions:
             if decision.holder == item.nodeid:
                 write(decision)
+    routes = settings.get("scopes")
+    if routes is None:
+        routes = _routes(item.config) or None
+    if routes is None and any(d.holder == item.nodeid for d in decisions):
+        item.warn(
+            JitchaosConfigWarning(
+                "jitchaos: no route scopes (ini jitchaos_routes or "
+                "@pytest.mark.jitchaos_policy(scopes=...)): uses were checked against their "
+                "window only, not their scopes"
+            )
+        )
     return audit_grants(
         broker.ledger,
         decisions,
         at=broker.clock.now(),
         policy=policy,
         holder=item.nodeid,
-        required_scopes=settings.get("scopes"),
+        required_scopes=routes,
     )
 
 

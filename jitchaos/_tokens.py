@@ -19,6 +19,7 @@ from jitchaos.errors import InvalidArgument, InvalidToken
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "Secret",
     "fingerprint",
     "format_scopes",
     "mint_access_token",
@@ -38,6 +39,20 @@ def fingerprint(token: str) -> str:
     if not isinstance(token, str):
         raise InvalidArgument(f"a token to fingerprint is a str, not {type(token).__name__}")
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+class Secret(str):
+    """A token or client secret: a ``str`` to send, whose ``repr`` shows only its fingerprint.
+
+    pytest prints the arguments of every function in a failing traceback (and the locals with
+    ``-l``) with ``repr``: a credential carried as a :class:`Secret` never appears there, nor in
+    a log line that formats it with ``%r``. ``str()`` and f-strings give the value itself.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<secret {fingerprint(self)}>"
 
 
 def format_scopes(scopes: Collection[str]) -> str:

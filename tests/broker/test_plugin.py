@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jitchaos import Leased, ManualClock, read_audit
+from jitchaos import Leased, ManualClock, Returned, read_audit
 from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig
+from tests.common.cli import run_cli
 
 pytest_plugins = ["pytester"]
 
@@ -23,7 +24,7 @@ def test_returns_what_it_takes(jit, jitchaos_proxy):
         answer = requests.post(
             jitchaos_proxy.url + "/introspect",
             data={"token": credential.access_token},
-            auth=("jitchaos", jit._secret),
+            auth=("jitchaos", jit.secret()),
             timeout=10,
         )
         assert answer.json()["active"] is True
@@ -56,7 +57,19 @@ def test_a_leak_fails_with_the_report_and_the_fixed_test_passes(
     )
     report = read_audit(log)
     assert report.malformed == ()
-    assert report.open_grants == ()  # the fixture revoked the leak after reporting it
+    # The fixture revoked the leak after reporting it, and logged it as taken back, not
+    # returned: offline too, it is the one open grant.
+    (leaked,) = report.open_grants
+    returned = {e.grant_id: e for e in report.events if isinstance(e, Returned)}
+    assert not returned[leaked.grant_id].by_holder
+    assert "never returned by test_suite.py::test_leaks_a_credential" in (
+        returned[leaked.grant_id].reason
+    )
+    assert sum(1 for e in returned.values() if e.by_holder) == 2
+    offline = run_cli("audit", str(log))
+    assert offline.returncode == 1
+    assert "[open-grant]" in offline.stdout
+    assert "never given back: the fixture took it back" in offline.stdout
     holders = {e.holder for e in report.events if isinstance(e, Leased)}
     assert holders == {
         "test_suite.py::test_returns_what_it_takes",
@@ -106,8 +119,14 @@ def test_upstream_option_uses_a_real_idp(
     pytester.makepyfile(
         test_real="""
 def test_grant(jit):
-    with jit.lease("client:suite", {"read"}, ttl=60) as credential:
+    with jit.lease("client:suite", {"read"}, ttl=300) as credential:
         assert credential.scopes == {"read"}
+        assert credential.lifetime_from == "exp"
+
+
+def test_asks_less_than_the_idp_gives(jit):
+    with jit.lease("client:suite", {"read"}, ttl=60):
+        pass
 """
     )
     with EmbeddedIdP(config, clock=clock).in_thread() as real:
@@ -116,12 +135,19 @@ def test_grant(jit):
         result = pytester.runpytest_subprocess(
             "--jitchaos-upstream", real.url, "-p", "no:cacheprovider"
         )
-        result.assert_outcomes(passed=1)
-        assert [type(e).__name__ for e in real.ledger.events] == ["Granted", "Revoked"]
+        result.assert_outcomes(passed=1, failed=1)
+        # The real IdP issues its own 300 s: a lease that asked 60 s is told so.
+        result.stdout.fnmatch_lines(
+            ["*[[]lifetime-beyond-request[]] grant g*: asked 60s, the IdP issued 300s*"]
+        )
+        kinds = [type(e).__name__ for e in real.ledger.events]
+        assert kinds == ["Granted", "Revoked", "Granted", "Revoked"]
     monkeypatch.delenv("JITCHAOS_CLIENT_ID")
     result = pytester.runpytest_subprocess("--jitchaos-upstream", "http://127.0.0.1:9")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*needs $JITCHAOS_CLIENT_ID and $JITCHAOS_CLIENT_SECRET*"])
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*needs a client: $JITCHAOS_CLIENT_ID and $JITCHAOS_CLIENT_SECRET, $JITCHAOS_CLIENTS*"]
+    )
 
 
 @pytest.mark.slow
@@ -209,9 +235,11 @@ def test_jitchaos_audit_checks_uses_recorded_in_the_log(
     assert strict.returncode == 1
     assert "[use-after-window] GET /read" in strict.stdout
     assert credential.access_token not in strict.stdout + log.read_text()
+    assert "[use-after-return] token" in strict.stdout  # the holder used what it gave back
     lenient = run_cli("audit", str(log), "--staleness", "60")
-    assert lenient.returncode == 0, lenient.stdout
-    assert "least privilege kept" in lenient.stdout
+    assert lenient.returncode == 1, lenient.stdout
+    assert "use-after-window" not in lenient.stdout  # the service may lag 60 s: not its fault
+    assert "[use-after-return]" in lenient.stdout  # but the use itself stays the test's
     bad = run_cli("audit", str(log), "--staleness", "-1")
     assert bad.returncode == 2
 
