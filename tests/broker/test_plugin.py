@@ -112,6 +112,46 @@ def test_uses_a_returned_credential(jit, jitchaos_proxy, jitchaos_clock):
     result.stdout.fnmatch_lines(["*[[]use-after-window[]] GET /x at * was answered 200*revoked*"])
 
 
+def test_route_scopes_from_the_ini_are_checked_for_every_test(
+    pytester: pytest.Pytester,
+) -> None:
+    suite = """
+import requests
+
+
+def test_reads_with_a_write_token(jit, jitchaos_proxy, jitchaos_services):
+    credential = jit.grant("client:jitchaos", {"write"}, ttl=60)
+    requests.get(jitchaos_services["api"] + "/read", headers=credential.headers)
+    decision = jitchaos_proxy.history.decisions[-1]
+    jitchaos_proxy.history.decision(**{  # what a service that ignores scopes answered
+        **{f: getattr(decision, f) for f in ("at", "step", "service", "method", "path")},
+        "fingerprint": credential.fingerprint, "status": 200, "holder": decision.holder,
+    })
+    jit.revoke(credential)
+"""
+    pytester.makepyfile(test_scopes=suite)
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        jitchaos_routes =
+            GET /read=read
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*[[]use-outside-scope[]] GET /read at * was answered 200*"])
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*JitchaosConfigWarning: jitchaos: no route scopes*"])
+
+
 def test_upstream_option_uses_a_real_idp(
     pytester: pytest.Pytester, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,6 +217,11 @@ def test_{n}(jit):
         for line in path.read_text().splitlines():
             json.loads(line)  # every line whole
     assert leased == 8
+    # The path given to --jitchaos-audit audits every worker's log.
+    together = run_cli("audit", str(log))
+    assert together.returncode == 0, together.stdout
+    assert "2 worker logs (audit.gw0.jsonl, audit.gw1.jsonl)" in together.stdout
+    assert together.stdout.count("every grant was closed") == 2
 
 
 def test_kill_9_leaves_a_log_that_jitchaos_audit_reports(pytester: pytest.Pytester) -> None:
