@@ -181,11 +181,15 @@ def decode_event(obj: object) -> LedgerEvent:
     extra = set(obj) - expected - {"event"}
     if extra:
         raise AuditLogError(f"unexpected fields {sorted(extra)!r} in a {name} event")
-    missing = expected - set(obj)
+    # A field added later with a default may be missing from an older log.
+    defaulted = {f.name for f in attrs.fields(cls) if f.default is not attrs.NOTHING}
+    missing = expected - set(obj) - defaulted
     if missing:
         raise AuditLogError(f"missing fields {sorted(missing)!r} in a {name} event")
     try:
-        fields: dict[str, Any] = {key: _decode_field(key, obj[key]) for key in expected}
+        fields: dict[str, Any] = {
+            key: _decode_field(key, obj[key]) for key in expected if key in obj
+        }
         return cls(**fields)
     except (JitchaosError, TypeError, ValueError) as error:
         if isinstance(error, AuditLogError):
@@ -207,6 +211,7 @@ def _decode_field(key: str, raw: object) -> object:
         "ttl": _number,
         "max_ttl": lambda v: None if v is None else _number(v),
         "signs_from": _number,
+        "resource": lambda v: None if v is None else _str(v),
         "valid_until": _number,
         "by_holder": _bool,
         "revoked": _bool,

@@ -397,6 +397,7 @@ class Broker:
                 requested_ttl=requested,
                 ttl=granted_ttl,
                 max_ttl=self.max_ttl,
+                resource=resource,
             )
         except AuditError:
             # Fail closed: nothing was recorded, so nothing may be handed out.

@@ -246,6 +246,8 @@ class Leased:
     """The lifetime granted: the request, capped by ``max_ttl``."""
     max_ttl: float | None
     """The longest the grant may live from ``at``, renewals included; None for no cap."""
+    resource: str | None = None
+    """The RFC 8707 resource the credential was bound to (its audience), when one was asked."""
 
 
 @attrs.frozen(kw_only=True)
@@ -660,8 +662,11 @@ class Ledger:
         requested_ttl: float,
         ttl: float,
         max_ttl: float | None = None,
+        resource: str | None = None,
     ) -> Leased:
         """Record that grant ``grant_id`` was handed to ``holder`` as a lease."""
+        if resource is not None and (not isinstance(resource, str) or not resource):
+            raise InvalidArgument(f"resource={resource!r} must be a non-empty str or None")
         requested_ttl = finite_number("requested_ttl", requested_ttl, minimum=0)
         ttl = finite_number("ttl", ttl, minimum=0)
         if max_ttl is not None:
@@ -679,6 +684,7 @@ class Ledger:
                     requested_ttl=float(requested_ttl),
                     ttl=float(ttl),
                     max_ttl=None if max_ttl is None else float(max_ttl),
+                    resource=resource,
                 )
             )
 

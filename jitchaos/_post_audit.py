@@ -158,6 +158,8 @@ def audit_grants(
                 f"but stays valid until {_t(given.valid_until)}: "
                 f"{given.valid_until - given.at:.0f}s of exposure ({given.reason})"
             )
+        if lease is not None and lease.resource is not None:
+            notes.append(f"grant {grant.grant_id} was bound to resource {lease.resource}")
         if lease is not None:
             findings += _longer_than_asked(grant, lease, ledger)
         if lease is not None and lease.max_ttl is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jitchaos import Returned, read_audit
+from jitchaos import Leased, Returned, read_audit
 from tests.common.cli import run_cli
 from tests.common.oidc_provider import RESOURCE, node_oidc_provider
 
@@ -115,10 +115,13 @@ def test_a_clean_suite_is_clean_in_the_test_and_offline(
     result.assert_outcomes(passed=2)
     returns = [e for e in read_audit(log).events if isinstance(e, Returned)]
     assert len(returns) == 2
+    leases = [e for e in read_audit(log).events if isinstance(e, Leased)]
+    assert [lease.resource for lease in leases] == [None, RESOURCE]
     assert all(e.by_holder for e in returns)
     offline = run_cli("audit", str(log))
     assert offline.returncode == 0, offline.stdout
     assert "least privilege kept" in offline.stdout
+    assert f"bound to resource {RESOURCE}" in offline.stdout
     if kind == "jwt":
         # The IdP does not revoke structured tokens: each lease ended cleanly, and the
         # audit says how long each token stays valid after its return.
