@@ -22,15 +22,7 @@ from jitchaos.faults import (
     ENDPOINTS,
     FAULTS,
     AnyFault,
-    ClockSkew,
     Endpoint,
-    Expire,
-    HoldRefresh,
-    Latency,
-    Narrow,
-    Outage,
-    Revoke,
-    RotateKeys,
 )
 
 __all__ = [
@@ -182,7 +174,7 @@ class Schedule:
             for endpoint in endpoints:
                 if rng.random() < rate:
                     kind = rng.choice(list(faults))
-                    fault = _seeded_fault(kind, rng, endpoint)
+                    fault = FAULTS[kind].seeded(rng, endpoint)
                     entries.append(Scheduled(OnRequest(endpoint, n), fault))
         return cls(tuple(entries))
 
@@ -261,28 +253,3 @@ def _build(where: str, part: str, tag: str, registry: Any, raw: object) -> Any:
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in fields.items()}
-
-
-def _seeded_fault(kind: str, rng: random.Random, endpoint: Endpoint) -> AnyFault:
-    """A fault of ``kind`` with parameters drawn from the expansion's own generator."""
-    match kind:
-        case "expire":
-            return Expire(issued_ttl=rng.choice([None, 5, 30]))
-        case "revoke":
-            return Revoke(delay=rng.choice([0.0, 0.0, 5.0]))
-        case "narrow":
-            return Narrow(scopes=frozenset(rng.sample(["read", "write"], rng.randint(0, 1))))
-        case "rotate_keys":
-            return RotateKeys(mode=rng.choice(["add", "add", "remove-old", "rekey"]))
-        case "outage":
-            return Outage(
-                endpoint=endpoint,
-                mode=rng.choice(["5xx", "timeout", "malformed"]),
-                duration=float(rng.choice([5, 30, 120])),
-            )
-        case "latency":
-            return Latency(endpoint=endpoint, seconds=rng.choice([0.1, 0.5, 2.0]))
-        case "clock_skew":
-            return ClockSkew(seconds=float(rng.choice([-30, -2, 2, 30])))
-        case _:
-            return HoldRefresh(count=rng.choice([2, 3]))

@@ -2,12 +2,15 @@
 
 Adding a fault is adding one file: a frozen attrs class with ``kind``, ``summary``, a
 ``fire(world)`` method saying how it acts (see ``_base.py``: it changes the :class:`World` at once
-and may return an :class:`Effect` that goes on acting on later traffic), and a module docstring
-saying what it does to the auth world and which class of bug it exposes; plus its entry in
-:data:`FAULTS` below (a literal, not an import side effect).
+and may return an :class:`Effect` that goes on acting on later traffic), ``strategy()`` (its
+Hypothesis values) and ``seeded(rng, endpoint)`` (what a seeded schedule draws), and a module
+docstring saying what it does to the auth world and which class of bug it exposes; plus its
+entry in :data:`FAULTS` and :data:`AnyFault` below (literals, not import side effects; a test
+checks that the two agree). Strategies and schedules read the registry.
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 from jitchaos.faults._base import (
     ENDPOINTS,
@@ -65,10 +68,18 @@ __all__ = [
 ]
 
 
-def _teach_hypothesis() -> None:
-    from jitchaos.strategies._faults import register_types
+def _register_types() -> None:
+    """Teach ``st.from_type`` each fault's own strategy (idempotent)."""
+    from hypothesis import strategies as st
 
-    register_types()
+    # Registered as functions, resolved when from_type needs them: registering a strategy
+    # object makes Hypothesis inspect it at once, which it warns about while plugins load.
+    for fault in FAULTS.values():
+        st.register_type_strategy(fault, _strategy_of)
 
 
-_teach_hypothesis()
+def _strategy_of(fault: type[AnyFault]) -> Any:
+    return fault.strategy()
+
+
+_register_types()

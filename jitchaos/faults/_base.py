@@ -4,7 +4,12 @@ A fault is plain data: a frozen attrs value whose repr is a valid constructor ca
 notebook can replay it), validated on construction (so ``st.builds`` infers valid values), with a
 ``kind`` (its registry name) and a one-line ``summary`` (what ``jitchaos faults`` prints).
 
-How it acts, in the same file: when its trigger fires, the proxy calls ``fault.fire(world)``.
+Everything about a fault is in its one file: its value, how it acts, the Hypothesis strategy of
+its values (``strategy()``, what :func:`jitchaos.strategies.faults` and ``st.from_type`` draw
+from) and what a seeded schedule draws (``seeded(rng, endpoint)``, what
+:meth:`jitchaos.Schedule.from_seed` expands); adding one is that file plus its registry line.
+
+How it acts: when its trigger fires, the proxy calls ``fault.fire(world)``.
 The fault changes the auth world at once through :class:`World` (revoke, expire, narrow, rotate
 keys: each a ledger event, so the ground truth knows) and may return an :class:`Effect` that
 goes on acting on later traffic through three hooks: :meth:`Effect.before` (before an IdP
@@ -17,11 +22,14 @@ numbers; everything they do follows from the fault's fields, the clock and the t
 from __future__ import annotations
 
 import json
+import random
 import re
+import string
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, get_args
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos._checks import check_seconds
 from jitchaos.errors import InvalidArgument
@@ -156,6 +164,46 @@ class Fault(Protocol):
     def fire(self, world: World) -> tuple[str, Effect | None]:
         """Act now; return an account of what changed and what goes on acting, if anything."""
         ...
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[Self]:
+        """Every valid value of this fault, shrinking towards the simplest."""
+        ...
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> Self:
+        """The value a seeded schedule draws with ``rng`` (``endpoint`` for faults on one)."""
+        ...
+
+
+# What the faults' strategies draw their fields from.
+
+
+def draw_seconds() -> st.SearchStrategy[float]:
+    """0 to 300 whole seconds, shrinking to 0."""
+    return st.integers(0, 300).map(float)
+
+
+def draw_targets() -> st.SearchStrategy[str]:
+    """Targets, shrinking to ``"request"``."""
+    return st.one_of(
+        st.just("request"),
+        st.integers(1, 9).map("grant:g{}".format),
+        st.sampled_from(["principal:subject:alice", "principal:client:svc"]),
+        st.text("0123456789abcdef", min_size=16, max_size=16).map("token:{}".format),
+    )
+
+
+def draw_scope_names() -> st.SearchStrategy[str]:
+    """Scope names: the usual ones first, then any short lowercase word."""
+    return st.sampled_from(["read", "write", "admin"]) | st.text(
+        string.ascii_lowercase, min_size=1, max_size=8
+    )
+
+
+def draw_endpoints() -> st.SearchStrategy[Endpoint]:
+    """IdP endpoints, shrinking to ``token``."""
+    return st.sampled_from(ENDPOINTS)
 
 
 class EndpointWindow(Effect):

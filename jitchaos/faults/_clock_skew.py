@@ -7,13 +7,15 @@ applied with the wrong sign and ``nbf`` rounding mismatches ("JWT not active yet
 
 from __future__ import annotations
 
+import random
 from typing import ClassVar
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos._checks import finite_number, typed
 from jitchaos.errors import InvalidArgument
-from jitchaos.faults._base import Effect, Issue, World
+from jitchaos.faults._base import Effect, Endpoint, Issue, World
 
 _MAX_SKEW = 366 * 86400.0  # beyond a year it is not a skew; past ~1e16 float times lose exp
 
@@ -34,6 +36,18 @@ class ClockSkew:
 
     seconds: float = attrs.field(default=5.0, validator=_finite)
     exp_at_leeway: bool = attrs.field(default=False, validator=typed(bool))
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[ClockSkew]:
+        """Shrinks to no skew."""
+        return st.builds(
+            cls, seconds=st.integers(-300, 300).map(float), exp_at_leeway=st.booleans()
+        )
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> ClockSkew:
+        """What a seeded schedule draws."""
+        return cls(seconds=float(rng.choice([-30, -2, 2, 30])))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         if self.exp_at_leeway:

@@ -8,12 +8,22 @@ that refresh only on their own timer and never on a 401, and caches that outlive
 
 from __future__ import annotations
 
+import random
 from typing import ClassVar
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos._checks import at_least, typed
-from jitchaos.faults._base import Effect, Issue, OnNextToken, World, check_target
+from jitchaos.faults._base import (
+    Effect,
+    Endpoint,
+    Issue,
+    OnNextToken,
+    World,
+    check_target,
+    draw_targets,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +40,16 @@ class Expire:
         validator=attrs.validators.optional([typed(int), at_least(1)]),
     )
     """Lifetime in seconds of tokens issued while active; None expires live tokens instead."""
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[Expire]:
+        """Either shape; shrinks to the next token seen expiring, target ``request``."""
+        return st.builds(cls, target=draw_targets(), issued_ttl=st.none() | st.integers(1, 3600))
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> Expire:
+        """What a seeded schedule draws."""
+        return cls(issued_ttl=rng.choice([None, 5, 30]))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         if self.issued_ttl is not None:

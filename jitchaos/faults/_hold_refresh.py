@@ -8,13 +8,23 @@ that do not lock.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable
 from typing import ClassVar
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos._checks import at_least, typed
-from jitchaos.faults._base import Answer, Effect, Exchange, World, check_seconds
+from jitchaos.faults._base import (
+    Answer,
+    Effect,
+    Endpoint,
+    Exchange,
+    World,
+    check_seconds,
+    draw_seconds,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +37,16 @@ class HoldRefresh:
     count: int = attrs.field(default=2, validator=[typed(int), at_least(2)])
     timeout: float = attrs.field(default=5.0, validator=check_seconds)
     """Real seconds to wait for the others before releasing what is held."""
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[HoldRefresh]:
+        """Shrinks to holding two refreshes with no timeout."""
+        return st.builds(cls, count=st.integers(2, 8), timeout=draw_seconds())
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> HoldRefresh:
+        """What a seeded schedule draws."""
+        return cls(count=rng.choice([2, 3]))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         return (

@@ -8,10 +8,12 @@ overlaps the next, and expiry computed after the network delay.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable
 from typing import ClassVar
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos.faults._base import (
     Answer,
@@ -22,6 +24,8 @@ from jitchaos.faults._base import (
     World,
     check_endpoint,
     check_seconds,
+    draw_endpoints,
+    draw_seconds,
 )
 
 
@@ -35,6 +39,18 @@ class Latency:
     endpoint: Endpoint = attrs.field(default="token", validator=check_endpoint)
     seconds: float = attrs.field(default=1.0, validator=check_seconds)
     duration: float = attrs.field(default=30.0, validator=check_seconds)
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[Latency]:
+        """Shrinks to no delay on the token endpoint."""
+        return st.builds(
+            cls, endpoint=draw_endpoints(), seconds=draw_seconds(), duration=draw_seconds()
+        )
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> Latency:
+        """What a seeded schedule draws."""
+        return cls(endpoint=endpoint, seconds=rng.choice([0.1, 0.5, 2.0]))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         until = world.now() + self.duration

@@ -8,12 +8,22 @@ from the request.
 
 from __future__ import annotations
 
+import random
 from typing import ClassVar
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos.errors import InvalidArgument
-from jitchaos.faults._base import Effect, Issue, World, check_target
+from jitchaos.faults._base import (
+    Effect,
+    Endpoint,
+    Issue,
+    World,
+    check_target,
+    draw_scope_names,
+    draw_targets,
+)
 
 
 def _scopes(value: object) -> frozenset[str]:
@@ -34,6 +44,18 @@ class Narrow:
     scopes: frozenset[str] = attrs.field(factory=frozenset, converter=_scopes)
     """What the grant keeps (intersected with what it had); empty keeps nothing."""
     target: str = attrs.field(default="request", validator=check_target)
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[Narrow]:
+        """Shrinks to narrowing the request's grant to no scope."""
+        return st.builds(
+            cls, scopes=st.frozensets(draw_scope_names(), max_size=3), target=draw_targets()
+        )
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> Narrow:
+        """What a seeded schedule draws."""
+        return cls(scopes=frozenset(rng.sample(["read", "write"], rng.randint(0, 1))))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         if self.target == "request":

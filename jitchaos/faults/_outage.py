@@ -8,10 +8,12 @@ cached errors that outlive the outage, and clients that log users out on a trans
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable
 from typing import ClassVar, Literal
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos.faults._base import (
     Answer,
@@ -22,6 +24,8 @@ from jitchaos.faults._base import (
     World,
     check_endpoint,
     check_seconds,
+    draw_endpoints,
+    draw_seconds,
     json_body,
     one_of,
 )
@@ -40,6 +44,25 @@ class Outage:
     )
     duration: float = attrs.field(default=30.0, validator=check_seconds)
     """How long the outage lasts, in clock seconds."""
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[Outage]:
+        """Shrinks to a 0 s 5xx outage of the token endpoint."""
+        return st.builds(
+            cls,
+            endpoint=draw_endpoints(),
+            mode=st.sampled_from(["5xx", "timeout", "malformed", "empty-keys"]),
+            duration=draw_seconds(),
+        )
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> Outage:
+        """What a seeded schedule draws."""
+        return cls(
+            endpoint=endpoint,
+            mode=rng.choice(["5xx", "timeout", "malformed"]),
+            duration=float(rng.choice([5, 30, 120])),
+        )
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         until = world.now() + self.duration

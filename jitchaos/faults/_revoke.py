@@ -8,11 +8,22 @@ fetch a fresh token after a 401 (no-recovery-after-revoke).
 
 from __future__ import annotations
 
+import random
 from typing import ClassVar
 
 import attrs
+from hypothesis import strategies as st
 
-from jitchaos.faults._base import Effect, OnNextToken, World, check_seconds, check_target
+from jitchaos.faults._base import (
+    Effect,
+    Endpoint,
+    OnNextToken,
+    World,
+    check_seconds,
+    check_target,
+    draw_seconds,
+    draw_targets,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -25,6 +36,16 @@ class Revoke:
     target: str = attrs.field(default="request", validator=check_target)
     delay: float = attrs.field(default=0.0, validator=check_seconds)
     """Seconds between acknowledging the revocation and honouring it."""
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[Revoke]:
+        """Shrinks to an immediate revocation of the request's token."""
+        return st.builds(cls, target=draw_targets(), delay=draw_seconds())
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> Revoke:
+        """What a seeded schedule draws."""
+        return cls(delay=rng.choice([0.0, 0.0, 5.0]))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         if self.target == "request":

@@ -10,12 +10,14 @@ caches wiped or never refreshed, and caches that keep trusting a removed key.
 
 from __future__ import annotations
 
+import random
 from typing import ClassVar, Literal
 
 import attrs
+from hypothesis import strategies as st
 
 from jitchaos._checks import check_seconds
-from jitchaos.faults._base import Effect, World, one_of
+from jitchaos.faults._base import Effect, Endpoint, World, one_of
 
 MODES = ("publish-ahead", "add", "remove-old", "rekey")
 
@@ -34,6 +36,16 @@ class RotateKeys:
     )
     ahead: float = attrs.field(default=60.0, validator=check_seconds)
     """``publish-ahead``: seconds between publishing the key and signing with it."""
+
+    @classmethod
+    def strategy(cls) -> st.SearchStrategy[RotateKeys]:
+        """Shrinks to publishing a key ahead by 0 s."""
+        return st.builds(cls, mode=st.sampled_from(MODES), ahead=st.integers(0, 3600).map(float))
+
+    @classmethod
+    def seeded(cls, rng: random.Random, endpoint: Endpoint) -> RotateKeys:
+        """What a seeded schedule draws."""
+        return cls(mode=rng.choice(["add", "add", "remove-old", "rekey"]))
 
     def fire(self, world: World) -> tuple[str, Effect | None]:
         return world.rotate_keys(self.mode, self.ahead), None

@@ -99,3 +99,11 @@ def policies(
             else st.none() | st.integers(60, 86400).map(float)
         ),
     )
+
+
+def _register_policies() -> None:
+    # st.from_type(Policy) draws policies(); faults register their own (jitchaos.faults).
+    st.register_type_strategy(Policy, lambda _: policies())
+
+
+_register_policies()

@@ -140,3 +140,43 @@ def test_from_type_works_whichever_is_imported_first(first: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Outage(")
+
+
+def test_a_fault_is_one_file_the_registry_anyfault_and_strategies_agree() -> None:
+    import random
+    import sys
+    import typing
+
+    from hypothesis import find
+    from hypothesis import strategies as st
+
+    from jitchaos import Schedule
+    from jitchaos.faults import FAULTS, AnyFault
+    from jitchaos.strategies import faults
+
+    assert set(typing.get_args(AnyFault)) == set(FAULTS.values())
+    for kind, fault in FAULTS.items():
+        assert fault.kind == kind
+        source = sys.modules[fault.__module__].__file__
+        assert source is not None
+        assert source.endswith(f"_{kind}.py")  # its own file
+        # Its strategy, st.from_type and the registry's strategy draw the same class...
+        assert isinstance(find(fault.strategy(), lambda _: True), fault)
+        assert isinstance(find(st.from_type(fault), lambda _: True), fault)
+        assert isinstance(find(faults(kinds=[kind]), lambda _: True), fault)
+        # ... and its seeded draw is the same value for the same generator.
+        first = fault.seeded(random.Random(3), "token")  # noqa: S311
+        assert first == fault.seeded(random.Random(3), "token")  # noqa: S311
+        assert Schedule.from_seed(1, rate=1.0, faults=[kind]).entries[0].fault.kind == kind
+    with pytest.raises(InvalidArgument, match="no_such_fault"):
+        Schedule.from_seed(1, rate=1.0, faults=["no_such_fault"])
+    # No import cycle: the catalogue imports neither the strategies nor the schedules (which
+    # import it), not even inside a function.
+    package = Path(sys.modules["jitchaos.faults"].__file__ or "").parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                name = node.module or ""
+                assert not name.startswith(("jitchaos.strategies", "jitchaos._schedule")), (
+                    f"{path.name} imports {name}"
+                )
