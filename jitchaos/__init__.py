@@ -1,9 +1,12 @@
 """jitchaos: property-based chaos testing for services whose credentials change under them."""
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
 from jitchaos._broker import Broker, Credential
 from jitchaos._checker import VIOLATION_KINDS, Violation, check
 from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
+from jitchaos._history import AppliedFault, Decision, History
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
     Expired,
@@ -33,7 +36,6 @@ from jitchaos._policy import Policy
 from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
 from jitchaos._report import RunReport, report
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
-from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
 from jitchaos._tokens import Secret, fingerprint, mint_access_token, verify_access_token
 from jitchaos.errors import (
     AuditError,
@@ -46,12 +48,41 @@ from jitchaos.errors import (
     JitchaosError,
     LedgerError,
 )
-from jitchaos.proxy import ChaosProxy, ProxyClient
+
+if _TYPE_CHECKING:
+    from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
+    from jitchaos.proxy import ChaosProxy, ProxyClient
+
+# The proxy and the machines run servers (aiohttp, httptools): they load when first named, so
+# judging, auditing and reporting (check, audit_grants, read_audit) import no server code.
+_LAZY = {
+    "ChaosProxy": "jitchaos.proxy",
+    "ProxyClient": "jitchaos.proxy",
+    "AuthChaosMachine": "jitchaos._stateful",
+    "ClientChaosMachine": "jitchaos._stateful",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jitchaos' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "VIOLATION_KINDS",
+    "AppliedFault",
     "AtStep",
     "AtTime",
     "AuditError",
@@ -67,11 +98,13 @@ __all__ = [
     "ConfigError",
     "ControlError",
     "Credential",
+    "Decision",
     "Expired",
     "Finding",
     "Grant",
     "GrantRequest",
     "Granted",
+    "History",
     "InvalidArgument",
     "InvalidToken",
     "IssuedToken",

@@ -40,7 +40,7 @@ from jitchaos._ledger import (
 from jitchaos.errors import AuditError, AuditLogError, InvalidArgument, JitchaosError
 
 if TYPE_CHECKING:
-    from jitchaos.proxy._history import Decision
+    from jitchaos._history import Decision
 
 __all__ = [
     "AuditLog",
@@ -119,7 +119,7 @@ class AuditLog:
     def write_decision(self, decision: Any) -> None:
         """Append one decision of the proxy's service side (``{"type": "decision", ...}``),
         so ``jitchaos audit`` can check uses against grants from this one file."""
-        from jitchaos.proxy._history import Decision
+        from jitchaos._history import Decision
 
         if not isinstance(decision, Decision):
             raise InvalidArgument(f"{decision!r} is not a Decision")
@@ -372,7 +372,7 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         bad_line = data.count(b"\n", 0, error.start) + 1
         raise AuditLogError(f"audit log {path} is not UTF-8 text (line {bad_line})") from None
 
-    from jitchaos.proxy._history import Decision  # the proxy imports this module
+    from jitchaos._history import Decision  # the proxy imports this module
 
     events: list[LedgerEvent] = []
     decisions: list[Decision] = []

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._checks import route_scopes
+from jitchaos._history import Decision
 from jitchaos._ledger import (
     Ledger,
     LedgerEvent,
@@ -25,7 +26,6 @@ from jitchaos._ledger import (
 )
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
-from jitchaos.proxy._history import Decision
 
 __all__ = ["VIOLATION_KINDS", "Violation", "check"]
 

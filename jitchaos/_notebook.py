@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from jitchaos._audit import decode_event, encode_event
+from jitchaos._history import Decision
 from jitchaos._ledger import Ledger, Revoked
 from jitchaos._policy import Policy
 from jitchaos._post_audit import PostTestAudit
 from jitchaos.errors import AuditLogError
-from jitchaos.proxy._history import Decision
 
 __all__ = ["audit_notebook", "plot_timeline", "replay_lines", "write_notebook"]
 

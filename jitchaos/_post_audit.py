@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._checks import finite_number, route_scopes
+from jitchaos._history import Decision
 from jitchaos._ledger import (
     Grant,
     Leased,
@@ -27,7 +28,6 @@ from jitchaos._ledger import (
 )
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
-from jitchaos.proxy._history import Decision
 
 __all__ = ["Finding", "PostTestAudit", "audit_grants"]
 

@@ -14,10 +14,10 @@ from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
+from jitchaos._history import AppliedFault, Decision
 from jitchaos._ledger import Expired, Ledger, LedgerEvent, Narrowed, Outcome, Revoked
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
-from jitchaos.proxy._history import AppliedFault, Decision
 
 __all__ = ["RunReport", "report"]
 

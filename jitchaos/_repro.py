@@ -29,8 +29,8 @@ from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from jitchaos._checker import Violation
+    from jitchaos._history import AppliedFault, Decision
     from jitchaos._stateful import _ChaosMachine
-    from jitchaos.proxy._history import AppliedFault, Decision
 
 __all__ = [
     "FORMAT",
@@ -224,7 +224,7 @@ class Repro:
 
 
 def _line(entry: Decision | AppliedFault) -> str:
-    from jitchaos.proxy._history import Decision
+    from jitchaos._history import Decision
 
     if isinstance(entry, Decision):
         token = f" with token {entry.fingerprint}" if entry.fingerprint else ""

@@ -12,6 +12,9 @@ from jitchaos.errors import JitchaosError
 
 EXPECTED = {
     "jitchaos": {
+        "AppliedFault",
+        "Decision",
+        "History",
         "AuthChaosMachine",
         "ClientChaosMachine",
         "RunReport",
@@ -146,7 +149,7 @@ EXPECTED = {
         "write_notebook",
         "write_repro",
     },
-    "jitchaos.proxy": {"AppliedFault", "ChaosProxy", "Decision", "History", "ProxyClient"},
+    "jitchaos.proxy": {"ChaosProxy", "ProxyClient"},
     "jitchaos.errors": {
         "AuditError",
         "BrokerError",
@@ -195,3 +198,29 @@ def test_error_tree() -> None:
         assert issubclass(error, JitchaosError)
         assert issubclass(error, builtin)
         assert error.__name__ in (jitchaos.errors.__doc__ or "")
+
+
+def test_judging_loads_no_server_code() -> None:
+    # The checker, the audits, the report and the records they read are the core: a program
+    # that judges a list of decisions never loads the proxy, the IdP or their HTTP stacks.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from jitchaos import check, audit_grants, read_audit, report, Decision, History, Ledger\n"
+        "import jitchaos._notebook, jitchaos._post_audit, jitchaos._report\n"
+        "servers = ('aiohttp', 'httptools', 'jitchaos.proxy', 'jitchaos.idp',\n"
+        "           'jitchaos._stateful')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in servers\n"
+        "             or m.startswith(servers)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", loaded
+    # And the lazy names still resolve to the real classes.
+    from jitchaos.proxy import ChaosProxy
+
+    assert jitchaos.ChaosProxy is ChaosProxy
+    assert "ChaosProxy" in dir(jitchaos)

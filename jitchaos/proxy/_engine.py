@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from jitchaos._clock import Clock
+from jitchaos._history import AppliedFault, History
 from jitchaos._schedule import AtStep, OnEvent, OnRequest, Schedule, Scheduled
 from jitchaos.errors import InvalidArgument, LedgerError
 from jitchaos.faults import AnyFault
 from jitchaos.faults._base import Answer, Effect, Exchange, Issue, NotApplicable, World
-from jitchaos.proxy._history import AppliedFault, History
 
 __all__ = ["FaultEngine"]
 

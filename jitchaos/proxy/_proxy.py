@@ -44,6 +44,7 @@ from yarl import URL
 
 from jitchaos._audit import AuditLog
 from jitchaos._clock import Clock, SystemClock
+from jitchaos._history import AppliedFault, History
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
     AuditSink,
@@ -64,7 +65,6 @@ from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
 from jitchaos.idp import EmbeddedIdP, IdPConfig
 from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
 from jitchaos.proxy._engine import FaultEngine
-from jitchaos.proxy._history import AppliedFault, History
 from jitchaos.proxy._jose import CompactJWS, parse_compact, sign_compact, verify_signature
 from jitchaos.proxy._metrics import Metrics
 from jitchaos.proxy._server import LeanServer, Reply, Request

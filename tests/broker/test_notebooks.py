@@ -71,10 +71,17 @@ def test_keeps_it_and_uses_it_late(jit, jitchaos_proxy, jitchaos_clock):
 
 
 def test_plot_timeline_marks_findings(tmp_path: Path) -> None:
-    from jitchaos import AuditLogError, Ledger, ManualClock, Policy, Principal, audit_grants
+    from jitchaos import (
+        AuditLogError,
+        Decision,
+        Ledger,
+        ManualClock,
+        Policy,
+        Principal,
+        audit_grants,
+    )
     from jitchaos._audit import encode_event
     from jitchaos.notebook import audit_notebook, plot_timeline, replay_lines, write_notebook
-    from jitchaos.proxy import Decision
     from jitchaos.strategies import grants  # noqa: F401 - the API a notebook user has
 
     clock = ManualClock(start=1000)

@@ -99,7 +99,7 @@ def test_uses_a_returned_credential(jit, jitchaos_proxy, jitchaos_clock):
     # Nothing listens behind the service (502): recorded, not accepted, so not a finding.
     requests.get(jitchaos_proxy.service_url("api") + "/x", headers=credential.headers)
     # What a lenient service would have done, recorded by the proxy's service side:
-    from jitchaos.proxy import Decision
+    from jitchaos import Decision
     decision = jitchaos_proxy.history.decisions[-1]
     jitchaos_proxy.history.decision(**{
         **{f: getattr(decision, f) for f in ("at", "step", "service", "method", "path")},

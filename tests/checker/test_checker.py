@@ -11,10 +11,19 @@ import attrs
 import pytest
 import requests
 
-from jitchaos import InvalidArgument, Ledger, ManualClock, Policy, Revoked, audit_grants, check
+from jitchaos import (
+    ChaosProxy,
+    Decision,
+    InvalidArgument,
+    Ledger,
+    ManualClock,
+    Policy,
+    Revoked,
+    audit_grants,
+    check,
+)
 from jitchaos.faults import Narrow, Revoke, RotateKeys
 from jitchaos.idp import EmbeddedIdP
-from jitchaos.proxy import ChaosProxy, Decision
 from tests.common.idp import client_credentials, refresh, user_tokens
 from tests.common.service import ResourceService
 

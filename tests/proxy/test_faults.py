@@ -11,7 +11,15 @@ import jwt
 import pytest
 import requests
 
-from jitchaos import InvalidArgument, KeyPublished, KeyWithdrawn, ManualClock, fingerprint
+from jitchaos import (
+    ChaosProxy,
+    Decision,
+    InvalidArgument,
+    KeyPublished,
+    KeyWithdrawn,
+    ManualClock,
+    fingerprint,
+)
 from jitchaos.faults import (
     ClockSkew,
     Expire,
@@ -23,7 +31,6 @@ from jitchaos.faults import (
     RotateKeys,
 )
 from jitchaos.idp import EmbeddedIdP
-from jitchaos.proxy import ChaosProxy, Decision
 from tests.common.idp import client_credentials, introspect, refresh, user_tokens
 from tests.proxy.conftest import Front
 
