@@ -223,13 +223,16 @@ def _open_at(ledger: Ledger, at: float) -> tuple[Grant, ...]:
     """Grants not closed at ``at``: a usable token its holder never gave back, or a lease its
     holder never gave back at all (the fixture had to take it back). A lease given back that the
     IdP could not revoke is closed: its exposure is the post-test audit's note."""
-    returns = ledger.returns
+    returns = {g: r for g, r in ledger.returns.items() if r.at <= at}
     usable = {g.grant_id for g in ledger.open_grants(at)}
     return tuple(
         grant
         for grant in ledger.grants
-        if (grant.grant_id in usable and grant.grant_id not in returns)
-        or (grant.grant_id in returns and not returns[grant.grant_id].by_holder)
+        if grant.issued_at <= at
+        and (
+            (grant.grant_id in usable and grant.grant_id not in returns)
+            or (grant.grant_id in returns and not returns[grant.grant_id].by_holder)
+        )
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -68,8 +69,9 @@ class Credential:
 
     @property
     def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer ..."}`` for an HTTP client."""
-        return {"Authorization": f"Bearer {self.access_token}"}
+        """``{"Authorization": "Bearer ..."}`` for an HTTP client (the value a
+        :class:`~jitchaos.Secret`: an assertion on it shows no token)."""
+        return {"Authorization": Secret(f"Bearer {self.access_token}")}
 
 
 class Broker:
@@ -399,8 +401,8 @@ class Broker:
                 max_ttl=self.max_ttl,
                 resource=resource,
             )
-        except AuditError:
-            # Fail closed: nothing was recorded, so nothing may be handed out.
+        except Exception:
+            # Fail closed: nothing (or not all) was recorded, so nothing may be handed out.
             self._revoke_raw(refresh or access, client)
             raise
         credential = Credential(
@@ -440,9 +442,18 @@ class Broker:
             return access, now + life, scopes, "exp"
         expires_in = payload.get("expires_in")
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            if not math.isfinite(expires_in) or expires_in <= 0:
+                self._revoke_raw(access, client)
+                raise BrokerError(f"{self.url}: the token answer says expires_in={expires_in!r}")
             return access, now + float(expires_in), scopes, "expires_in"
         expires = self._introspected_expiry(access, client)
         if expires is not None:
+            if expires <= now:
+                self._revoke_raw(access, client)
+                raise BrokerError(
+                    f"{self.url}: introspection says the new token expired at {expires:g}, "
+                    f"before now ({now:g}): are the IdP's and the broker's clocks apart?"
+                )
             return access, expires, scopes, "introspection"
         return access, now + ttl, scopes, "asked"
 
@@ -506,6 +517,9 @@ class Broker:
                 f"{self.url}: token request ({form.get('grant_type')}) refused with HTTP "
                 f"{status}: {_error_text(body)}"
             )
+        for name in ("access_token", "refresh_token", "id_token"):
+            if isinstance(payload.get(name), str):
+                payload[name] = Secret(payload[name])  # never shown in a traceback
         return payload
 
     def _revoke_raw(self, token: Secret, client: str) -> tuple[bool, str]:
@@ -560,16 +574,34 @@ class Broker:
         headers = {"Accept": "application/json"}
         data = None
         if form is not None:
-            data = urllib.parse.urlencode(form).encode()
+            # Forms carry tokens: the body is sealed, so a traceback through here shows none.
+            data = _Sealed(urllib.parse.urlencode(form).encode())
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if client is not None:
-            secret = self._secrets[client]
-            pair = f"{urllib.parse.quote(client)}:{urllib.parse.quote(secret)}"
-            headers["Authorization"] = Secret("Basic " + base64.b64encode(pair.encode()).decode())
+            headers["Authorization"] = _basic(client, self._secrets[client])
         try:
             return exchange(method, url, headers=headers, body=data, timeout=self._timeout)
         except OSError as error:
             raise BrokerError(f"{self.url}: unreachable ({error})") from None
+
+
+class _Sealed(bytes):
+    """A request body that may carry tokens: its repr says only how long it is."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<form body, {len(self)} bytes>"
+
+
+def _basic(client: str, secret: Secret) -> Secret:
+    """RFC 6749 §2.3.1 client authentication, as a :class:`~jitchaos.Secret`."""
+    return Secret(
+        "Basic "
+        + base64.b64encode(
+            f"{urllib.parse.quote(client)}:{urllib.parse.quote(secret)}".encode()
+        ).decode()
+    )
 
 
 def _jwt_life(token: str) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import glob
 import json
 import math
 import os
@@ -385,6 +386,12 @@ def _build_parser() -> _Parser:
         help="seconds a use may lag a revocation or narrowing (the services' policy)",
     )
     audit.add_argument(
+        "--key-staleness",
+        type=_seconds_arg,
+        default=0.0,
+        help="seconds the services' key caches may lag the JWKS (rotations, removals)",
+    )
+    audit.add_argument(
         "--leeway", type=_seconds_arg, default=0.0, help="clock leeway around exp and nbf"
     )
     return parser
@@ -593,30 +600,34 @@ async def _serve_proxy(
 
 
 def _audit_logs(path: str) -> list[Path]:
-    """``path``, or the per-worker logs pytest-xdist wrote for it (``stem.gwN.suffix``)."""
+    """``path`` itself when it exists, and the per-worker logs pytest-xdist wrote for it
+    (``stem.gwN.suffix``, in worker order)."""
     given = Path(path)
-    if given.exists():
-        return [given]
     suffix = given.suffix or ".jsonl"
     workers = []
-    for candidate in given.parent.glob(f"{given.stem}.gw*{suffix}"):
+    for candidate in given.parent.glob(f"{glob.escape(given.stem)}.gw*{glob.escape(suffix)}"):
         number = candidate.name[len(given.stem) + 3 : len(candidate.name) - len(suffix)]
         if number.isdigit():
             workers.append((int(number), candidate))
-    return [candidate for _, candidate in sorted(workers)] or [given]
+    found = [given] if given.exists() else []
+    return found + [candidate for _, candidate in sorted(workers)] or [given]
 
 
 def _run_audit(args: argparse.Namespace) -> int:
     logs = _audit_logs(args.file)
-    if len(logs) == 1:
-        return _audit_one(args, logs[0])
-    if not args.json:
-        print(f"{args.file}: {len(logs)} worker logs ({', '.join(p.name for p in logs)})")
-    codes = [_audit_one(args, log) for log in logs]
-    return max(codes)
+    results = [_audit_one(args, log) for log in logs]
+    if args.json:
+        documents = [document for _, document, _ in results]
+        print(json.dumps(documents[0] if len(logs) == 1 else {"logs": documents}, indent=2))
+    else:
+        if len(logs) > 1:
+            print(f"{args.file}: {len(logs)} logs ({', '.join(p.name for p in logs)})")
+        print("\n".join(text for _, _, text in results))
+    return max(code for code, _, _ in results)
 
 
-def _audit_one(args: argparse.Namespace, path: Path) -> int:
+def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any], str]:
+    """Audit one log: (exit code, the JSON document, the text report)."""
     from jitchaos._policy import Policy
     from jitchaos._post_audit import audit_grants
 
@@ -630,42 +641,38 @@ def _audit_one(args: argparse.Namespace, path: Path) -> int:
             report.ledger,
             report.decisions,
             at=report.at,
-            policy=Policy(staleness=args.staleness, leeway=args.leeway),
+            policy=Policy(
+                staleness=args.staleness, leeway=args.leeway, key_staleness=args.key_staleness
+            ),
         )
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "path": report.path,
-                    "at": report.at,
-                    "events": len(report.events),
-                    "open_grants": [
-                        {
-                            "grant_id": g.grant_id,
-                            "principal": str(g.principal),
-                            "client_id": g.client_id,
-                            "scopes": sorted(g.scopes),
-                            "issued_at": g.issued_at,
-                        }
-                        for g in report.open_grants
-                    ],
-                    "malformed": [{"line": m.line, "reason": m.reason} for m in report.malformed],
-                    "last_event": encode_event(report.events[-1]) if report.events else None,
-                    "decisions": len(report.decisions),
-                    "findings": [
-                        {"kind": f.kind, "finding": f.sentence}
-                        for f in (post.findings if post is not None else ())
-                    ],
-                },
-                indent=2,
-            )
-        )
-    else:
-        print(report.format())
-        if post is not None and (report.decisions or report.ledger_has_leases):
-            print(post.format())
+    document = {
+        "path": report.path,
+        "at": report.at,
+        "events": len(report.events),
+        "open_grants": [
+            {
+                "grant_id": g.grant_id,
+                "principal": str(g.principal),
+                "client_id": g.client_id,
+                "scopes": sorted(g.scopes),
+                "issued_at": g.issued_at,
+            }
+            for g in report.open_grants
+        ],
+        "malformed": [{"line": m.line, "reason": m.reason} for m in report.malformed],
+        "last_event": encode_event(report.events[-1]) if report.events else None,
+        "decisions": len(report.decisions),
+        "findings": [
+            {"kind": f.kind, "finding": f.sentence}
+            for f in (post.findings if post is not None else ())
+        ],
+        "notes": list(post.notes if post is not None else ()),
+    }
+    text = report.format()
+    if post is not None and (report.decisions or report.ledger_has_leases):
+        text += "\n" + post.format()
     clean = report.ok and (post is None or post.ok)
-    return 0 if clean else 1
+    return (0 if clean else 1), document, text
 
 
 def _progress(*, every: int) -> Callable[[int, int, float], None]:

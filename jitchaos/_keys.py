@@ -110,20 +110,33 @@ class KeyRing:
         """The published key with ``kid``, or None once it was removed (or never existed)."""
         return next((key for key in self._keys if key.kid == kid), None)
 
-    def rotate(self, algorithm: Algorithm | None = None) -> SigningKey:
-        """Generate a new key, sign with it from now on, and keep publishing the old ones
-        (an emergency rotation: services meet the new kid with the first token it signs)."""
-        key = self._source(algorithm or self._current.algorithm)
+    def new_key(self, algorithm: Algorithm | None = None) -> SigningKey:
+        """A key from this ring's source, not yet published (record it, then publish it)."""
+        return self._source(algorithm or self._current.algorithm)
+
+    def rotate(
+        self, algorithm: Algorithm | None = None, *, key: SigningKey | None = None
+    ) -> SigningKey:
+        """Publish ``key`` (default: a new one), sign with it from now on, and keep publishing
+        the old ones (an emergency rotation: services meet the new kid with the first token it
+        signs)."""
+        key = key if key is not None else self.new_key(algorithm)
         with self._lock:
             self._keys = (*self._keys, key)
             self._current = key
         return key
 
-    def publish(self, signs_from: float, algorithm: Algorithm | None = None) -> SigningKey:
-        """Generate a new key and publish it now; it signs from ``signs_from`` on (a time of
+    def publish(
+        self,
+        signs_from: float,
+        algorithm: Algorithm | None = None,
+        *,
+        key: SigningKey | None = None,
+    ) -> SigningKey:
+        """Publish ``key`` (default: a new one) now; it signs from ``signs_from`` on (a time of
         the clock later given to :meth:`signing_key`). Real IdPs rotate this way, so that key
         caches hold the new key before any token needs it."""
-        key = self._source(algorithm or self._current.algorithm)
+        key = key if key is not None else self.new_key(algorithm)
         with self._lock:
             self._keys = (*self._keys, key)
             self._pending = tuple(
@@ -133,7 +146,8 @@ class KeyRing:
 
     def signing_key(self, now: float) -> SigningKey:
         """The key that signs at ``now``: a published key whose time has come takes over."""
-        if self._pending and self._pending[0][0] <= now:
+        pending = self._pending  # one read: another thread may promote meanwhile
+        if pending and pending[0][0] <= now:
             with self._lock:
                 while self._pending and self._pending[0][0] <= now:
                     _, key = self._pending[0]
@@ -142,16 +156,20 @@ class KeyRing:
                         self._current = key
         return self._current
 
+    def is_pending(self, key: SigningKey) -> bool:
+        """Whether ``key`` is published but does not sign yet."""
+        return any(waiting is key for _, waiting in self._pending)
+
     def rekey(self) -> SigningKey:
         """Keep the current kid but put a new key behind it (a botched rotation).
 
         Tokens the old key signed stop verifying although their kid is still published:
         only a verifier that refetches the JWKS on a signature failure recovers.
         """
-        old = self._current
-        fresh = self._source(old.algorithm)
-        key = SigningKey(kid=old.kid, algorithm=old.algorithm, private_key=fresh.private_key)
+        fresh = self._source(self._current.algorithm)
         with self._lock:
+            old = self._current
+            key = SigningKey(kid=old.kid, algorithm=old.algorithm, private_key=fresh.private_key)
             self._keys = tuple(key if k is old else k for k in self._keys)
             self._current = key
         return key

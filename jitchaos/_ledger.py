@@ -744,25 +744,15 @@ class Ledger:
                 )
             )
 
-    def publish_key(self, kid: str, *, signs_from: float | None = None) -> KeyPublished:
-        """Record that key ``kid`` is in the JWKS from now, signing from ``signs_from``
-        (default: now)."""
+    def publish_key(self, kid: str, *, ahead: float = 0.0) -> KeyPublished:
+        """Record that key ``kid`` is in the JWKS from now, signing ``ahead`` seconds later
+        (at once by default); the event's ``signs_from`` is that time, on the ledger's clock."""
         if not isinstance(kid, str) or not kid:
             raise InvalidArgument(f"kid={kid!r} must be a non-empty str")
+        wait = finite_number("ahead", ahead, minimum=0)
         with self._lock:
-            now = self.clock.now()
-            start = now if signs_from is None else signs_from
-            if (
-                isinstance(start, bool)
-                or not isinstance(start, int | float)
-                or not math.isfinite(start)
-                or start < now
-            ):
-                raise InvalidArgument(
-                    f"signs_from={signs_from!r} must be a finite time no earlier than now"
-                )
             return self._commit(
-                lambda seq, at: KeyPublished(seq=seq, at=at, kid=kid, signs_from=float(start))
+                lambda seq, at: KeyPublished(seq=seq, at=at, kid=kid, signs_from=at + wait)
             )
 
     def withdraw_key(self, kid: str, *, reason: str = "signing key removed") -> KeyWithdrawn:

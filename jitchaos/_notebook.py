@@ -17,7 +17,7 @@ from typing import Any
 
 from jitchaos._audit import decode_event, encode_event
 from jitchaos._history import Decision
-from jitchaos._ledger import Ledger, Revoked
+from jitchaos._ledger import KeyWithdrawn, Ledger, Revoked
 from jitchaos._policy import Policy
 from jitchaos._post_audit import PostTestAudit
 from jitchaos.errors import AuditLogError
@@ -182,9 +182,21 @@ def _closed_at(ledger: Ledger, grant_id: str) -> float:
         record = ledger.lookup(fp)
         if record is None:
             continue
-        closed = [t for t in (record.revoked_at, record.expired_at, record.token.expires_at) if t]
-        ends.append(min(closed))
+        ends.append(
+            min(
+                t
+                for t in (
+                    record.revoked_at,
+                    record.expired_at,
+                    record.withdrawn_at,
+                    record.token.expires_at,
+                )
+                if t
+            )
+        )
     revocations = [
-        e.at for e in ledger.events if isinstance(e, Revoked) and grant_id in e.grant_ids
+        e.at
+        for e in ledger.events
+        if isinstance(e, Revoked | KeyWithdrawn) and grant_id in e.grant_ids
     ]
     return min([*revocations, max(ends, default=grant.issued_at)])

@@ -210,6 +210,7 @@ def audit_grants(
             scopes=needed,
             staleness=policy.staleness,
             leeway=policy.leeway,
+            key_staleness=policy.key_staleness,
         )
         if verdict.outcome is not Outcome.MUST_DENY:
             continue
@@ -218,6 +219,7 @@ def audit_grants(
             at=decision.at,
             staleness=policy.staleness,
             leeway=policy.leeway,
+            key_staleness=policy.key_staleness,
         )
         kind = (
             "use-after-window" if in_window.outcome is Outcome.MUST_DENY else ("use-outside-scope")

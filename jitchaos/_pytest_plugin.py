@@ -104,10 +104,11 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["JITCHAOS_NOTEBOOKS"] = str(directory)
     config.addinivalue_line(
         "markers",
-        "jitchaos_policy(staleness=0, leeway=0, max_ttl=None, scopes=None): the policy the "
-        "post-test audit applies, the lease cap of the test's grants, and the scopes each "
-        "'METHOD /path' needs",
+        "jitchaos_policy(staleness=0, leeway=0, key_staleness=0, max_ttl=None, scopes=None): "
+        "the policy the post-test audit applies, the lease cap of the test's grants, and the "
+        "scopes each 'METHOD /path' needs",
     )
+    _routes(config)  # a wrong line is a usage error now, not a failure in every test
 
 
 def _worker(config: pytest.Config) -> str | None:
@@ -231,10 +232,23 @@ def _clients(config: pytest.Config) -> dict[str, str]:
                 raise pytest.UsageError(
                     f"jitchaos_clients: {client}: ${entry.partition('$')[2]} is not set"
                 )
-        if not sep or not client or not value:
-            raise pytest.UsageError(f"jitchaos client {client or entry!r} is not ID:SECRET")
+        if not sep or not client or not value or "=" in client:
+            # Never the entry itself: it may hold the secret.
+            raise pytest.UsageError(
+                f"jitchaos client entry {len(found) + 1} is not ID:SECRET (or ID:$VAR)"
+            )
         found.setdefault(client, value)
     return found
+
+
+def _policy(settings: dict[str, Any]) -> Any:
+    from jitchaos._policy import Policy
+
+    return Policy(
+        staleness=settings.get("staleness", 0.0),
+        leeway=settings.get("leeway", 0.0),
+        key_staleness=settings.get("key_staleness", 0.0),
+    )
 
 
 def _routes(config: pytest.Config) -> dict[str, frozenset[str]]:
@@ -298,12 +312,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
-    from jitchaos._policy import Policy
     from jitchaos._post_audit import audit_grants
 
     marker = item.get_closest_marker("jitchaos_policy")
     settings: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    policy = Policy(staleness=settings.get("staleness", 0.0), leeway=settings.get("leeway", 0.0))
+    policy = _policy(settings)
     proxy = getattr(item, "funcargs", {}).get("jitchaos_proxy")  # jit depends on it
     decisions = proxy.history.decisions if proxy is not None else ()
     write = getattr(broker.ledger.audit, "write_decision", None)
@@ -334,7 +347,6 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
 
 def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, directory: str) -> str:
     from jitchaos._notebook import audit_notebook, write_notebook
-    from jitchaos._policy import Policy
 
     marker = item.get_closest_marker("jitchaos_policy")
     settings: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -344,6 +356,6 @@ def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, director
         for d in (proxy.history.decisions if proxy is not None else ())
         if d.holder == item.nodeid
     ]
-    policy = Policy(staleness=settings.get("staleness", 0.0), leeway=settings.get("leeway", 0.0))
+    policy = _policy(settings)
     notebook = audit_notebook(broker.ledger, decisions, report, holder=item.nodeid, policy=policy)
     return str(write_notebook(notebook, directory, item.nodeid))

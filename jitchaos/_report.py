@@ -15,7 +15,15 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._history import AppliedFault, Decision
-from jitchaos._ledger import Expired, Ledger, LedgerEvent, Narrowed, Outcome, Revoked
+from jitchaos._ledger import (
+    Expired,
+    KeyWithdrawn,
+    Ledger,
+    LedgerEvent,
+    Narrowed,
+    Outcome,
+    Revoked,
+)
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 
@@ -145,10 +153,11 @@ def report(
 
 
 def _changes_by_time(events: Iterable[LedgerEvent]) -> dict[float, list[str]]:
-    """The grants each instant's revocations, expiries and narrowings changed."""
+    """The grants each instant's revocations, expiries, key withdrawals and narrowings
+    changed."""
     changed: dict[float, list[str]] = {}
     for event in events:
-        if isinstance(event, Revoked | Expired):
+        if isinstance(event, Revoked | Expired | KeyWithdrawn):
             changed.setdefault(event.at, []).extend(event.grant_ids)
         elif isinstance(event, Narrowed):
             changed.setdefault(event.at, []).append(event.grant_id)

@@ -263,3 +263,108 @@ def test_what_is_not_an_event_or_a_path_is_named_and_nothing_is_written(tmp_path
         with pytest.raises(InvalidArgument, match="'x' is not a Decision"):
             log.write_decision("x")
     assert path.read_text() == ""
+
+
+def _leases_log(path: Path) -> tuple[str, str]:
+    """A broker-shaped log: g1 leased at 1000 and given back at 1100; g2 leased at 1110 and
+    taken back by the fixture at 1120; a use of g1's token at 1050 and one at 1130."""
+    from jitchaos import AuditLog, IssuedToken, Ledger, Principal, TokenKind
+    from jitchaos._history import Decision
+
+    clock = ManualClock(1000)
+    log = AuditLog(path)
+    ledger = Ledger(clock, audit=log)
+
+    def lease(fp: str) -> str:
+        token = IssuedToken(
+            fingerprint=fp,
+            kind=TokenKind.ACCESS,
+            issued_at=clock.now(),
+            expires_at=clock.now() + 600,
+            scopes=frozenset({"read"}),
+            kid="k1",
+        )
+        granted = ledger.grant(
+            principal=Principal.client("ci"), client_id="ci", scopes={"read"}, tokens=[token]
+        )
+        ledger.lease(granted.grant_id, holder="t", requested_ttl=600, ttl=600)
+        return granted.grant_id
+
+    first = lease("a" * 16)
+    clock.advance(50)
+    log.write_decision(
+        Decision(
+            seq=1,
+            at=clock.now(),
+            step=0,
+            service="api",
+            method="GET",
+            path="/read",
+            fingerprint="a" * 16,
+            status=200,
+            holder="t",
+        )
+    )
+    clock.advance(50)
+    ledger.give_back(
+        first,
+        holder="t",
+        by_holder=True,
+        revoked=False,
+        valid_until=1600,
+        reason="the IdP does not revoke this token type",
+    )
+    clock.advance(10)
+    second = lease("b" * 16)
+    clock.advance(10)
+    ledger.give_back(
+        second,
+        holder="t",
+        by_holder=False,
+        revoked=True,
+        valid_until=1120,
+        reason="never returned by t",
+    )
+    clock.advance(10)
+    log.write_decision(
+        Decision(
+            seq=2,
+            at=clock.now(),
+            step=0,
+            service="api",
+            method="GET",
+            path="/read",
+            fingerprint="a" * 16,
+            status=200,
+            holder="t",
+        )
+    )
+    log.close()
+    return first, second
+
+
+def test_open_grants_and_findings_as_of_a_moment(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    first, second = _leases_log(path)
+    assert [g.grant_id for g in read_audit(path).open_grants] == [second]  # never returned
+    # At 1050 g1 was still held and g2 did not exist yet.
+    assert [g.grant_id for g in read_audit(path, at=1050).open_grants] == [first]
+    from tests.common.cli import run_cli
+
+    out = run_cli("audit", str(path))
+    assert out.returncode == 1
+    assert "[use-after-return] token aaaaaaaaaaaaaaaa" in out.stdout
+    assert "500s of exposure" in out.stdout
+
+
+def test_jitchaos_audit_reads_worker_logs_as_one_json_document(tmp_path: Path) -> None:
+    from tests.common.cli import run_cli
+
+    base = tmp_path / "run[1].jsonl"  # glob characters in the name are a name
+    for worker in ("gw0", "gw1"):
+        _leases_log(tmp_path / f"run[1].{worker}.jsonl")
+    out = run_cli("audit", str(base), "--json")
+    assert out.returncode == 1, out.stderr
+    documents = json.loads(out.stdout)["logs"]
+    assert [Path(d["path"]).name for d in documents] == ["run[1].gw0.jsonl", "run[1].gw1.jsonl"]
+    assert all(d["notes"] for d in documents)

@@ -268,9 +268,13 @@ class EmbeddedIdP:
     def rotate_keys(self, *, ahead: float = 0.0) -> SigningKey:
         """Publish a new key and sign with it ``ahead`` seconds from now (at once by default);
         earlier keys stay published."""
-        now = self.clock.now()
-        key = self.keys.publish(now + ahead) if ahead else self.keys.rotate()
-        self.ledger.publish_key(key.kid, signs_from=now + ahead)
+        key = self.keys.new_key()
+        # Recorded first: a key that signs is always one the ledger knows.
+        event = self.ledger.publish_key(key.kid, ahead=ahead)
+        if ahead:
+            self.keys.publish(event.signs_from, key=key)
+        else:
+            self.keys.rotate(key=key)
         return key
 
     def remove_key(self, kid: str) -> KeyWithdrawn:
@@ -637,7 +641,7 @@ class EmbeddedIdP:
         now = self.clock.now()
 
         def invalid(description: str) -> web.Response:
-            quoted = description.replace("\\", "\\\\").replace('"', '\\"')
+            quoted = oauth_error("invalid_token", description)["error_description"]
             return _error(
                 "invalid_token",
                 description,

@@ -520,15 +520,17 @@ class ChaosProxy:
             raise NotApplicable(
                 "rotating keys needs the signing keys: front the embedded IdP or use --resign"
             )
-        now = self.clock.now()
-        signing = keys.signing_key(now)
+        signing = keys.signing_key(self.clock.now())
+        # Each key is recorded in the ledger before it is published or signs.
         if mode == "publish-ahead":
-            key = keys.publish(now + ahead)
-            self.ledger.publish_key(key.kid, signs_from=now + ahead)
+            key = keys.new_key()
+            event = self.ledger.publish_key(key.kid, ahead=ahead)
+            keys.publish(event.signs_from, key=key)
             return f"published kid {key.kid}; it signs from t+{ahead:g}s"
         if mode == "add":
-            key = keys.rotate()
+            key = keys.new_key()
             self.ledger.publish_key(key.kid)
+            keys.rotate(key=key)
             return f"signing with new kid {key.kid} at once"
         if mode == "rekey":
             kid = signing.kid
@@ -537,8 +539,13 @@ class ChaosProxy:
             self.ledger.publish_key(kid)
             return f"kid {kid} now stands for a new key; tokens it signed before fail"
         if len(keys.keys) == 1:
-            self.ledger.publish_key(keys.rotate().kid)
-        removed = [key.kid for key in keys.keys if key is not keys.current]
+            key = keys.new_key()
+            self.ledger.publish_key(key.kid)
+            keys.rotate(key=key)
+        # Keys published ahead that do not sign yet are the new ones: they stay.
+        removed = [
+            key.kid for key in keys.keys if key is not keys.current and not keys.is_pending(key)
+        ]
         for kid in removed:
             self.ledger.withdraw_key(kid, reason=f"signing key {kid} removed")
             keys.remove(kid)

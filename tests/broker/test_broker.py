@@ -342,3 +342,39 @@ def test_scopes_may_come_from_any_iterable(embedded: EmbeddedIdP) -> None:
     credential = jit.grant("client:jit", (scope for scope in ["read"]), ttl=60)
     assert credential.scopes == {"read"}
     jit.revoke_all()
+
+
+def test_no_token_or_secret_in_a_traceback_with_locals(embedded: EmbeddedIdP) -> None:
+    import traceback
+
+    jit = broker(embedded)
+    credential = jit.grant("subject:alice", {"read"}, ttl=60)
+    assert credential.refresh_token is not None
+    assert credential.access_token not in repr(credential.headers)
+    jit._endpoints = {"token": "http://127.0.0.1:9/token"}  # the IdP is gone
+    with pytest.raises(BrokerError, match="unreachable") as raised:
+        jit.refresh(credential)
+    # What pytest -l shows: every frame's locals, through repr.
+    shown = "".join(
+        traceback.TracebackException.from_exception(raised.value, capture_locals=True).format()
+    )
+    assert "_send" in shown  # the frame that holds the request is in it...
+    import base64
+
+    basic = base64.b64encode(b"jit:jit-secret").decode()
+    for secret in (credential.refresh_token, credential.access_token, "jit-secret", basic):
+        assert secret not in shown  # ... but shows none of it
+
+
+def test_an_answer_that_cannot_be_recorded_is_given_back(embedded: EmbeddedIdP) -> None:
+    jit = broker(embedded)
+    jit._endpoints = None
+
+    def expired_at_once(form: dict[str, str], *, client: str) -> dict[str, object]:
+        return {"access_token": "opaque-token-value", "token_type": "Bearer", "expires_in": 0}
+
+    jit._token = expired_at_once  # type: ignore[method-assign]
+    with pytest.raises(BrokerError, match="expires_in=0"):
+        jit.grant("client:jit", {"read"}, ttl=60)
+    assert jit.held == ()
+    assert jit.ledger.grants == ()

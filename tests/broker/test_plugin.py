@@ -220,7 +220,7 @@ def test_{n}(jit):
     # The path given to --jitchaos-audit audits every worker's log.
     together = run_cli("audit", str(log))
     assert together.returncode == 0, together.stdout
-    assert "2 worker logs (audit.gw0.jsonl, audit.gw1.jsonl)" in together.stdout
+    assert "2 logs (audit.gw0.jsonl, audit.gw1.jsonl)" in together.stdout
     assert together.stdout.count("every grant was closed") == 2
 
 
@@ -378,3 +378,24 @@ TestLenient.settings = settings(
     assert notebook.with_suffix(".json").exists()
     result.stdout.fnmatch_lines([f"*repro notebook {notebook}*"])
     result.stdout.fnmatch_lines(["*-token-accepted*"])
+
+
+def test_wrong_plugin_settings_are_one_usage_error_and_show_no_secret(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_any="def test_any(jit):\n    pass\n")
+    pytester.makeini("[pytest]\njitchaos_routes =\n    GET read=read\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*jitchaos_routes: 'GET read=read' is not 'METHOD /path=scopes'*"]
+    )
+    assert "Traceback" not in result.stderr.str()
+    pytester.makeini("[pytest]\n")
+    monkeypatch.setenv("JITCHAOS_CLIENTS", "ci=s3cr3t-value")
+    result = pytester.runpytest_subprocess(
+        "--jitchaos-upstream", "http://127.0.0.1:9", "-p", "no:cacheprovider"
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert "jitchaos client entry 1 is not ID:SECRET" in output
+    assert "s3cr3t-value" not in output

@@ -31,7 +31,7 @@ from jitchaos.faults import (
     RotateKeys,
 )
 from jitchaos.idp import EmbeddedIdP
-from tests.common.idp import client_credentials, introspect, refresh, user_tokens
+from tests.common.idp import client_credentials, introspect, refresh, standard_config, user_tokens
 from tests.proxy.conftest import Front
 
 
@@ -368,3 +368,27 @@ def test_history_orders_faults_and_decisions(front: Front) -> None:
     ]
     assert kinds == ["Decision", "revoke", "Decision"]
     assert [e.seq for e in proxy.history.entries] == [1, 2, 3]
+
+
+def test_rotations_on_the_wall_clock_are_recorded_before_they_sign() -> None:
+    from jitchaos import OffsetClock, SystemClock
+
+    # A clock that moves between two readings: rotating "now" must not be "in the past".
+    with EmbeddedIdP(standard_config(), clock=SystemClock()).in_thread() as idp:
+        key = idp.rotate_keys()
+        (event,) = [e for e in idp.ledger.events if isinstance(e, KeyPublished)]
+        assert (event.kid, event.signs_from) == (key.kid, event.at)
+    with ChaosProxy(standard_config(), clock=OffsetClock()).in_thread() as proxy:
+        for fault in (
+            RotateKeys(mode="publish-ahead", ahead=0),
+            RotateKeys(mode="add"),
+            RotateKeys(mode="publish-ahead", ahead=600),
+            RotateKeys(mode="remove-old"),
+        ):
+            assert proxy.apply(fault).applied
+        assert proxy.keys is not None
+        published = [e.kid for e in proxy.ledger.events if isinstance(e, KeyPublished)]
+        # Every key the ring holds was recorded; the one published ahead survived remove-old.
+        assert {key.kid for key in proxy.keys.keys} <= set(published)
+        assert len(proxy.keys.keys) == 2
+        assert proxy.keys.is_pending(proxy.keys.keys[-1])
