@@ -36,6 +36,9 @@ _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connec
 _KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default)
 _MAX_IDLE = 64  # idle connections kept per origin; more are closed
 _MAX_HEADER_BYTES = 64 * 1024
+_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The longest answer body read (an IdP answers kilobytes; a login page a few hundred): an
+upstream that sends more is refused with 502, not buffered until memory runs out."""
 
 
 class ConnectFailed(Exception):
@@ -80,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._body: list[bytes] = []
+        self._body_bytes = 0
 
     # asyncio.Protocol
 
@@ -97,7 +101,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolFailed("the upstream switched protocols"))
         except httptools.HttpParserError as error:
-            self._fail(ProtocolFailed(f"malformed answer: {error}"))
+            # A limit a callback enforced is the reason; anything else, llhttp's.
+            cause = error.__context__
+            self._fail(
+                cause
+                if isinstance(cause, ProtocolFailed)
+                else ProtocolFailed(f"malformed answer: {error}")
+            )
 
     def eof_received(self) -> bool | None:
         self._ended(None)
@@ -113,6 +123,7 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._body = []
+        self._body_bytes = 0
         self._headers_done = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -131,6 +142,9 @@ class _Connection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > _MAX_BODY_BYTES:
+            raise ProtocolFailed(f"the answer's body is over {_MAX_BODY_BYTES} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:

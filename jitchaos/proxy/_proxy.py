@@ -670,9 +670,21 @@ class ChaosProxy:
         try:
             await upstream.ensure_discovered(self._forward)
             target = upstream.endpoint_url(path)
-            if target is None:
-                target = upstream.origin.with_path(path)
-            target = target.with_query(request.query) if request.query_string else target
+            if target is None and endpoint == "other":
+                # A pass-through (authorize, a login page) goes as the client wrote it: %2F
+                # stays %2F. Routing read the decoded spelling, so no endpoint is reached so.
+                target = URL.build(
+                    scheme=upstream.origin.scheme,
+                    authority=upstream.origin.raw_authority,
+                    path=request.raw_path,
+                    query_string=request.query_string,
+                    encoded=True,
+                )
+            else:
+                if target is None:
+                    target = upstream.origin.with_path(path)
+                if request.query_string:
+                    target = target.with_query(request.query)
             if endpoint == "jwks" and self._own_keys is not None:
                 return web.json_response(self._own_keys.jwks())
             if endpoint == "token":
@@ -1059,6 +1071,10 @@ class ChaosProxy:
         assert self._session is not None
         started = time.perf_counter()
         self.engine.tick()
+        if request.version < (1, 1) and "Transfer-Encoding" in request.headers:
+            # RFC 9112 §6.1: faulty framing in HTTP/1.0; the service might read the body
+            # another way and see a second, smuggled request.
+            return _problem(400, "an HTTP/1.0 request cannot carry Transfer-Encoding")
         resolved = _service_url(target, request)
         if resolved is None:
             return _problem(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import ssl
 import time
 import urllib.parse
@@ -50,6 +51,8 @@ _MAX_HEADER_BYTES = 64 * 1024
 _MAX_PIPELINED = 16  # requests waiting on one connection before reading pauses
 _EMPTY_BODY = frozenset({204, 304})
 _OWN_FIELDS = frozenset({"content-length", "transfer-encoding", "connection"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_UNSENDABLE = re.compile(r"[\r\n\x00]")
 
 
 class Reply:
@@ -83,6 +86,7 @@ class Request:
         "method",
         "path",
         "query_string",
+        "raw_path",
         "scheme",
         "sockname",
     )
@@ -97,10 +101,13 @@ class Request:
         host: str,
         scheme: str,
         sockname: tuple[str, int] | None,
+        raw_path: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
         """Decoded, without the query (as aiohttp's ``request.path``)."""
+        self.raw_path = raw_path if raw_path is not None else path
+        """As the client wrote it, percent escapes and dot segments kept (what is forwarded)."""
         self.query_string = query_string
         self.headers = headers
         self.body = body
@@ -246,6 +253,10 @@ class _Connection(asyncio.Protocol):
         limit = self._server.client_max_size
         if self._refused is None and self._length.isdigit() and int(self._length) > limit:
             self._refused = (413, f"the request body is over {limit} bytes")
+        if self._refused is None and self._chunked and self._parser.get_http_version() == "1.0":
+            # RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding; its framing is faulty, and a
+            # front end that read it another way would see a second, smuggled request.
+            self._refused = (400, "an HTTP/1.0 request cannot carry Transfer-Encoding")
         if self._refused is not None:  # answer now: the client may wait before sending a body
             self._refuse(*self._refused)
             return
@@ -309,12 +320,14 @@ class _Connection(asyncio.Protocol):
                     host = (f"[{name}]" if ":" in name else name) + port
             except httptools.HttpParserInvalidURLError:
                 host, raw_path, raw_query = self._url.decode("latin-1"), b"/", b""
-        path = raw_path.decode("utf-8", "surrogateescape")
+        written = raw_path.decode("utf-8", "surrogateescape")
+        path = written
         if "%" in path:
             path = urllib.parse.unquote(path, errors="surrogateescape")
         return Request(
             method=method,
             path=path,
+            raw_path=written,
             query_string=raw_query.decode("utf-8", "surrogateescape"),
             headers=CIMultiDictProxy(CIMultiDict(self._headers)),
             body=b"".join(self._body),
@@ -484,7 +497,8 @@ def _encode(
             continue
         has_type = has_type or lowered == "content-type"
         has_date = has_date or lowered == "date"
-        if "\r" in value or "\n" in value:
+        # RFC 9110 §5.1, §5.5: a name is a token; a value has no CR, LF or NUL.
+        if not _TOKEN.fullmatch(name) or _UNSENDABLE.search(value):
             raise ValueError(f"header {name!r} cannot be sent")
         lines.append(f"{name}: {value}\r\n")
     empty = status in _EMPTY_BODY or status < 200

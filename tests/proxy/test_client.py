@@ -185,3 +185,25 @@ async def test_https_with_a_ca_bundle() -> None:
             await untrusting.request("GET", URL(url), {})
         await untrusting.close()
     assert carried[0] == 2
+
+
+async def test_an_answer_body_over_the_cap_is_refused_before_it_is_all_read() -> None:
+    sent: list[int] = []
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 65536
+        try:
+            for _ in range(1024):  # 64 MiB if nobody stops it
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+                sent.append(len(chunk))
+        except ConnectionError:
+            return
+
+    async with serving(endless) as (url, _):
+        client = HttpClient(timeout=10)
+        with pytest.raises(ProtocolFailed, match="body is over 16777216 bytes"):
+            await client.request("GET", URL(url), {})
+        await client.close()
+    assert sum(sent) < 48 * 1024 * 1024  # refused while it was still sending

@@ -663,3 +663,40 @@ def test_pass_through_paths_are_forwarded_as_written_and_preflights_relayed(
             assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
             assert seen[-1] == f"OPTIONS {reached}"
         assert proxy.ledger.events == ()
+
+
+def test_pass_through_paths_are_forwarded_as_written(clock: ManualClock) -> None:
+    seen: list[str] = []
+
+    async def discovery(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        return web.json_response(
+            {
+                "issuer": base,
+                "token_endpoint": f"{base}/token",
+                "jwks_uri": f"{base}/jwks",
+                "authorization_endpoint": f"{base}/authorize",
+            }
+        )
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_route("*", "/{tail:.*}", anything)
+    with served(app) as url, ChaosProxy(url, clock=clock).in_thread() as proxy:
+        port = int(proxy.url.rsplit(":", 1)[1])
+        for written in ("/authorize%2Fx", "/login%2F..%2Fadmin", "/a/b%20c?q=%26x&r=%2F"):
+            seen.clear()
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(
+                    f"GET {written} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+            assert seen == [written]

@@ -13,17 +13,21 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from jitchaos.proxy import _server
-from jitchaos.proxy._server import LeanServer, Request
+from jitchaos.proxy._server import LeanServer, Reply, Request
 from tests.common.tls import contexts
 
 BIG = 64 * 1024
 
 
-async def echo(request: Request) -> web.Response:
+async def echo(request: Request) -> web.Response | Reply:
     if request.path == "/boom":
         raise RuntimeError("handler bug")
     if request.path == "/unsendable":
         return web.Response(text="x", headers={"X-Bad": "a\r\nInjected: yes"})
+    if request.path == "/bad-name":
+        return Reply(200, [("X-Bad: Injected", "yes")], b"x")
+    if request.path == "/nul":
+        return Reply(200, [("X-Nul", "a\x00b")], b"x")
     if request.path == "/slow":
         await asyncio.sleep(0.05)
     if request.path == "/big":
@@ -197,6 +201,13 @@ async def test_refusals_close_the_connection_and_the_server_keeps_serving() -> N
         )
         assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
         assert b"Injected" not in answer
+        for path in (b"/bad-name", b"/nul"):  # a name that is no token, a NUL in a value
+            answer = await exchange(
+                port, b"GET " + path + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+            )
+            assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), answer
+            assert b"Injected" not in answer
+            assert b"\x00" not in answer
         answer = await exchange(
             port, b"GET /fine HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
         )
