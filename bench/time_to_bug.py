@@ -261,9 +261,9 @@ def hypothesis_run(machine: type[Any], seed: int, budget: float) -> HypothesisRu
         # Hypothesis's shrink, then the machine's own pass over the recorded failure (what a
         # user's report and repro notebook show, and what Machine.run does).
         minimal = machine.minimize() if not odd else None
-        shrunk = len(minimal["steps"]) if minimal is not None else None
+        shrunk = len(minimal.steps) if minimal is not None else None
         if minimal is not None:
-            kinds = frozenset(v["kind"] for v in minimal["violations"])
+            kinds = minimal.kinds
         total = time.perf_counter() - tally.started
         first = tally.first_kinds
         return HypothesisRun(tally.examples, to_bug, total, shrunk, first, kinds, odd[:300])

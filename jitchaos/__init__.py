@@ -6,6 +6,7 @@ from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
 from jitchaos._broker import Broker, Credential
 from jitchaos._checker import VIOLATION_KINDS, Violation, check
 from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
+from jitchaos._failure import Failure
 from jitchaos._history import AppliedFault, Decision, History
 from jitchaos._keys import KeyRing, SigningKey
 from jitchaos._ledger import (
@@ -100,6 +101,7 @@ __all__ = [
     "Credential",
     "Decision",
     "Expired",
+    "Failure",
     "Finding",
     "Grant",
     "GrantRequest",

@@ -744,7 +744,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_repro(args: argparse.Namespace) -> int:
-    from jitchaos._repro import load_failure, write_repro
+    from jitchaos._failure import write_repro
+    from jitchaos._repro import load_failure
     from jitchaos.errors import InvalidArgument
 
     try:

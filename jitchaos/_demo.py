@@ -12,12 +12,13 @@ import functools
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from jitchaos._failure import Failure, Step
 from jitchaos._policy import Policy
 from jitchaos._run import Outcome, run_scenario
 from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
@@ -158,21 +159,21 @@ def run_demo(
     return buggy, twin
 
 
-def story(failure: Mapping[str, Any]) -> str:
+def story(failure: Failure) -> str:
     """The shrunk steps as short sentences, then the violation."""
     lines: list[str] = []
     tokens: list[str] = []
-    for step in failure["steps"]:
+    for step in failure.steps:
         text = _sentence(step, tokens)
         if text:
             lines.append(f"  {len(lines) + 1}. {text}")
-    for violation in failure["violations"]:
-        lines.append(f"  -> {violation['kind']}: {violation['sentence']}")
+    for violation in failure.violations:
+        lines.append(f"  -> {violation.kind}: {violation.sentence}")
     return "\n".join(lines)
 
 
-def _sentence(step: Mapping[str, Any], tokens: list[str]) -> str:
-    rule, args, draws = step["rule"], step.get("args", {}), list(step.get("draws", []))
+def _sentence(step: Step, tokens: list[str]) -> str:
+    rule, args, draws = step.rule, step.args, list(step.draws)
 
     def scopes(value: Any) -> str:
         if isinstance(value, dict) and "set" in value:

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, Phase, settings
 
+from jitchaos._failure import Failure
 from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
 from jitchaos._report import RunReport
@@ -43,8 +44,8 @@ class Outcome:
     failure: str | None
     """The violation and the shrunk steps that show it; None when nothing was found."""
     report: RunReport
-    record: dict[str, Any] | None = None
-    """The shrunk failure as data (see :func:`jitchaos.notebook.load_failure`)."""
+    record: Failure | None = None
+    """The shrunk failure's record."""
     notebook: Path | None = None
     """The repro notebook written for it."""
     persistent: bool = False
@@ -186,7 +187,7 @@ def run_scenario(
         failure = f"{error}\n{notes}".rstrip()
         record = Run.last_failure()
         if record is not None and notebooks is not None:
-            from jitchaos._repro import write_repro
+            from jitchaos._failure import write_repro
 
             notebook = write_repro(record, notebooks, execute=execute)
     finally:

@@ -25,7 +25,7 @@ import os
 import threading
 import unittest
 import urllib.parse
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 from jitchaos._checker import Violation, check
 from jitchaos._checks import route_scopes, scope_names
 from jitchaos._clock import ManualClock, OffsetClock
+from jitchaos._failure import Failure, Found, Step, describe_service, write_repro
 from jitchaos._keys import Algorithm, KeyRing, SigningKey
 from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
@@ -298,7 +299,7 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     _worlds: ClassVar[dict[type, _World]] = {}
     _reports: ClassVar[dict[type, RunReport]] = {}
-    _failures: ClassVar[dict[type, dict[str, Any]]] = {}
+    _failures: ClassVar[dict[type, Failure]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
     _clients: ClassVar[frozenset[str]] = frozenset()
     all_actions: ClassVar[frozenset[str]] = ACTIONS
@@ -447,18 +448,19 @@ class _ChaosMachine(RuleBasedStateMachine):
             return data
         return _Draws(data, step["draws"]) if data is not None else None
 
-    def replay_step(self, step: Mapping[str, Any]) -> None:
+    def replay_step(self, step: Step | Mapping[str, Any]) -> None:
         """Run one recorded step again (same rule, arguments and drawn values)."""
-        rule = step.get("rule")
-        method = getattr(self, str(rule), None) if rule in type(self).all_actions else None
+        if not isinstance(step, Step):
+            step = Step.from_json(step)
+        method = getattr(self, step.rule, None) if step.rule in type(self).all_actions else None
         if method is None:
-            raise ValueError(f"step {dict(step)!r} names no rule of {type(self).__name__}")
+            raise ValueError(f"step {step.to_json()!r} names no rule of {type(self).__name__}")
         args = {
             name: (self.held[v["token"]] if isinstance(v, dict) and "token" in v else v)
-            for name, v in dict(step.get("args", {})).items()
+            for name, v in step.args.items()
         }
         if "data" in inspect.signature(method).parameters:
-            args["data"] = _Replayed(list(step.get("draws", [])), self)
+            args["data"] = _Replayed(list(step.draws), self)
         method(**args)
 
     def _forge_again(self, attack: str, variant: str | None) -> Any:
@@ -473,9 +475,7 @@ class _ChaosMachine(RuleBasedStateMachine):
             cls = type(self)
             with cls._world_lock:
                 # Hypothesis runs the shrunk failure last: the one remembered at the end.
-                from jitchaos._repro import failure_record
-
-                cls._failures[cls] = failure_record(self, found)
+                cls._failures[cls] = self.failure(found)
             raise AssertionError("\n".join(v.format() for v in found))
 
     @classmethod
@@ -500,14 +500,12 @@ class _ChaosMachine(RuleBasedStateMachine):
             shrunk = cls._failures.get(cls)
             failure = cls.minimize()
             if failure is not None and shrunk is not None and failure is not shrunk:
-                rules = ", ".join(step["rule"] for step in failure["steps"])
+                rules = ", ".join(step.rule for step in failure.steps)
                 error.add_note(
-                    f"jitchaos: it also shows with {len(failure['steps'])} of those "
-                    f"{len(shrunk['steps'])} steps: {rules}"
+                    f"jitchaos: it also shows with {len(failure.steps)} of those "
+                    f"{len(shrunk.steps)} steps: {rules}"
                 )
             if failure is not None and notebooks is not None:
-                from jitchaos._repro import write_repro
-
                 try:
                     path = write_repro(failure, notebooks)
                 except (OSError, ImportError) as problem:
@@ -519,12 +517,29 @@ class _ChaosMachine(RuleBasedStateMachine):
             raise
 
     @classmethod
-    def last_failure(cls) -> dict[str, Any] | None:
-        """The last failing example (the shrunk one, after a run), as JSON-ready data."""
+    def last_failure(cls) -> Failure | None:
+        """The last failing example (the shrunk one, after a run)."""
         return cls._failures.get(cls)
 
+    def failure(self, found: Sequence[Violation]) -> Failure:
+        """This example and what it showed, as a failure record."""
+        cls = type(self)
+        client = isinstance(self, ClientChaosMachine)
+        return Failure(
+            test=cls.__qualname__,
+            machine="client" if client else "service",
+            service=describe_service(getattr(cls, "client" if client else "service", None)),
+            routes=cls.routes,
+            policy=cls.policy,
+            scopes=tuple(sorted(cls.scopes)),
+            actions=self._actions,
+            outage_endpoints=cls.outage_endpoints,
+            steps=[Step.from_json(step) for step in self.steps],
+            violations=[Found(kind=v.kind, sentence=v.sentence) for v in found],
+        )
+
     @classmethod
-    def minimize(cls) -> dict[str, Any] | None:
+    def minimize(cls) -> Failure | None:
         """Drop from the last failure, one at a time until none can go, every step it still
         shows a violation of the same kind without, and return it (:meth:`last_failure`
         returns it from then on; :meth:`run` calls this). Hypothesis's shrinker can stop at a
@@ -534,15 +549,15 @@ class _ChaosMachine(RuleBasedStateMachine):
         failure = cls._failures.get(cls)
         if failure is None or isinstance(getattr(cls, "service", None), str):
             return failure
-        kinds = {v["kind"] for v in failure["violations"]}
+        kinds = failure.kinds
         saved = cls._reports.get(cls)
         best = failure
         try:
             dropped = True
-            while dropped and len(best["steps"]) > 1:
+            while dropped and len(best.steps) > 1:
                 dropped = False
-                for i in range(len(best["steps"])):
-                    shorter = cls._replayed(best["steps"][:i] + best["steps"][i + 1 :], kinds)
+                for i in range(len(best.steps)):
+                    shorter = cls._replayed(best.steps[:i] + best.steps[i + 1 :], kinds)
                     if shorter is not None:
                         best, dropped = shorter, True
                         break
@@ -555,11 +570,9 @@ class _ChaosMachine(RuleBasedStateMachine):
         return best
 
     @classmethod
-    def _replayed(cls, steps: list[dict[str, Any]], kinds: set[str]) -> dict[str, Any] | None:
+    def _replayed(cls, steps: Sequence[Step], kinds: frozenset[str]) -> Failure | None:
         """The failure record of ``steps`` replayed on a fresh example, when it shows one of
         ``kinds``; None when it does not, or does not run (a token it uses is gone)."""
-        from jitchaos._repro import failure_record
-
         machine = cls()
         try:
             for step in steps:
@@ -571,7 +584,7 @@ class _ChaosMachine(RuleBasedStateMachine):
             machine.teardown()
         if not {v.kind for v in found} & kinds:
             return None
-        return failure_record(machine, found)
+        return machine.failure(found)
 
     TestCase = _TestCase()  # type: ignore[assignment]
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from examples import permission_cache
-from jitchaos import AuthChaosMachine, Policy
+from jitchaos import AuthChaosMachine, Failure, Policy
 from jitchaos._demo import DEMOS, run_demo, story
 from tests.common.cli import run_cli
 
@@ -40,7 +40,7 @@ def test_the_demo_finds_the_bug_writes_a_replaying_notebook_and_clears_the_twin(
     buggy, twin = run_demo(notebooks=tmp_path, out=said.append)  # what make demo runs
     assert buggy.record is not None
     assert twin.record is None
-    kind = buggy.record["violations"][0]["kind"]
+    kind = buggy.record.violations[0].kind
     text = "\n".join(said)
     assert f"-> {kind}" in text  # the story ends in the violation
     assert "  1. " in text
@@ -68,18 +68,28 @@ def test_the_demo_finds_the_bug_writes_a_replaying_notebook_and_clears_the_twin(
 
 
 def test_the_story_reads_the_steps() -> None:
-    failure = {
-        "steps": [
-            {
-                "rule": "login",
-                "args": {"user": "alice"},
-                "draws": [{"set": ["read", "write"]}, "POST /write"],
-            },
-            {"rule": "narrow", "args": {"token": {"token": 0}}, "draws": [{"set": ["read"]}]},
-            {"rule": "advance", "args": {}, "draws": [31]},
-        ],
-        "violations": [{"kind": "narrowed-scope-honoured", "sentence": "POST /write ..."}],
-    }
+    failure = Failure.from_json(
+        {
+            "format": "jitchaos-failure/1",
+            "test": "T",
+            "machine": "service",
+            "service": {"url": "http://127.0.0.1:9"},
+            "routes": {},
+            "policy": {},
+            "steps": [
+                {
+                    "rule": "login",
+                    "args": {"user": "alice"},
+                    "draws": [{"set": ["read", "write"]}, "POST /write"],
+                },
+                {"rule": "narrow", "args": {"token": {"token": 0}}, "draws": [{"set": ["read"]}]},
+                {"rule": "advance", "args": {}, "draws": [31]},
+            ],
+            "violations": [{"kind": "narrowed-scope-honoured", "sentence": "POST /write ..."}],
+        }
+    )
+    assert failure.policy == Policy()
+    assert Failure.from_json(failure.to_json()) == failure  # versioned JSON round trip
     assert story(failure).splitlines() == [
         "  1. alice logs in, gets token 1 for read+write, uses it on POST /write",
         "  2. token 1's grant is narrowed to read",
@@ -121,13 +131,13 @@ def test_a_failing_test_case_writes_its_notebook(tmp_path: Path) -> None:
     (path,) = tmp_path.glob("*.ipynb")
     assert path.name.startswith("Leaky-")
     assert f"repro notebook {path}" in notes
-    failure = json.loads(path.with_suffix(".json").read_text())
-    assert failure["service"] == {"factory": "examples.permission_cache:make_app", "kwargs": {}}
+    failure = Failure.load(path.with_suffix(".json"))
+    assert failure.service == {"factory": "examples.permission_cache:make_app", "kwargs": {}}
     assert not JWT.search(path.read_text())
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown"
-    assert failure["violations"][0]["kind"] in cells[0].source
-    assert len(cells) == 2 + len(failure["steps"]) + 2  # set-up, steps, checker, plot
+    assert failure.violations[0].kind in cells[0].source
+    assert len(cells) == 2 + len(failure.steps) + 2  # set-up, steps, checker, plot
 
 
 @pytest.mark.parametrize(
@@ -149,7 +159,6 @@ def test_bad_failure_files_are_named(tmp_path: Path, content: str, message: str)
 
 
 def test_an_unimportable_service_is_named(tmp_path: Path) -> None:
-    from jitchaos._repro import failure_record
     from jitchaos.notebook import Repro
 
     class Local(Leaky):
@@ -157,9 +166,9 @@ def test_an_unimportable_service_is_named(tmp_path: Path) -> None:
 
     machine = Local()
     try:
-        record = failure_record(machine, ())
+        record = machine.failure(())
     finally:
         machine.teardown()
-    assert "unimportable" in record["service"]
+    assert "unimportable" in record.service
     with pytest.raises(Exception, match="cannot be imported"):
         Repro(record)

@@ -14,6 +14,7 @@ EXPECTED = {
     "jitchaos": {
         "AppliedFault",
         "Decision",
+        "Failure",
         "History",
         "AuthChaosMachine",
         "ClientChaosMachine",
@@ -224,3 +225,25 @@ def test_judging_loads_no_server_code() -> None:
 
     assert jitchaos.ChaosProxy is ChaosProxy
     assert "ChaosProxy" in dir(jitchaos)
+
+
+def test_the_failure_record_chain_runs_one_way() -> None:
+    # The record knows no machine; the machines know the record, not the replay; only the
+    # replay, the runner and the demo know the machines (also inside functions).
+    import ast
+    from pathlib import Path
+
+    package = Path(jitchaos.__file__).parent
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((package / f"{module}.py").read_text())
+        return {
+            node.module or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jitchaos")
+        }
+
+    machines = {"jitchaos._stateful", "jitchaos._repro", "jitchaos._run", "jitchaos._demo"}
+    assert not imports("_failure") & machines
+    assert not imports("_stateful") & {"jitchaos._repro", "jitchaos._run", "jitchaos._demo"}
+    assert "._actions" not in (package / "_repro.py").read_text()

@@ -22,7 +22,7 @@ from examples import (
     shared_cache,
     stateless_jwt,
 )
-from jitchaos import AuthChaosMachine, ClientChaosMachine, Policy
+from jitchaos import AuthChaosMachine, ClientChaosMachine, Failure, Policy
 from jitchaos.notebook import Repro
 from tests.stateful.test_report import Picks
 
@@ -154,9 +154,9 @@ def test_the_bug_is_found_and_shrunk(
     failure = found.last_failure()
     assert failure is not None
     # run() drops the steps Hypothesis's shrinker left that the failure shows without.
-    assert 1 <= len(failure["steps"]) <= len(steps)
+    assert 1 <= len(failure.steps) <= len(steps)
     again = replayed_kinds(failure)
-    assert again == {v["kind"] for v in failure["violations"]}, (again, failure)
+    assert again == failure.kinds, (again, failure)
 
 
 @pytest.mark.slow
@@ -228,24 +228,22 @@ def test_minimize_drops_the_steps_a_failure_shows_without() -> None:
     finally:
         state.teardown()
     assert "valid-token-rejected" in {v.kind for v in found}
-    from jitchaos._repro import failure_record
-
-    cls._failures[cls] = failure_record(state, found)
+    cls._failures[cls] = state.failure(found)
     minimal = cls.minimize()
     assert minimal is not None
-    assert [step["rule"] for step in minimal["steps"]] == ["grant", "grant"]
+    assert [step.rule for step in minimal.steps] == ["grant", "grant"]
     # A replayed step records what it drew: the minimal failure replays on its own.
-    assert minimal["steps"][1]["draws"] == [{"set": ["read", "write"]}, "POST /write"]
+    assert list(minimal.steps[1].draws) == [{"set": ["read", "write"]}, "POST /write"]
     assert cls.last_failure() is minimal
     assert "valid-token-rejected" in replayed_kinds(minimal)
 
 
-def replayed_kinds(failure: dict[str, Any]) -> set[str]:
+def replayed_kinds(failure: Failure) -> set[str]:
     """The violation kinds a failure record shows when replayed step by step (no Hypothesis,
     no example database) on a fresh IdP, proxy and service, from its JSON."""
-    repro = Repro(json.loads(json.dumps(failure)))
+    repro = Repro(json.loads(json.dumps(failure.to_json())))
     try:
-        for step in failure["steps"]:
+        for step in failure.steps:
             repro.step(step)
         return {v.kind for v in repro.machine.violations()}
     finally:
