@@ -9,7 +9,10 @@ from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
 from jitchaos._failure import Failure
 from jitchaos._history import AppliedFault, Decision, History
 from jitchaos._keys import KeyRing, SigningKey
-from jitchaos._ledger import (
+from jitchaos._ledger import Ledger
+from jitchaos._policy import Policy
+from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
+from jitchaos._records import (
     Expired,
     Grant,
     Granted,
@@ -18,7 +21,6 @@ from jitchaos._ledger import (
     KeyPublished,
     KeyWithdrawn,
     Leased,
-    Ledger,
     LedgerEvent,
     Narrowed,
     Outcome,
@@ -33,8 +35,6 @@ from jitchaos._ledger import (
     Verdict,
     Widened,
 )
-from jitchaos._policy import Policy
-from jitchaos._post_audit import Finding, PostTestAudit, audit_grants
 from jitchaos._report import RunReport, report
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._tokens import Secret, fingerprint, mint_access_token, verify_access_token

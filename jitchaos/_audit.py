@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from jitchaos._ledger import (
+from jitchaos._ledger import Ledger
+from jitchaos._records import (
     EVENT_TYPES,
     Expired,
     Grant,
@@ -27,7 +28,6 @@ from jitchaos._ledger import (
     KeyPublished,
     KeyWithdrawn,
     Leased,
-    Ledger,
     LedgerEvent,
     Narrowed,
     Principal,

@@ -33,8 +33,9 @@ import jwt
 from jitchaos._audit import AuditLog
 from jitchaos._checks import finite_number, scope_names
 from jitchaos._clock import Clock, SystemClock
-from jitchaos._ledger import AuditSink, IssuedToken, Ledger, Principal, PrincipalKind, TokenKind
+from jitchaos._ledger import Ledger
 from jitchaos._oauth_client import authorization_query, code_from, exchange
+from jitchaos._records import AuditSink, IssuedToken, Principal, PrincipalKind, TokenKind
 from jitchaos._tokens import Secret, fingerprint, format_scopes, parse_scopes
 from jitchaos.errors import AuditError, BrokerError, InvalidArgument
 

@@ -14,8 +14,9 @@ import attrs
 
 from jitchaos._checks import route_scopes
 from jitchaos._history import Decision
-from jitchaos._ledger import (
-    Ledger,
+from jitchaos._ledger import Ledger
+from jitchaos._policy import Policy
+from jitchaos._records import (
     LedgerEvent,
     Narrowed,
     Outcome,
@@ -24,7 +25,6 @@ from jitchaos._ledger import (
     TokenKind,
     TokenRecord,
 )
-from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["VIOLATION_KINDS", "Violation", "check"]

@@ -20,7 +20,7 @@ import attrs
 
 from jitchaos._failure import Failure, Step
 from jitchaos._policy import Policy
-from jitchaos._run import Outcome, run_scenario
+from jitchaos._run import RunOutcome, run_scenario
 from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
 from jitchaos.errors import InvalidArgument
 
@@ -114,7 +114,7 @@ def run_demo(
     examples: int = 400,
     out: Callable[[str], None] = print,
     progress: Callable[[int, int, float], None] | None = None,
-) -> tuple[Outcome, Outcome]:
+) -> tuple[RunOutcome, RunOutcome]:
     """Find the bug in ``name``, write its notebook, then run the twin. Returns both outcomes."""
     demo = DEMOS.get(name)
     if demo is None:

@@ -17,9 +17,10 @@ from typing import Any
 
 from jitchaos._audit import decode_event, encode_event
 from jitchaos._history import Decision
-from jitchaos._ledger import KeyWithdrawn, Ledger, Revoked
+from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
 from jitchaos._post_audit import PostTestAudit
+from jitchaos._records import KeyWithdrawn, Revoked
 from jitchaos.errors import AuditLogError
 
 __all__ = ["audit_notebook", "plot_timeline", "replay_lines", "write_notebook"]

@@ -17,16 +17,9 @@ import attrs
 
 from jitchaos._checks import finite_number, route_scopes
 from jitchaos._history import Decision
-from jitchaos._ledger import (
-    Grant,
-    Leased,
-    Ledger,
-    LedgerEvent,
-    Outcome,
-    Returned,
-    TokenKind,
-)
+from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
+from jitchaos._records import Grant, Leased, LedgerEvent, Outcome, Returned, TokenKind
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["Finding", "PostTestAudit", "audit_grants"]

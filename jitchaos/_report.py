@@ -15,16 +15,9 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._history import AppliedFault, Decision
-from jitchaos._ledger import (
-    Expired,
-    KeyWithdrawn,
-    Ledger,
-    LedgerEvent,
-    Narrowed,
-    Outcome,
-    Revoked,
-)
+from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
+from jitchaos._records import Expired, KeyWithdrawn, LedgerEvent, Narrowed, Outcome, Revoked
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["RunReport", "report"]

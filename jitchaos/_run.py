@@ -27,13 +27,13 @@ from jitchaos._report import RunReport
 from jitchaos._stateful import AuthChaosMachine, ServiceFactory
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["Outcome", "load_policy", "load_scenario", "parse_route", "run_scenario"]
+__all__ = ["RunOutcome", "load_policy", "load_scenario", "parse_route", "run_scenario"]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @attrs.frozen
-class Outcome:
+class RunOutcome:
     """What a run found."""
 
     examples: int
@@ -133,7 +133,7 @@ def run_scenario(
     progress: Callable[[int, int, float], None] | None = None,
     notebooks: str | os.PathLike[str] | None = None,
     execute: bool = False,
-) -> Outcome:
+) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP) and return what it found; a failure is also written as a
     repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs).
@@ -195,7 +195,7 @@ def run_scenario(
         if world is not None:
             world.loop.run(world.proxy.stop())
             world.loop.stop()
-    return Outcome(
+    return RunOutcome(
         counts["examples"],
         counts["faults"],
         time.monotonic() - started,

@@ -49,10 +49,10 @@ from jitchaos._checks import route_scopes, scope_names
 from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._failure import Failure, Found, Step, describe_service, write_repro
 from jitchaos._keys import Algorithm, KeyRing, SigningKey
-from jitchaos._ledger import Granted, TokenKind
 from jitchaos._loop import BackgroundLoop
 from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
 from jitchaos._policy import Policy
+from jitchaos._records import Granted, TokenKind
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
 from jitchaos._tokens import fingerprint

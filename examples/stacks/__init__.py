@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from jitchaos._run import Outcome, load_scenario, run_scenario
+from jitchaos._run import RunOutcome, load_scenario, run_scenario
 
 STACKS = ("pyjwt", "authlib", "jose")
 TOKEN_LIFE = 300.0
@@ -72,7 +72,7 @@ def running(stack: str, idp_url: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def run_catalogue(stack: str, scenario: str, examples: int, **policy: Any) -> Outcome:
+def run_catalogue(stack: str, scenario: str, examples: int, **policy: Any) -> RunOutcome:
     """Run ``strategies/<scenario>.py`` against the ``stack`` service in its own process,
     under the scenario's policy with what a stateless JWT service declares (staleness up to
     the token's life) and any ``policy`` fields given."""

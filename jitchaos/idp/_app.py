@@ -31,17 +31,17 @@ from aiohttp import web
 from jitchaos._audit import AuditLog
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._keys import KeyRing, SigningKey
-from jitchaos._ledger import (
+from jitchaos._ledger import Ledger
+from jitchaos._loop import BackgroundLoop
+from jitchaos._records import (
     AuditSink,
     IssuedToken,
     KeyWithdrawn,
-    Ledger,
     Principal,
     TokenKind,
     TokenRecord,
     TokenStatus,
 )
-from jitchaos._loop import BackgroundLoop
 from jitchaos._tokens import (
     fingerprint,
     format_scopes,

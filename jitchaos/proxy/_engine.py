@@ -16,8 +16,7 @@ from jitchaos._clock import Clock
 from jitchaos._history import AppliedFault, History
 from jitchaos._schedule import AtStep, OnEvent, OnRequest, Schedule, Scheduled
 from jitchaos.errors import InvalidArgument, LedgerError
-from jitchaos.faults import AnyFault
-from jitchaos.faults._base import Answer, Effect, Exchange, Issue, NotApplicable, World
+from jitchaos.faults import Answer, AnyFault, Effect, Exchange, Issue, NotApplicable, World
 
 __all__ = ["FaultEngine"]
 

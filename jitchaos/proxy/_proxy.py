@@ -46,22 +46,21 @@ from jitchaos._audit import AuditLog
 from jitchaos._clock import Clock, SystemClock
 from jitchaos._history import AppliedFault, History
 from jitchaos._keys import KeyRing, SigningKey
-from jitchaos._ledger import (
+from jitchaos._ledger import Ledger
+from jitchaos._loop import BackgroundLoop
+from jitchaos._records import (
     AuditSink,
     IssuedToken,
-    Ledger,
     Principal,
     TokenKind,
     TokenRecord,
     TokenStatus,
 )
-from jitchaos._loop import BackgroundLoop
 from jitchaos._schedule import Schedule
 from jitchaos._tokens import fingerprint, format_scopes, parse_scopes
 from jitchaos._wire import oauth_error
 from jitchaos.errors import InvalidArgument, LedgerError
-from jitchaos.faults import FAULTS, AnyFault
-from jitchaos.faults._base import Answer, Exchange, Issue, NotApplicable
+from jitchaos.faults import FAULTS, Answer, AnyFault, Exchange, Issue, NotApplicable
 from jitchaos.idp import EmbeddedIdP, IdPConfig
 from jitchaos.proxy._client import ConnectFailed, HttpClient, ProtocolFailed
 from jitchaos.proxy._engine import FaultEngine

@@ -10,7 +10,7 @@ import jwt
 from hypothesis import strategies as st
 
 from jitchaos._keys import ALGORITHMS, KeyRing, SigningKey
-from jitchaos._ledger import GrantRequest, Principal, PrincipalKind
+from jitchaos._records import GrantRequest, Principal, PrincipalKind
 from jitchaos._tokens import ACCESS_TOKEN_TYPE
 from jitchaos.errors import InvalidArgument
 from jitchaos.strategies._claims import claims as claim_sets

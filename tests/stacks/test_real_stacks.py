@@ -12,13 +12,13 @@ import pytest
 
 from examples.stacks import STACKS, run_catalogue
 from jitchaos import Policy
-from jitchaos._run import Outcome, load_scenario
+from jitchaos._run import RunOutcome, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 ROTATION = ("client_credentials_rotation", "jwks_rotation")
 
 
-def judged(outcome: Outcome) -> dict[str, Any]:
+def judged(outcome: RunOutcome) -> dict[str, Any]:
     rows: dict[str, Any] = outcome.report.as_dict()["faults"]  # type: ignore[assignment]
     return rows
 
