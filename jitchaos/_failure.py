@@ -273,13 +273,9 @@ def repro_notebook(failure: Failure | Mapping[str, Any]) -> Any:
         )
     cells.append(nbformat.v4.new_code_cell("violations = repro.check()"))
     cells.append(nbformat.v4.new_code_cell("repro.plot();"))
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return notebook
+    from jitchaos._notebook import python_notebook
+
+    return python_notebook(cells)
 
 
 def _literal(value: Any) -> str:

@@ -57,13 +57,20 @@ def audit_notebook(
         ),
         nbformat.v4.new_code_cell(
             f"report = audit_grants(\n    ledger,\n    decisions,\n    at={report.at!r},\n"
-            f"    policy=Policy(staleness={policy.staleness!r}, leeway={policy.leeway!r}),\n"
+            f"    policy={policy!r},\n"
             f"    holder={holder!r},\n)\nprint(report.format())"
         ),
         nbformat.v4.new_code_cell(
             f"plot_timeline(ledger, decisions, findings=report.findings, holder={holder!r});"
         ),
     ]
+    return python_notebook(cells)
+
+
+def python_notebook(cells: list[Any]) -> Any:
+    """A notebook of ``cells`` for the ``python3`` kernel."""
+    import nbformat
+
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {
         "name": "python3",
