@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jitchaos._cli import _freeze_survivors
+from jitchaos._cli._serve import _freeze_survivors
 from tests.common.cli import run_cli, serving_idp
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,138 @@
+"""What every command's arguments share: the parser that exits 2 in one line, the usage
+error, argument types and the progress line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+from jitchaos._keys import ALGORITHMS
+from jitchaos.errors import ConfigError
+from jitchaos.faults import FAULTS
+
+if TYPE_CHECKING:
+    pass
+
+
+_T = TypeVar("_T")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _UsageError(Exception):
+    """A mistake in what the user asked for: one line, exit 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def _time(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    return value
+
+
+def _config_value(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _seconds_arg(text: str) -> float:
+    value = _time(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be seconds >= 0")
+    return value
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), _port(port)
+
+
+def _service(text: str) -> tuple[str, str, int]:
+    name, sep, rest = text.partition("=")
+    if not sep or "://" in name:
+        name, rest = "service", text
+    if not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{name!r} is not a service name (letters, digits, _)")
+    url, at, port = rest.rpartition("@")
+    if not at or not port.isdigit():
+        url, port = rest, "0"
+    if not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{rest!r} is not an http(s) URL")
+    return name, url, _port(port)
+
+
+def _rate(text: str) -> float:
+    value = _time(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate from 0 to 1")
+    return value
+
+
+def _fault_kinds(text: str) -> list[str]:
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in FAULTS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault kind(s) {', '.join(unknown) or '(none)'}; known: {', '.join(FAULTS)}"
+        )
+    return kinds
+
+
+def _add_idp_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="RS256")
+    parser.add_argument(
+        "--opaque-tokens",
+        action="store_true",
+        help="issue opaque access tokens (read only through introspection) instead of JWTs",
+    )
+
+
+def _progress(*, every: int) -> Callable[[int, int, float], None]:
+    """One progress line on stderr: rewritten in place on a terminal, else every ``every``
+    examples."""
+    tty = sys.stderr.isatty()
+
+    def show(examples: int, faults: int, elapsed: float) -> None:
+        line = f"{examples} examples, {faults} faults injected, {elapsed:.0f}s"
+        if tty:
+            print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+        elif examples % every == 0:
+            print(line, file=sys.stderr, flush=True)
+
+    return show

@@ -1,0 +1,63 @@
+"""``jitchaos demo``: find a known bug, write its notebook, clear its twin."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from jitchaos.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    pass
+
+
+from jitchaos._cli._args import (
+    _progress,
+    _UsageError,
+)
+
+
+def add(commands: Any) -> None:
+    """The ``demo`` command's arguments."""
+    demo = commands.add_parser(
+        "demo",
+        help="watch jitchaos find a planted bug in a known-bug service, then not in its fix",
+        description="Run the stateful machine against a known-bug service from examples/ "
+        "(run it from a jitchaos checkout): the shrunk failure as a short story, a repro "
+        "notebook, then the correct twin.",
+    )
+    demo.add_argument(
+        "name", nargs="?", default="introspection_cache", help="the service (see --list)"
+    )
+    demo.add_argument("--list", action="store_true", help="list the known-bug services")
+    demo.add_argument(
+        "--notebooks", default="notebooks", metavar="DIR", help="where the notebook goes"
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from jitchaos._demo import DEMOS, run_demo
+
+    if args.list:
+        width = max(len(name) for name in DEMOS)
+        for name, demo in DEMOS.items():
+            print(f"{name:<{width}}  {demo.summary}")
+        return 0
+    tty = sys.stderr.isatty()
+
+    def out(text: str) -> None:
+        if tty:
+            print("\r", end="", file=sys.stderr)
+        print(text, flush=True)
+
+    try:
+        buggy, twin = run_demo(
+            args.name, notebooks=args.notebooks, out=out, progress=_progress(every=50)
+        )
+    except InvalidArgument as error:
+        raise _UsageError(str(error)) from None
+    return 0 if buggy.record is not None and twin.record is None else 1
+
+
+run = _run_demo

@@ -1,0 +1,83 @@
+"""``jitchaos run``: run a catalogue scenario against a service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from jitchaos.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    pass
+
+
+from jitchaos._cli._args import (
+    _address,
+    _positive_int,
+    _progress,
+    _UsageError,
+)
+
+
+def add(commands: Any) -> None:
+    """The ``run`` command's arguments."""
+    run = commands.add_parser(
+        "run",
+        help="run a scenario against a running service through the proxy",
+        description="Run a scenario (a module defining Scenario, e.g. strategies/NAME.py) "
+        "against a running service: the proxy's IdP side listens on --listen (the service "
+        "must use it as its IdP and issuer), faults come from the scenario's rules. Prints "
+        "the shrunk failure (exit 1) or 'no violation in N examples' (exit 0), then the run "
+        "report.",
+    )
+    run.add_argument("scenario", metavar="SCENARIO.py")
+    run.add_argument("--service", required=True, metavar="URL", help="the running service")
+    run.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="'METHOD /path=SCOPES'",
+        help="a route and the scopes it needs, comma-separated (repeatable; default: the "
+        "scenario's own routes)",
+    )
+    run.add_argument("--policy", metavar="FILE", help="a JSON object of Policy fields")
+    run.add_argument(
+        "--listen",
+        type=_address,
+        default=("127.0.0.1", 8790),
+        metavar="HOST:PORT",
+        help="the IdP side's address the service uses (default 127.0.0.1:8790)",
+    )
+    run.add_argument("--examples", type=_positive_int, default=100, help="examples to run")
+    run.add_argument("--steps", type=_positive_int, default=10, help="steps per example")
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from jitchaos._run import load_policy, load_scenario, parse_route, run_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+        routes = dict(parse_route(text) for text in args.route) or None
+        policy = load_policy(args.policy) if args.policy is not None else None
+        outcome = run_scenario(
+            scenario,
+            service=args.service,
+            routes=routes,
+            policy=policy,
+            listen=args.listen,
+            examples=args.examples,
+            steps=args.steps,
+            progress=_progress(every=25),
+        )
+    except InvalidArgument as error:
+        raise _UsageError(str(error)) from None
+    except OSError as error:
+        raise _UsageError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error}") from None
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(outcome.format())
+    return 0 if outcome.failure is None else 1
+
+
+run = _run_run
