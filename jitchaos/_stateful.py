@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import inspect
 import json
 import os
@@ -28,7 +27,6 @@ import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-import attrs
 import jwt
 from aiohttp import web
 from hypothesis import HealthCheck, reject
@@ -46,30 +44,23 @@ from hypothesis.stateful import (
 
 from jitchaos._checker import Violation, check
 from jitchaos._checks import route_scopes, scope_names
-from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._failure import Failure, Found, Step, describe_service, write_repro
-from jitchaos._keys import Algorithm, KeyRing, SigningKey
-from jitchaos._loop import BackgroundLoop
+from jitchaos._keys import KeyRing
 from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
 from jitchaos._policy import Policy
 from jitchaos._records import Granted, TokenKind
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
+from jitchaos._steps import _Draws, _Replayed, _Token
 from jitchaos._tokens import fingerprint
+from jitchaos._worlds import _ACCESS_TTL, _APP, _CLIENT, _REDIRECT, _RESOURCE, _SECRETS, _World
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults import Expire, Narrow, Outage, Revoke, RotateKeys
-from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
-from jitchaos.proxy import ChaosProxy
 
 __all__ = ["ACTIONS", "AuthChaosMachine", "ClientChaosMachine", "ServiceFactory"]
 
 ServiceFactory = Callable[..., web.Application]
 """``factory(idp_url=..., issuer=..., now=...)`` -> the service's aiohttp application."""
-
-_CLIENT, _RESOURCE, _APP = "machine", "machine-api", "app"
-_SECRETS = {_CLIENT: "machine-secret", _RESOURCE: "machine-api-secret", _APP: "app-secret"}
-_REDIRECT = "http://127.0.0.1/callback"
-_ACCESS_TTL = 300
 
 ACTIONS = frozenset(
     {
@@ -89,155 +80,6 @@ ACTIONS = frozenset(
     }
 )
 """The rules a machine may run; a machine's ``actions`` picks some (a scenario)."""
-
-
-@attrs.frozen
-class _Token:
-    raw: str = attrs.field(repr=False)
-    fingerprint: str
-    scopes: frozenset[str]
-    principal: str
-    refresh: str | None = attrs.field(default=None, repr=False)
-
-    def __repr__(self) -> str:
-        return f"token({self.principal}: {' '.join(sorted(self.scopes))}, {self.fingerprint})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))  # Hypothesis would list every field, the raw token included
-
-
-class _Draws:
-    """``st.data()`` as a rule sees it, writing down each value drawn (for replay)."""
-
-    def __init__(self, data: Any, log: list[Any]) -> None:
-        self._data = data
-        self._log = log
-
-    def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:
-        value = self._data.draw(strategy, label=label)
-        self._log.append(_encode(value))
-        return value
-
-
-class _Replayed:
-    """The values one recorded step drew, handed back in order."""
-
-    def __init__(self, draws: list[Any], machine: _ChaosMachine) -> None:
-        self._draws = list(draws)
-        self._machine = machine
-
-    def recorded(self) -> list[Any]:
-        """The recorded values not handed back yet (all of them, before the step runs)."""
-        return copy.deepcopy(self._draws)
-
-    def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:
-        if not self._draws:
-            raise ValueError(f"the recorded step has no value left to draw for {label!r}")
-        return _decode(self._draws.pop(0), self._machine)
-
-
-def _encode(value: Any) -> Any:
-    """A drawn value as JSON: sets as sorted lists, forged tokens by attack class only (never
-    the token itself)."""
-    from jitchaos.strategies import HostileToken
-
-    if isinstance(value, frozenset | set):
-        return {"set": sorted(value)}
-    if isinstance(value, HostileToken):
-        return {
-            "hostile": value.attack,
-            "variant": value.variant,
-            "fingerprint": fingerprint(value.token),
-        }
-    return value
-
-
-def _decode(value: Any, machine: _ChaosMachine) -> Any:
-    if isinstance(value, dict) and "set" in value:
-        return frozenset(value["set"])
-    if isinstance(value, dict) and "hostile" in value:
-        return machine._forge_again(value["hostile"], value.get("variant"))
-    return value
-
-
-class _World:
-    """The IdP, proxy and clock one machine class shares across its examples.
-
-    The proxy starts the embedded IdP itself, with the proxy's IdP side as its issuer: a
-    service in another process is configured with that one URL (``listen`` fixes its port).
-    """
-
-    def __init__(
-        self,
-        scopes: frozenset[str],
-        listen: tuple[str, int] | None,
-        manual: bool,
-        *,
-        fresh_service: bool = True,
-    ) -> None:
-        self.manual = manual
-        self.keys = _KeyPool(reuse=fresh_service)
-        self.clock: ManualClock | OffsetClock = ManualClock() if manual else OffsetClock()
-        self.loop = BackgroundLoop(name="jitchaos-machine")
-        self.loop.start()
-        least = {min(scopes)} if scopes else set()
-        config = IdPConfig(
-            clients=[
-                ClientConfig(_CLIENT, _SECRETS[_CLIENT], scopes),
-                ClientConfig(_RESOURCE, _SECRETS[_RESOURCE], set()),
-                ClientConfig(_APP, _SECRETS[_APP], scopes),
-            ],
-            users=[UserConfig("alice", scopes), UserConfig("bob", least)],
-            access_ttl=_ACCESS_TTL,
-        )
-        self.proxy = ChaosProxy(
-            config,
-            services={"service": "http://127.0.0.1:9", "downstream": "http://127.0.0.1:9"},
-            clock=self.clock,
-            hold_limit=0.1,
-        )
-        host, port = listen if listen is not None else ("127.0.0.1", 0)
-        try:
-            self.loop.run(self.proxy.start(host, port))
-        except BaseException:
-            self.loop.stop()
-            raise
-        assert self.proxy.idp is not None
-        self.idp: EmbeddedIdP = self.proxy.idp
-        self.first_key = self.idp.keys.current
-
-
-class _KeyPool:
-    """Where key rotations get their new keys.
-
-    An RSA key takes tens of milliseconds to generate, and a machine that rotates keys spent
-    most of its time there. The pool generates each key once per run (never before: keys are
-    per run) and hands them out in the same order in every example: the n-th rotation of
-    any example gets the n-th key, distinct from the first key and from the others. That is
-    sound when every example starts a fresh service (nothing remembers an earlier example's
-    kids) and the key ring restarts from the first key. A service in another process
-    outlives examples, and its JWKS cache would already know a reused kid: there, every key
-    is new (``reuse=False``).
-    """
-
-    def __init__(self, *, reuse: bool) -> None:
-        self._reuse = reuse
-        self._keys: dict[tuple[str, int], SigningKey] = {}
-        self._taken = 0
-
-    def restart(self) -> None:
-        """A new example: hand out the keys from the first again (when reusing)."""
-        self._taken = 0
-
-    def take(self, algorithm: Algorithm) -> SigningKey:
-        slot = (algorithm, self._taken)
-        self._taken += 1
-        if not self._reuse:
-            return SigningKey.generate(algorithm)
-        key = self._keys.get(slot)
-        if key is None:
-            key = self._keys[slot] = SigningKey.generate(algorithm)
-        return key
 
 
 class _TestCase:

@@ -50,7 +50,7 @@ def test_rekey_takes_a_pool_key_and_keeps_the_kid() -> None:
 
 
 def test_a_pool_that_must_not_reuse_always_generates() -> None:
-    from jitchaos._stateful import _KeyPool
+    from jitchaos._worlds import _KeyPool
 
     pool = _KeyPool(reuse=False)
     first = pool.take("ES256")
