@@ -110,7 +110,7 @@ def _factory(name: str) -> Callable[..., Any]:
 def run_demo(
     name: str = "introspection_cache",
     *,
-    notebooks: str | os.PathLike[str] = "notebooks",
+    notebooks: str | os.PathLike[str] = ".jitchaos/notebooks",
     examples: int = 400,
     out: Callable[[str], None] = print,
     progress: Callable[[int, int, float], None] | None = None,

@@ -24,7 +24,7 @@ from jitchaos._failure import Failure
 from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
 from jitchaos._report import RunReport
-from jitchaos._stateful import AuthChaosMachine, ServiceFactory
+from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine, ServiceFactory
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["RunOutcome", "load_policy", "load_scenario", "parse_route", "run_scenario"]
@@ -158,8 +158,15 @@ def run_scenario(
                 progress(counts["examples"], counts["faults"], time.monotonic() - started)
 
     Run.__name__ = Run.__qualname__ = scenario.__name__
+    # A client machine drives a client the machine runs (its factory); a service machine, a
+    # service (a factory, or the URL of one in another process).
+    role = "client" if issubclass(scenario, ClientChaosMachine) else "service"
+    if role == "client" and isinstance(service, str):
+        raise InvalidArgument(
+            f"{scenario.__name__} tests a client: give its application factory, not a URL"
+        )
     attributes: dict[str, Any] = {
-        "service": service if isinstance(service, str) else staticmethod(service),
+        role: service if isinstance(service, str) else staticmethod(service),
         "routes": {route: frozenset(scopes) for route, scopes in routes.items()},
         "policy": policy if policy is not None else scenario.policy,
         "listen": listen,

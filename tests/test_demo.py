@@ -172,3 +172,29 @@ def test_an_unimportable_service_is_named(tmp_path: Path) -> None:
     assert "unimportable" in record.service
     with pytest.raises(Exception, match="cannot be imported"):
         Repro(record)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["refresh_on_timer", "concurrent_refresh"])
+def test_the_client_demos_run(name: str, tmp_path: Path) -> None:
+    # Both crashed: the runner gave a client machine its factory as a "service".
+    said: list[str] = []
+    buggy, twin = run_demo(name, notebooks=tmp_path, out=said.append, examples=300)
+    assert buggy.record is not None, "\n".join(said)
+    assert buggy.record.machine == "client"
+    assert twin.record is None, "\n".join(said)
+    assert list(tmp_path.glob("*.ipynb"))
+
+
+def test_make_demo_leaves_the_checkout_clean() -> None:
+    import subprocess
+
+    from jitchaos._cli import _build_parser
+
+    default = _build_parser().parse_args(["demo"]).notebooks
+    assert default == ".jitchaos/notebooks"
+    root = Path(__file__).resolve().parent.parent
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", f"{default}/x_demo-0.ipynb"], cwd=root, check=False
+    )
+    assert ignored.returncode == 0  # git ignores what the demo writes

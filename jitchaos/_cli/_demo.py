@@ -32,7 +32,10 @@ def add(commands: Any) -> None:
     )
     demo.add_argument("--list", action="store_true", help="list the known-bug services")
     demo.add_argument(
-        "--notebooks", default="notebooks", metavar="DIR", help="where the notebook goes"
+        "--notebooks",
+        default=".jitchaos/notebooks",
+        metavar="DIR",
+        help="where the notebook goes (default .jitchaos/notebooks, which git ignores)",
     )
 
 
