@@ -152,3 +152,18 @@ def test_servers_freeze_what_survives_each_full_collection() -> None:
     finally:
         uninstall()
         gc.unfreeze()
+
+
+def test_version_and_unknown_options_are_named() -> None:
+    from tests.common.cli import run_cli
+
+    version = run_cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("jitchaos ")
+    for args in (["proxy", "--bogus"], ["proxy", "--upstream", "embedded", "--bogus=3"]):
+        result = run_cli(*args)
+        assert result.returncode == 2
+        assert result.stderr.strip() == "jitchaos proxy: error: unrecognized arguments: --bogus"
+    # A negative number is a value, and an abbreviation of a real option is that option.
+    result = run_cli("audit", "missing.jsonl", "--at", "-5")
+    assert "unrecognized" not in result.stderr
