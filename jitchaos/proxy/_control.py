@@ -1,7 +1,7 @@
 """The control API (its own listener, behind a bearer secret) and its Python client.
 
 Every request without the secret gets 401 and changes nothing. Errors are RFC 9457 problem
-details. Routes::
+details. ``GET /`` lists the routes (from :data:`ROUTES`)::
 
     GET  /status           step, clock, pending schedule entries, listeners
     GET  /schedule         the loaded schedule and what has not fired yet
@@ -85,17 +85,40 @@ def control_app(proxy: ChaosProxy) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=4 * 1024 * 1024)
     app[_PROXY] = proxy
     routes = _Routes(proxy)
-    app.router.add_get("/status", routes.status)
-    app.router.add_get("/schedule", routes.get_schedule)
-    app.router.add_put("/schedule", routes.put_schedule)
-    app.router.add_post("/faults", routes.fault)
-    app.router.add_post("/step", routes.step)
-    app.router.add_post("/clock", routes.clock)
-    app.router.add_get("/history", routes.history)
-    app.router.add_get("/audit", routes.audit)
-    app.router.add_post("/reset", routes.reset)
-    app.router.add_get("/metrics", routes.metrics)
+    for method, path, name, _ in ROUTES:
+        app.router.add_route(method, path, getattr(routes, name))
+
+    async def index(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "control": "jitchaos proxy control API",
+                "authorization": "Bearer SECRET on every request (the proxy's secret: "
+                "$JITCHAOS_CONTROL_SECRET, or the one it printed; 16 or more printable "
+                "ASCII characters)",
+                "routes": [
+                    {"method": method, "path": path, "does": does}
+                    for method, path, _, does in ROUTES
+                ],
+            }
+        )
+
+    app.router.add_get("/", index)
     return app
+
+
+ROUTES: tuple[tuple[str, str, str, str], ...] = (
+    ("GET", "/status", "status", "step, clock, pending schedule entries, listeners"),
+    ("GET", "/schedule", "get_schedule", "the loaded schedule and what has not fired yet"),
+    ("PUT", "/schedule", "put_schedule", "load a schedule (a JSON list of {trigger, fault})"),
+    ("POST", "/faults", "fault", 'apply one fault now ({"kind": ..., fields})'),
+    ("POST", "/step", "step", "the driver took a step"),
+    ("POST", "/clock", "clock", '{"advance": SECONDS} or {"set": TIME}'),
+    ("GET", "/history", "history", "decisions and applied faults (?since=SEQ)"),
+    ("GET", "/audit", "audit", "the ledger's events and open grants"),
+    ("POST", "/reset", "reset", "forget schedule, effects and history"),
+    ("GET", "/metrics", "metrics", "counters in Prometheus text format"),
+)
+"""(method, path, handler, what it does): the routes and the index GET / lists."""
 
 
 class _Routes:

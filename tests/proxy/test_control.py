@@ -250,3 +250,27 @@ def test_secret_is_checked_and_generated() -> None:
 
 async def _close(server: asyncio.Server) -> None:
     server.close()  # on its own loop's thread
+
+
+def test_the_index_lists_every_route(front: Front) -> None:
+    proxy, _ = front("jwt")
+    answer = requests.get(
+        proxy.control_url + "/",
+        headers={"Authorization": f"Bearer {proxy.secret}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    index = answer.json()
+    listed = {(route["method"], route["path"]) for route in index["routes"]}
+    assert ("PUT", "/schedule") in listed
+    assert "Bearer SECRET" in index["authorization"]
+    for method, path in listed:  # each one listed is served (not a 404 or 405)
+        reached = requests.request(
+            method,
+            proxy.control_url + path,
+            headers={"Authorization": f"Bearer {proxy.secret}"},
+            data=b"{",  # a bad body where one is needed: a 400, never a 404 or 405
+            timeout=10,
+        )
+        assert reached.status_code not in (404, 405), (method, path)
+    assert requests.get(proxy.control_url + "/", timeout=10).status_code == 401
