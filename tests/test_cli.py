@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jitchaos._cli._serve import _freeze_survivors
+from jitchaos._cli._serve import freeze_survivors
 from tests.common.cli import run_cli, serving_idp
 
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def test_servers_freeze_what_survives_each_full_collection() -> None:
     dropped = Node()  # a garbage cycle: must still be collected
     gone = weakref.ref(dropped)
     del dropped
-    uninstall = _freeze_survivors()
+    uninstall = freeze_survivors()
     try:
         gc.collect()
         assert gone() is None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from jitchaos._cli import _audit, _demo, _faults, _idp, _proxy, _repro, _run
-from jitchaos._cli._args import _Parser, _UsageError
+from jitchaos._cli._args import Parser, UsageError
 
 __all__ = ["main"]
 
@@ -31,8 +31,8 @@ COMMANDS = {
 }
 
 
-def _build_parser() -> _Parser:
-    parser = _Parser(
+def _build_parser() -> Parser:
+    parser = Parser(
         prog="jitchaos",
         description="Chaos testing for services whose credentials change under them: "
         "short-lived, revoked and narrowed tokens.",
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = COMMANDS[args.command].run(args)
         return status
-    except _UsageError as error:
+    except UsageError as error:
         print(f"jitchaos {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

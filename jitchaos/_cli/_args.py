@@ -13,23 +13,23 @@ from jitchaos._keys import ALGORITHMS
 from jitchaos.errors import ConfigError
 from jitchaos.faults import FAULTS
 
-if TYPE_CHECKING:
-    pass
-
-
 _T = TypeVar("_T")
 
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+    """Where each command module adds its sub-parser."""
 
-class _Parser(argparse.ArgumentParser):
+
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """A mistake in what the user asked for: one line, exit 2."""
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -39,7 +39,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _port(text: str) -> int:
+def port_arg(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -49,7 +49,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _time(text: str) -> float:
+def time_arg(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -59,7 +59,7 @@ def _time(text: str) -> float:
     return value
 
 
-def _config_value(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+def config_value(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     def convert(text: str) -> _T:
         try:
             return parse(text)
@@ -69,21 +69,21 @@ def _config_value(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     return convert
 
 
-def _seconds_arg(text: str) -> float:
-    value = _time(text)
+def seconds_arg(text: str) -> float:
+    value = time_arg(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be seconds >= 0")
     return value
 
 
-def _address(text: str) -> tuple[str, int]:
+def address_arg(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), _port(port)
+    return host.strip("[]"), port_arg(port)
 
 
-def _service(text: str) -> tuple[str, str, int]:
+def service_arg(text: str) -> tuple[str, str, int]:
     name, sep, rest = text.partition("=")
     if not sep or "://" in name:
         name, rest = "service", text
@@ -94,17 +94,17 @@ def _service(text: str) -> tuple[str, str, int]:
         url, port = rest, "0"
     if not url.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"{rest!r} is not an http(s) URL")
-    return name, url, _port(port)
+    return name, url, port_arg(port)
 
 
-def _rate(text: str) -> float:
-    value = _time(text)
+def rate_arg(text: str) -> float:
+    value = time_arg(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate from 0 to 1")
     return value
 
 
-def _fault_kinds(text: str) -> list[str]:
+def fault_kinds(text: str) -> list[str]:
     kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
     unknown = [kind for kind in kinds if kind not in FAULTS]
     if unknown or not kinds:
@@ -114,7 +114,7 @@ def _fault_kinds(text: str) -> list[str]:
     return kinds
 
 
-def _add_idp_config(parser: argparse.ArgumentParser) -> None:
+def add_idp_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="RS256")
     parser.add_argument(
         "--opaque-tokens",
@@ -123,7 +123,7 @@ def _add_idp_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _progress(*, every: int) -> Callable[[int, int, float], None]:
+def progress_line(*, every: int) -> Callable[[int, int, float], None]:
     """One progress line on stderr: rewritten in place on a terminal, else every ``every``
     examples."""
     tty = sys.stderr.isatty()

@@ -9,20 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jitchaos._audit import encode_event, read_audit
+from jitchaos._cli._args import (
+    UsageError,
+    seconds_arg,
+    time_arg,
+)
 from jitchaos.errors import AuditLogError
 
 if TYPE_CHECKING:
-    pass
+    from jitchaos._cli._args import Commands
 
 
-from jitchaos._cli._args import (
-    _seconds_arg,
-    _time,
-    _UsageError,
-)
-
-
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``audit`` command's arguments."""
     audit = commands.add_parser(
         "audit",
@@ -35,25 +33,25 @@ def add(commands: Any) -> None:
     audit.add_argument("file", metavar="FILE")
     audit.add_argument(
         "--at",
-        type=_time,
+        type=time_arg,
         default=None,
         help="reference time for open grants (default: the last event)",
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument(
         "--staleness",
-        type=_seconds_arg,
+        type=seconds_arg,
         default=0.0,
         help="seconds a use may lag a revocation or narrowing (the services' policy)",
     )
     audit.add_argument(
         "--key-staleness",
-        type=_seconds_arg,
+        type=seconds_arg,
         default=0.0,
         help="seconds the services' key caches may lag the JWKS (rotations, removals)",
     )
     audit.add_argument(
-        "--leeway", type=_seconds_arg, default=0.0, help="clock leeway around exp and nbf"
+        "--leeway", type=seconds_arg, default=0.0, help="clock leeway around exp and nbf"
     )
 
 
@@ -71,7 +69,7 @@ def _audit_logs(path: str) -> list[Path]:
     return found + [candidate for _, candidate in sorted(workers)] or [given]
 
 
-def _run_audit(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     logs = _audit_logs(args.file)
     results = [_audit_one(args, log) for log in logs]
     if args.json:
@@ -92,7 +90,7 @@ def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any
     try:
         report = read_audit(path, at=args.at)
     except AuditLogError as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     post = None
     if report.ledger is not None and report.at is not None:
         post = audit_grants(
@@ -131,6 +129,3 @@ def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any
         text += "\n" + post.format()
     clean = report.ok and (post is None or post.ok)
     return (0 if clean else 1), document, text
-
-
-run = _run_audit

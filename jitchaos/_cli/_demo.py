@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jitchaos._cli._args import (
+    UsageError,
+    progress_line,
+)
 from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    pass
+    from jitchaos._cli._args import Commands
 
 
-from jitchaos._cli._args import (
-    _progress,
-    _UsageError,
-)
-
-
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``demo`` command's arguments."""
     demo = commands.add_parser(
         "demo",
@@ -39,7 +37,7 @@ def add(commands: Any) -> None:
     )
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from jitchaos._demo import DEMOS, run_demo
 
     if args.list:
@@ -56,11 +54,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     try:
         buggy, twin = run_demo(
-            args.name, notebooks=args.notebooks, out=out, progress=_progress(every=50)
+            args.name, notebooks=args.notebooks, out=out, progress=progress_line(every=50)
         )
     except InvalidArgument as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     return 0 if buggy.record is not None and twin.record is None else 1
-
-
-run = _run_demo

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jitchaos.faults import FAULTS
 
 if TYPE_CHECKING:
-    pass
+    from jitchaos._cli._args import Commands
 
 
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``faults`` command's arguments."""
     commands.add_parser(
         "faults",
@@ -20,11 +20,8 @@ def add(commands: Any) -> None:
     )
 
 
-def _run_faults(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     width = max(len(name) for name in FAULTS)
     for name, fault in FAULTS.items():
         print(f"{name:<{width}}  {fault.summary}")
     return 0
-
-
-run = _run_faults

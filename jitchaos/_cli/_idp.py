@@ -5,26 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jitchaos._cli._args import (
+    UsageError,
+    add_idp_config,
+    config_value,
+    port_arg,
+    positive_int,
+)
+from jitchaos._cli._serve import freeze_survivors
 from jitchaos.errors import AuditError, ConfigError
 from jitchaos.idp import EmbeddedIdP, IdPConfig, parse_client, parse_user
 
 if TYPE_CHECKING:
-    pass
+    from jitchaos._cli._args import Commands
 
 
-from jitchaos._cli._args import (
-    _add_idp_config,
-    _config_value,
-    _port,
-    _positive_int,
-    _UsageError,
-)
-from jitchaos._cli._serve import _freeze_survivors
-
-
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``idp`` command's arguments."""
     idp = commands.add_parser(
         "idp",
@@ -32,13 +30,13 @@ def add(commands: Any) -> None:
         description="Serve the embedded OpenID Connect IdP until SIGTERM or Ctrl-C.",
     )
     idp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    idp.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
+    idp.add_argument("--port", type=port_arg, default=0, help="port (default 0: a free one)")
     idp.add_argument(
         "--client",
         action="append",
         default=[],
         metavar="ID:SECRET:SCOPES",
-        type=_config_value(parse_client),
+        type=config_value(parse_client),
         help="a client and the comma-separated scopes it may ask for; an empty "
         "SECRET makes a public client (repeatable, at least one)",
     )
@@ -47,25 +45,25 @@ def add(commands: Any) -> None:
         action="append",
         default=[],
         metavar="NAME:SCOPES",
-        type=_config_value(parse_user),
+        type=config_value(parse_user),
         help="a test user for authorization_code; login_hint picks it (repeatable)",
     )
     idp.add_argument(
         "--ttl",
-        type=_positive_int,
+        type=positive_int,
         default=300,
         help="access-token lifetime in seconds (default 300)",
     )
     idp.add_argument(
         "--max-ttl",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="largest lifetime a token request may ask for with ttl= "
         "(default: the larger of --ttl and 3600)",
     )
     idp.add_argument(
         "--refresh-ttl",
-        type=_positive_int,
+        type=positive_int,
         default=86400,
         help="refresh-token lifetime in seconds (default 86400)",
     )
@@ -73,7 +71,7 @@ def add(commands: Any) -> None:
     idp.add_argument(
         "--issuer", default=None, help="iss of tokens (default: the URL it is served at)"
     )
-    _add_idp_config(idp)
+    add_idp_config(idp)
     idp.add_argument(
         "--audit",
         metavar="FILE",
@@ -82,9 +80,9 @@ def add(commands: Any) -> None:
     )
 
 
-def _run_idp(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if not args.client:
-        raise _UsageError("give at least one --client ID:SECRET:SCOPES")
+        raise UsageError("give at least one --client ID:SECRET:SCOPES")
     try:
         config = IdPConfig(
             clients=args.client,
@@ -98,7 +96,7 @@ def _run_idp(args: argparse.Namespace) -> int:
         )
         idp = EmbeddedIdP(config, audit=args.audit, issuer=args.issuer)
     except (ConfigError, AuditError) as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     return asyncio.run(_serve(idp, args.host, args.port))
 
 
@@ -106,12 +104,12 @@ async def _serve(idp: EmbeddedIdP, host: str, port: int) -> int:
     try:
         await idp.start(host, port)
     except OSError as error:
-        raise _UsageError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    _freeze_survivors()
+    freeze_survivors()
     print(f"jitchaos idp: issuer {idp.issuer}", flush=True)
     print(f"jitchaos idp: discovery {idp.discovery_url}", flush=True)
     try:
@@ -124,6 +122,3 @@ async def _serve(idp: EmbeddedIdP, host: str, port: int) -> int:
                 close()
     print("jitchaos idp: stopped", flush=True)
     return 0
-
-
-run = _run_idp

@@ -7,32 +7,32 @@ import asyncio
 import os
 import signal
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jitchaos._cli._args import (
+    UsageError,
+    add_idp_config,
+    address_arg,
+    config_value,
+    fault_kinds,
+    port_arg,
+    positive_int,
+    rate_arg,
+    service_arg,
+    time_arg,
+)
+from jitchaos._cli._serve import freeze_survivors, run_loop
 from jitchaos._clock import OffsetClock
 from jitchaos._schedule import Schedule
 from jitchaos.errors import AuditError, ConfigError, InvalidArgument
 from jitchaos.idp import IdPConfig, parse_client, parse_user
 
 if TYPE_CHECKING:
+    from jitchaos._cli._args import Commands
     from jitchaos.proxy import ChaosProxy
 
-from jitchaos._cli._args import (
-    _add_idp_config,
-    _address,
-    _config_value,
-    _fault_kinds,
-    _port,
-    _positive_int,
-    _rate,
-    _service,
-    _time,
-    _UsageError,
-)
-from jitchaos._cli._serve import _freeze_survivors, _run_loop
 
-
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``proxy`` command's arguments."""
     proxy = commands.add_parser(
         "proxy",
@@ -52,13 +52,13 @@ def add(commands: Any) -> None:
         action="append",
         default=[],
         metavar="[NAME=]URL[@PORT]",
-        type=_service,
+        type=service_arg,
         help="a service under test, fronted on its own listener (PORT, default a free one); "
         "repeatable",
     )
     proxy.add_argument(
         "--listen",
-        type=_address,
+        type=address_arg,
         default=("127.0.0.1", 0),
         metavar="HOST:PORT",
         help="the IdP side's address (default 127.0.0.1:0); services and the control API "
@@ -66,7 +66,7 @@ def add(commands: Any) -> None:
     )
     proxy.add_argument(
         "--control",
-        type=_port,
+        type=port_arg,
         default=0,
         metavar="PORT",
         help="the control API's port (default 0: a free one)",
@@ -85,13 +85,13 @@ def add(commands: Any) -> None:
     chaos.add_argument("--seed", type=int, default=None, help="expand this seed into a schedule")
     proxy.add_argument(
         "--rate",
-        type=_rate,
+        type=rate_arg,
         default=None,
         help="with --seed: chance that a request triggers a fault (0-1)",
     )
     proxy.add_argument(
         "--faults",
-        type=_fault_kinds,
+        type=fault_kinds,
         default=None,
         metavar="KIND,KIND",
         help="with --seed: which fault kinds to draw (see 'jitchaos faults')",
@@ -108,7 +108,7 @@ def add(commands: Any) -> None:
     proxy.add_argument("--key", metavar="FILE", default=None, help="TLS private key (PEM)")
     proxy.add_argument(
         "--upstream-timeout",
-        type=_time,
+        type=time_arg,
         default=10.0,
         help="seconds the upstream IdP or a service may stay silent before the proxy answers "
         "504 (default 10); a long download that keeps coming is no timeout",
@@ -124,7 +124,7 @@ def add(commands: Any) -> None:
         action="append",
         default=[],
         metavar="ID:SECRET:SCOPES",
-        type=_config_value(parse_client),
+        type=config_value(parse_client),
         help="(embedded) a client and its scopes (repeatable)",
     )
     proxy.add_argument(
@@ -132,21 +132,21 @@ def add(commands: Any) -> None:
         action="append",
         default=[],
         metavar="NAME:SCOPES",
-        type=_config_value(parse_user),
+        type=config_value(parse_user),
         help="(embedded) a test user (repeatable)",
     )
-    proxy.add_argument("--ttl", type=_positive_int, default=300, help="(embedded) token TTL")
-    _add_idp_config(proxy)
+    proxy.add_argument("--ttl", type=positive_int, default=300, help="(embedded) token TTL")
+    add_idp_config(proxy)
 
 
-def _run_proxy(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from jitchaos.proxy import ChaosProxy
 
     schedule = _proxy_schedule(args)
     upstream: str | IdPConfig = args.upstream
     if args.upstream == "embedded":
         if not args.client:
-            raise _UsageError("--upstream embedded needs at least one --client ID:SECRET:SCOPES")
+            raise UsageError("--upstream embedded needs at least one --client ID:SECRET:SCOPES")
         try:
             upstream = IdPConfig(
                 clients=args.client,
@@ -157,21 +157,21 @@ def _run_proxy(args: argparse.Namespace) -> int:
                 opaque_tokens=args.opaque_tokens,
             )
         except ConfigError as error:
-            raise _UsageError(str(error)) from None
+            raise UsageError(str(error)) from None
     elif args.client or args.user:
-        raise _UsageError("--client and --user configure only --upstream embedded")
+        raise UsageError("--client and --user configure only --upstream embedded")
     names = [name for name, _, _ in args.service]
     if len(set(names)) != len(names):
-        raise _UsageError(f"--service names must differ (got {', '.join(names)})")
+        raise UsageError(f"--service names must differ (got {', '.join(names)})")
     if (args.cert is None) != (args.key is None):
-        raise _UsageError("--cert and --key go together")
+        raise UsageError("--cert and --key go together")
     server_tls = None
     if args.cert is not None:
         try:
             server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             server_tls.load_cert_chain(args.cert, args.key)
         except (OSError, ssl.SSLError) as error:
-            raise _UsageError(f"cannot load --cert/--key: {error}") from None
+            raise UsageError(f"cannot load --cert/--key: {error}") from None
     secret = os.environ.get(args.secret_env) or None
     try:
         proxy = ChaosProxy(
@@ -186,20 +186,20 @@ def _run_proxy(args: argparse.Namespace) -> int:
             upstream_timeout=args.upstream_timeout,
         )
     except (InvalidArgument, AuditError) as error:
-        raise _UsageError(f"{error}") from None
+        raise UsageError(f"{error}") from None
     host, port = args.listen
     ports = {name: service_port for name, _, service_port in args.service}
-    return _run_loop(
+    return run_loop(
         _serve_proxy(proxy, host, port, args.control, ports, server_tls, generated=not secret)
     )
 
 
 def _proxy_schedule(args: argparse.Namespace) -> Schedule | None:
     if args.seed is None and (args.rate is not None or args.faults is not None):
-        raise _UsageError("--rate and --faults go with --seed")
+        raise UsageError("--rate and --faults go with --seed")
     if args.seed is not None:
         if args.rate is None or args.faults is None:
-            raise _UsageError("--seed needs --rate R and --faults KIND,KIND")
+            raise UsageError("--seed needs --rate R and --faults KIND,KIND")
         return Schedule.from_seed(args.seed, rate=args.rate, faults=args.faults)
     if args.schedule is None:
         return None
@@ -207,11 +207,11 @@ def _proxy_schedule(args: argparse.Namespace) -> Schedule | None:
         with open(args.schedule, encoding="utf-8") as file:
             text = file.read()
     except (OSError, UnicodeDecodeError) as error:
-        raise _UsageError(f"cannot read --schedule {args.schedule}: {error}") from None
+        raise UsageError(f"cannot read --schedule {args.schedule}: {error}") from None
     try:
         return Schedule.loads(text)
     except InvalidArgument as error:
-        raise _UsageError(f"--schedule {args.schedule}: {error}") from None
+        raise UsageError(f"--schedule {args.schedule}: {error}") from None
 
 
 async def _serve_proxy(
@@ -233,10 +233,10 @@ async def _serve_proxy(
             ssl_context=server_tls,
         )
     except OSError as error:
-        raise _UsageError(f"cannot listen on {host}: {error.strerror or error}") from None
+        raise UsageError(f"cannot listen on {host}: {error.strerror or error}") from None
     # What is loaded by now (modules, keys, the schedule: tens of thousands of entries for a
     # long run) lives as long as the process: frozen, like what later survives.
-    _freeze_survivors()
+    freeze_survivors()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -260,6 +260,3 @@ async def _serve_proxy(
             close()
     print(f"{say} stopped", flush=True)
     return 0
-
-
-run = _run_proxy

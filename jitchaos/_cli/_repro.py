@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jitchaos._cli._args import (
+    UsageError,
+)
 from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    pass
+    from jitchaos._cli._args import Commands
 
 
-from jitchaos._cli._args import (
-    _UsageError,
-)
-
-
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``repro`` command's arguments."""
     repro = commands.add_parser(
         "repro",
@@ -29,7 +27,7 @@ def add(commands: Any) -> None:
     repro.add_argument("--execute", action="store_true", help="run it on a Jupyter kernel")
 
 
-def _run_repro(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from jitchaos._failure import write_repro
     from jitchaos._repro import load_failure
 
@@ -37,11 +35,8 @@ def _run_repro(args: argparse.Namespace) -> int:
         failure = load_failure(args.failure)
         path = write_repro(failure, args.out, execute=args.execute)
     except InvalidArgument as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     except OSError as error:
-        raise _UsageError(f"cannot write into {args.out!r}: {error}") from None
+        raise UsageError(f"cannot write into {args.out!r}: {error}") from None
     print(path)
     return 0
-
-
-run = _run_repro

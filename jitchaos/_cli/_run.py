@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jitchaos._cli._args import (
+    UsageError,
+    address_arg,
+    positive_int,
+    progress_line,
+)
 from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    pass
+    from jitchaos._cli._args import Commands
 
 
-from jitchaos._cli._args import (
-    _address,
-    _positive_int,
-    _progress,
-    _UsageError,
-)
-
-
-def add(commands: Any) -> None:
+def add(commands: Commands) -> None:
     """The ``run`` command's arguments."""
     run = commands.add_parser(
         "run",
@@ -44,16 +42,16 @@ def add(commands: Any) -> None:
     run.add_argument("--policy", metavar="FILE", help="a JSON object of Policy fields")
     run.add_argument(
         "--listen",
-        type=_address,
+        type=address_arg,
         default=("127.0.0.1", 8790),
         metavar="HOST:PORT",
         help="the IdP side's address the service uses (default 127.0.0.1:8790)",
     )
-    run.add_argument("--examples", type=_positive_int, default=100, help="examples to run")
-    run.add_argument("--steps", type=_positive_int, default=10, help="steps per example")
+    run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
+    run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
 
 
-def _run_run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from jitchaos._run import load_policy, load_scenario, parse_route, run_scenario
 
     try:
@@ -68,16 +66,13 @@ def _run_run(args: argparse.Namespace) -> int:
             listen=args.listen,
             examples=args.examples,
             steps=args.steps,
-            progress=_progress(every=25),
+            progress=progress_line(every=25),
         )
     except InvalidArgument as error:
-        raise _UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     except OSError as error:
-        raise _UsageError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error}") from None
+        raise UsageError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error}") from None
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(outcome.format())
     return 0 if outcome.failure is None else 1
-
-
-run = _run_run

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
-def _freeze_survivors() -> Callable[[], None]:
+def freeze_survivors() -> Callable[[], None]:
     """Freeze what survives each full collection, for a server process that runs for days.
 
     The ledger keeps every grant, so the heap grows with the traffic, and CPython's full
@@ -36,7 +33,7 @@ def _freeze_survivors() -> Callable[[], None]:
     return lambda: gc.callbacks.remove(after)
 
 
-def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
     """Run on uvloop where it is installed (the standalone proxy's hot path), else asyncio."""
     try:
         import uvloop
