@@ -4,9 +4,12 @@ policies) and the same rule for plain function arguments."""
 from __future__ import annotations
 
 import decimal
+import json
 import math
 import numbers
+import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -19,6 +22,7 @@ __all__ = [
     "finite_number",
     "is_finite",
     "non_empty",
+    "read_json_file",
     "route_scopes",
     "scope_names",
     "typed",
@@ -127,3 +131,15 @@ def route_scopes(name: str, value: object) -> dict[str, frozenset[str]]:
             raise InvalidArgument(f"{name}: route {route!r} must be 'METHOD /path' or '/path'")
         routes[route] = scope_names(f"{name}[{route!r}]", scopes)
     return routes
+
+
+def read_json_file(path: str | os.PathLike[str], what: str) -> Any:
+    """The JSON a user's file holds; InvalidArgument naming the file (``what`` it is) and the
+    problem when it cannot be read or is not JSON."""
+    where = f"{what} {os.fspath(path)!r}"
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidArgument(f"{where}: {error}") from None
+    except ValueError as error:
+        raise InvalidArgument(f"{where} is not JSON: {error}") from None

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from jitchaos._checks import read_json_file
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 
@@ -204,14 +205,8 @@ class Failure:
             return source
         if isinstance(source, Mapping):
             return cls.from_json(source)
-        where = f"failure file {os.fspath(source)!r}"
-        try:
-            data = json.loads(Path(source).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidArgument(f"{where}: {error}") from None
-        except ValueError as error:
-            raise InvalidArgument(f"{where} is not JSON: {error}") from None
-        return cls.from_json(data, where=where)
+        data = read_json_file(source, "failure file")
+        return cls.from_json(data, where=f"failure file {os.fspath(source)!r}")
 
 
 def describe_service(target: object) -> dict[str, Any]:

@@ -49,19 +49,7 @@ from jitchaos._records import (
     _scope_set,
 )
 
-_E = TypeVar(
-    "_E",
-    Granted,
-    Refreshed,
-    Narrowed,
-    Widened,
-    Revoked,
-    Expired,
-    Leased,
-    Returned,
-    KeyPublished,
-    KeyWithdrawn,
-)
+_E = TypeVar("_E", bound=LedgerEvent)
 
 
 class Ledger:
@@ -416,20 +404,9 @@ class Ledger:
         disagreement allowed around ``exp`` and ``nbf``: within ``leeway`` of either edge, both
         answers are correct too. ``key_staleness`` is how long a service's key cache may lag the
         JWKS: a token signed by a key published less than that before ``at`` may be refused,
-        and one signed by a key withdrawn less than that before may still be accepted.
+        and one whose key was withdrawn may still be accepted for the longer of ``staleness``
+        and ``key_staleness``.
         """
-        verdict = self._verdict(fingerprint, at, scopes, staleness, leeway, key_staleness)
-        return verdict
-
-    def _verdict(
-        self,
-        fingerprint: str,
-        at: float,
-        scopes: Collection[str],
-        staleness: float,
-        leeway: float,
-        key_staleness: float,
-    ) -> Verdict:
         needed = _scope_set(scopes)
         for name, value in (
             ("at", at),

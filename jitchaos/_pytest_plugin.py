@@ -42,6 +42,7 @@ __all__ = ["JitchaosAuditFailure", "JitchaosConfigWarning"]
 
 _CLIENT = "jitchaos"
 _BROKER = pytest.StashKey[object]()
+_ROUTES = pytest.StashKey[dict[str, frozenset[str]]]()
 
 
 class JitchaosAuditFailure(AssertionError):
@@ -108,7 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "the policy the post-test audit applies, the lease cap of the test's grants, and the "
         "scopes each 'METHOD /path' needs",
     )
-    _routes(config)  # a wrong line is a usage error now, not a failure in every test
+    # Read once: a wrong line is a usage error now, not a failure in every test.
+    config.stash[_ROUTES] = _routes(config)
 
 
 def _worker(config: pytest.Config) -> str | None:
@@ -326,7 +328,7 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
                 write(decision)
     routes = settings.get("scopes")
     if routes is None:
-        routes = _routes(item.config) or None
+        routes = item.config.stash.get(_ROUTES, None) or None
     if routes is None and any(d.holder == item.nodeid for d in decisions):
         item.warn(
             JitchaosConfigWarning(

@@ -10,7 +10,6 @@ report.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, Phase, settings
 
+from jitchaos._checks import read_json_file
 from jitchaos._failure import Failure
 from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
@@ -103,12 +103,7 @@ def parse_route(text: str) -> tuple[str, frozenset[str]]:
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     """A :class:`Policy` from a JSON object of its fields (seconds as numbers)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidArgument(f"policy file {os.fspath(path)!r}: {error}") from None
-    except ValueError as error:
-        raise InvalidArgument(f"policy file {os.fspath(path)!r} is not JSON: {error}") from None
+    data = read_json_file(path, "policy file")
     fields = {f.name for f in attrs.fields(Policy)}
     if not isinstance(data, dict) or set(data) - fields:
         raise InvalidArgument(
