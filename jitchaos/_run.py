@@ -101,8 +101,9 @@ def parse_route(text: str) -> tuple[str, frozenset[str]]:
     return f"{method.upper()} {path}", needed
 
 
-def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """A :class:`Policy` from a JSON object of its fields (seconds as numbers)."""
+def load_policy(path: str | os.PathLike[str], *, base: Policy | None = None) -> Policy:
+    """A :class:`Policy` from a JSON object of its fields (seconds as numbers); the fields it
+    does not name keep ``base``'s values (a scenario's own policy), or the defaults."""
     data = read_json_file(path, "policy file")
     fields = {f.name for f in attrs.fields(Policy)}
     if not isinstance(data, dict) or set(data) - fields:
@@ -111,7 +112,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
             f"{sorted(fields)}"
         )
     try:
-        return Policy(**data)
+        return attrs.evolve(base, **data) if base is not None else Policy(**data)
     except (InvalidArgument, TypeError) as error:
         raise InvalidArgument(f"policy file {os.fspath(path)!r}: {error}") from None
 

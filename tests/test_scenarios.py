@@ -19,7 +19,7 @@ from examples import (
     permission_cache,
     stateless_jwt,
 )
-from jitchaos import AuthChaosMachine, Policy
+from jitchaos import AuthChaosMachine, InvalidArgument, Policy
 from jitchaos._run import load_scenario, run_scenario
 from tests.common.cli import run_cli
 
@@ -209,3 +209,18 @@ def test_an_unreachable_service_is_named(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "does not answer" in result.stderr
+
+
+def test_a_policy_file_overrides_only_the_fields_it_names(tmp_path: Path) -> None:
+    # {"staleness": 300} over client_credentials_rotation kept its key_staleness=600: a file
+    # that reset it to 0 brought back the false alarm the scenario's policy exists to avoid.
+    from jitchaos._run import load_policy
+
+    path = tmp_path / "policy.json"
+    path.write_text('{"staleness": 300}')
+    scenario = load_scenario(ROOT / "strategies" / "client_credentials_rotation.py")
+    assert load_policy(path, base=scenario.policy) == Policy(staleness=300, key_staleness=600)
+    assert load_policy(path) == Policy(staleness=300)
+    path.write_text('{"staleness": -1}')
+    with pytest.raises(InvalidArgument, match="policy file"):
+        load_policy(path, base=scenario.policy)

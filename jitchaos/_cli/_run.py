@@ -39,7 +39,11 @@ def add(commands: Commands) -> None:
         help="a route and the scopes it needs, comma-separated (repeatable; default: the "
         "scenario's own routes)",
     )
-    run.add_argument("--policy", metavar="FILE", help="a JSON object of Policy fields")
+    run.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a JSON object of Policy fields, over the scenario's own policy",
+    )
     run.add_argument(
         "--listen",
         type=address_arg,
@@ -57,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
         routes = dict(parse_route(text) for text in args.route) or None
-        policy = load_policy(args.policy) if args.policy is not None else None
+        policy = (
+            load_policy(args.policy, base=scenario.policy) if args.policy is not None else None
+        )
         outcome = run_scenario(
             scenario,
             service=args.service,
