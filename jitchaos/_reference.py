@@ -13,6 +13,8 @@ from collections.abc import Collection, Mapping
 import aiohttp
 from aiohttp import web
 
+from jitchaos._wire import bearer_token
+
 __all__ = ["reference_service"]
 
 _SESSION = web.AppKey("jitchaos-reference-session", aiohttp.ClientSession)
@@ -30,8 +32,8 @@ def reference_service(
         need = needs.get(f"{request.method} {request.path}")
         if need is None:
             return web.json_response({"error": "not_found"}, status=404)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request.headers.get("Authorization", ""))
+        if token is None:
             return _refuse(401, "invalid_request")
         try:
             async with request.app[_SESSION].post(

@@ -39,18 +39,19 @@ from hypothesis.stateful import (
     multiple,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
+from jitchaos import _runner
 from jitchaos._checker import Violation, check
 from jitchaos._checks import route_scopes, scope_names
-from jitchaos._failure import Failure, Found, Step, describe_service, write_repro
+from jitchaos._failure import Failure, Found, Step, describe_service
 from jitchaos._keys import KeyRing
 from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
 from jitchaos._policy import Policy
 from jitchaos._records import Granted, TokenKind
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
+from jitchaos._runner import RUNS
 from jitchaos._steps import _Draws, _Replayed, _Token
 from jitchaos._tokens import fingerprint
 from jitchaos._worlds import _ACCESS_TTL, _APP, _CLIENT, _REDIRECT, _RESOURCE, _SECRETS, _World
@@ -140,8 +141,6 @@ class _ChaosMachine(RuleBasedStateMachine):
         return not isinstance(getattr(cls, "service", None), str)
 
     _worlds: ClassVar[dict[type, _World]] = {}
-    _reports: ClassVar[dict[type, RunReport]] = {}
-    _failures: ClassVar[dict[type, Failure]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
     _clients: ClassVar[frozenset[str]] = frozenset()
     all_actions: ClassVar[frozenset[str]] = ACTIONS
@@ -213,9 +212,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     def teardown(self) -> None:
-        cls = type(self)
-        with cls._world_lock:
-            cls._reports[cls] = cls.report().merge(self.example_report())
+        RUNS.add_example(type(self), self.example_report())
         self._connections.close()
         for runner in reversed(self._runners):
             self.world.loop.run(runner.cleanup())
@@ -314,10 +311,8 @@ class _ChaosMachine(RuleBasedStateMachine):
     def no_violation(self) -> None:
         found = self.violations()
         if found:
-            cls = type(self)
-            with cls._world_lock:
-                # Hypothesis runs the shrunk failure last: the one remembered at the end.
-                cls._failures[cls] = self.failure(found)
+            # Hypothesis runs the shrunk failure last: the one remembered at the end.
+            RUNS.failed(type(self), self.failure(found))
             raise AssertionError("\n".join(v.format() for v in found))
 
     @classmethod
@@ -331,37 +326,12 @@ class _ChaosMachine(RuleBasedStateMachine):
         """Run the machine under Hypothesis and print the run report (unless ``quiet``; on a
         failure it goes into the error's notes, with the shrunk failure written as a repro
         notebook and its JSON into ``notebooks``)."""
-        cls._failures.pop(cls, None)
-        try:
-            run_state_machine_as_test(cls, settings=settings)
-            if not quiet:
-                print(f"{cls.__name__}: no violation\n{cls.report().format()}")
-        except AssertionError as error:
-            if not quiet:
-                error.add_note(f"run report:\n{cls.report().format()}")
-            shrunk = cls._failures.get(cls)
-            failure = cls.minimize()
-            if failure is not None and shrunk is not None and failure is not shrunk:
-                rules = ", ".join(step.rule for step in failure.steps)
-                error.add_note(
-                    f"jitchaos: it also shows with {len(failure.steps)} of those "
-                    f"{len(shrunk.steps)} steps: {rules}"
-                )
-            if failure is not None and notebooks is not None:
-                try:
-                    path = write_repro(failure, notebooks)
-                except (OSError, ImportError) as problem:
-                    error.add_note(f"jitchaos: could not write a repro notebook: {problem}")
-                else:
-                    error.add_note(
-                        f"jitchaos: repro notebook {path} (failure {path.with_suffix('.json')})"
-                    )
-            raise
+        _runner.run(cls, settings=settings, notebooks=notebooks, quiet=quiet)
 
     @classmethod
     def last_failure(cls) -> Failure | None:
         """The last failing example (the shrunk one, after a run)."""
-        return cls._failures.get(cls)
+        return RUNS.failure(cls)
 
     def failure(self, found: Sequence[Violation]) -> Failure:
         """This example and what it showed, as a failure record."""
@@ -382,58 +352,17 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     @classmethod
     def minimize(cls) -> Failure | None:
-        """Drop from the last failure, one at a time until none can go, every step it still
-        shows a violation of the same kind without, and return it (:meth:`last_failure`
-        returns it from then on; :meth:`run` calls this). Hypothesis's shrinker can stop at a
-        local minimum: a step whose removal shifts the choices after it stays. Replays run on
-        fresh examples of this machine; a service in another process keeps its caches
-        between them, so its failures are left as they are."""
-        failure = cls._failures.get(cls)
-        if failure is None or isinstance(getattr(cls, "service", None), str):
-            return failure
-        kinds = failure.kinds
-        saved = cls._reports.get(cls)
-        best = failure
-        try:
-            dropped = True
-            while dropped and len(best.steps) > 1:
-                dropped = False
-                for i in range(len(best.steps)):
-                    shorter = cls._replayed(best.steps[:i] + best.steps[i + 1 :], kinds)
-                    if shorter is not None:
-                        best, dropped = shorter, True
-                        break
-        finally:
-            if saved is None:
-                cls._reports.pop(cls, None)
-            else:
-                cls._reports[cls] = saved  # the replays are not examples of the run
-        cls._failures[cls] = best
-        return best
-
-    @classmethod
-    def _replayed(cls, steps: Sequence[Step], kinds: frozenset[str]) -> Failure | None:
-        """The failure record of ``steps`` replayed on a fresh example, when it shows one of
-        ``kinds``; None when it does not, or does not run (a token it uses is gone)."""
-        machine = cls()
-        try:
-            for step in steps:
-                machine.replay_step(step)
-            found = machine.violations()
-        except Exception:  # any step that cannot run rules the candidate out
-            return None
-        finally:
-            machine.teardown()
-        if not {v.kind for v in found} & kinds:
-            return None
-        return machine.failure(found)
+        """Drop from the last failure every step it still shows a violation of the same kind
+        without (:meth:`run` calls this); :meth:`last_failure` returns the result from then
+        on. See :func:`jitchaos._runner.minimize`."""
+        return _runner.minimize(cls)
 
     TestCase = _TestCase()  # type: ignore[assignment]
 
     @classmethod
     def report(cls) -> RunReport:
         """Recovery times and latencies over every example this machine class has run."""
-        return cls._reports.get(cls, RunReport())
+        return RUNS.report(cls)
 
     def example_report(self) -> RunReport:
         """Recovery times and latencies in this example so far."""

@@ -11,7 +11,6 @@ A non-standard ``ttl`` token-request parameter lets a test ask for a shorter-liv
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -49,7 +48,16 @@ from jitchaos._tokens import (
     mint_id_token,
     verify_access_token,
 )
-from jitchaos._wire import oauth_error
+from jitchaos._wire import (
+    NO_STORE,
+    FormError,
+    basic_credentials,
+    bearer_token,
+    form_fields,
+    oauth_error,
+    oauth_response,
+    single_values,
+)
 from jitchaos.errors import AuditError, InvalidArgument, InvalidToken, LedgerError
 from jitchaos.idp._config import ClientConfig, IdPConfig
 
@@ -59,11 +67,9 @@ log = logging.getLogger("jitchaos.idp")
 
 _T = TypeVar("_T")
 
-_MAX_FIELDS = 64
 _PKCE_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 §4.1
 _TTL = re.compile(r"[1-9][0-9]{0,9}")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class _OAuthError(Exception):
@@ -90,11 +96,7 @@ class _OAuthError(Exception):
 def _error(
     error: str, description: str, status: int, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(
-        oauth_error(error, description),
-        status=status,
-        headers={**_NO_STORE, **(headers or {})},
-    )
+    return oauth_response(error, description, status, headers)
 
 
 def _invalid_client(description: str) -> _OAuthError:
@@ -434,7 +436,7 @@ class EmbeddedIdP:
             )
         ttl = self._ttl(form.get("ttl"))
         payload = handlers[grant_type](client, form, ttl)
-        return web.json_response(payload, headers=_NO_STORE)
+        return web.json_response(payload, headers=NO_STORE)
 
     def _ttl(self, raw: str | None) -> int:
         if raw is None:
@@ -576,8 +578,8 @@ class EmbeddedIdP:
             or record.status(now) is not TokenStatus.ACTIVE
             or (record.token.kid is not None and self.keys.get(record.token.kid) is None)
         ):
-            return web.json_response({"active": False}, headers=_NO_STORE)
-        return web.json_response(self._introspection(record, now), headers=_NO_STORE)
+            return web.json_response({"active": False}, headers=NO_STORE)
+        return web.json_response(self._introspection(record, now), headers=NO_STORE)
 
     def _introspection(self, record: TokenRecord, now: float) -> dict[str, Any]:
         grant = self.ledger.get_grant(record.grant_id)
@@ -625,19 +627,18 @@ class EmbeddedIdP:
                         token=fp, reason="access token revoked by its client"
                     )
                 )
-        return web.json_response({}, headers=_NO_STORE)
+        return web.json_response({}, headers=NO_STORE)
 
     async def _userinfo(self, request: web.Request) -> web.Response:
         """OpenID Connect Core §5.3, bearer token in the Authorization header (RFC 6750 §2.1)."""
-        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not raw.strip():
+        raw = bearer_token(request.headers.get("Authorization", ""))
+        if raw is None:
             return _error(
                 "invalid_request",
                 "a Bearer access token is required",
                 401,
                 {"WWW-Authenticate": 'Bearer realm="jitchaos"'},
             )
-        raw = raw.strip()
         now = self.clock.now()
 
         def invalid(description: str) -> web.Response:
@@ -680,7 +681,7 @@ class EmbeddedIdP:
                 "preferred_username": record.principal.name,
                 "scope": format_scopes(scopes),
             },
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
 
     # Helpers of the endpoints.
@@ -691,23 +692,19 @@ class EmbeddedIdP:
         """RFC 6749 §2.3: client_secret_basic, client_secret_post, or a public client_id."""
         header = request.headers.get("Authorization")
         if header is not None:
-            scheme, _, credentials = header.partition(" ")
-            if scheme.lower() != "basic":
+            try:
+                given = basic_credentials(header)
+            except ValueError as error:
+                raise _invalid_client(str(error)) from None
+            if given is None:
+                scheme = header.partition(" ")[0]
                 raise _invalid_client(f"unsupported authentication scheme {scheme!r}")
             if "client_secret" in form:
                 raise _OAuthError(
                     "invalid_request",
                     "use one client authentication method, not Basic and client_secret together",
                 )
-            try:
-                decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise _invalid_client("malformed Basic credentials") from None
-            client_id, sep, secret = decoded.partition(":")
-            if not sep:
-                raise _invalid_client("malformed Basic credentials")
-            client_id = urllib.parse.unquote_plus(client_id)
-            secret = urllib.parse.unquote_plus(secret)
+            client_id, secret = given
             if "client_id" in form and form["client_id"] != client_id:
                 raise _OAuthError(
                     "invalid_request", "client_id differs from the Basic credentials"
@@ -810,35 +807,21 @@ class EmbeddedIdP:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    """The urlencoded body, each parameter at most once (RFC 6749 §3.2)."""
+    """The urlencoded body, each parameter at most once (RFC 6749 §3.1), read by the rule the
+    proxy reads it by (:func:`jitchaos._wire.form_fields`)."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise _OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
-    body = await request.read()
     try:
-        pairs = urllib.parse.parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            errors="strict",
-            max_num_fields=_MAX_FIELDS,
-        )
-    except UnicodeDecodeError:
-        raise _OAuthError("invalid_request", "the body is not UTF-8") from None
-    except ValueError:
-        raise _OAuthError(
-            "invalid_request", f"the body has more than {_MAX_FIELDS} parameters"
-        ) from None
-    return _single_values(pairs)
+        return form_fields(await request.read())
+    except FormError as error:
+        raise _OAuthError("invalid_request", str(error)) from None
 
 
 def _single_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name in values:
-            raise _OAuthError(
-                "invalid_request", f"parameter {name!r} is given more than once (RFC 6749 §3.2)"
-            )
-        values[name] = value
-    return values
+    try:
+        return single_values(pairs)
+    except FormError as error:
+        raise _OAuthError("invalid_request", str(error)) from None
 
 
 def _requested_scopes(raw: str | None, *, default: frozenset[str]) -> frozenset[str]:

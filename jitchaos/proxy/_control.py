@@ -23,7 +23,6 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,6 +31,7 @@ from yarl import URL
 from jitchaos._audit import encode_event
 from jitchaos._checks import finite_number
 from jitchaos._schedule import Schedule, fault_from_json, fault_to_json
+from jitchaos._wire import problem as _problem
 from jitchaos.errors import ControlError, InvalidArgument
 from jitchaos.faults import FAULTS, AnyFault
 from jitchaos.proxy._metrics import CONTENT_TYPE
@@ -43,20 +43,6 @@ __all__ = ["ProxyClient", "control_app"]
 
 _PROXY = web.AppKey("proxy", object)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _problem(status: int, detail: str, **headers: str) -> web.Response:
-    return web.json_response(
-        {
-            "type": "about:blank",
-            "title": HTTPStatus(status).phrase,
-            "status": status,
-            "detail": detail,
-        },
-        status=status,
-        content_type="application/problem+json",
-        headers=headers,
-    )
 
 
 def control_app(proxy: ChaosProxy) -> web.Application:

@@ -16,7 +16,7 @@ import attrs
 import jwt
 from yarl import URL
 
-from jitchaos._wire import oauth_error
+from jitchaos._wire import oauth_error, resolve_dot_segments
 
 __all__ = [
     "ENDPOINT_PATHS",
@@ -49,15 +49,8 @@ def path_key(path: str) -> str:
     segment counts, as it does for the URL the proxy forwards, so ``/a//../token`` is
     ``/a/token``), then empty segments dropped (``//token``, ``/token/``) and case folded
     (ASP.NET routing ignores it)."""
-    segments: list[str] = []
-    for segment in path.split("/")[1:]:
-        segment = segment.partition(";")[0]
-        if segment == "..":
-            if segments:
-                segments.pop()
-        elif segment != ".":
-            segments.append(segment.lower())
-    return "/" + "/".join(segment for segment in segments if segment)
+    segments = resolve_dot_segments(segment.partition(";")[0] for segment in path.split("/")[1:])
+    return "/" + "/".join(segment.lower() for segment in segments if segment)
 
 
 class UpstreamError(Exception):

@@ -700,3 +700,48 @@ def test_pass_through_paths_are_forwarded_as_written(clock: ManualClock) -> None
                     answer += chunk
             assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
             assert seen == [written]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"grant_type=client_credentials&scope=read&scope=admin",
+        b"grant_type=client_credentials&grant_type=refresh_token&scope=read",
+    ],
+)
+def test_a_repeated_parameter_is_refused_as_the_idp_refuses_it(
+    front: Front, idp: EmbeddedIdP, body: bytes
+) -> None:
+    """RFC 6749 §3.1: which of two values would the upstream take? The proxy reads a request
+    by the IdP's own rule, so its ledger cannot record a grant the IdP issued otherwise."""
+    proxy, _ = front()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = [
+        requests.post(
+            f"{base}/token", data=body, headers=form, auth=("svc", "svc-secret"), timeout=10
+        )
+        for base in (proxy.url, idp.url)
+    ]
+    through, direct = (answer.json() for answer in answers)
+    assert [answer.status_code for answer in answers] == [400, 400]
+    assert through == direct
+    assert through["error"] == "invalid_request"
+    assert "given more than once" in through["error_description"]
+    assert proxy.ledger.events == ()
+
+
+def test_an_empty_field_is_read_as_the_idp_reads_it(front: Front) -> None:
+    """``a=1&&b=2`` is two fields to the IdP (the URL Standard's parsing); the proxy once read
+    it as no form at all and recorded a client-credentials grant under a subject."""
+    proxy, _ = front()
+    answer = requests.post(
+        f"{proxy.url}/token",
+        data=b"grant_type=client_credentials&&scope=read",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        auth=("svc", "svc-secret"),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    (granted,) = proxy.ledger.events
+    assert str(granted.principal) == "client:svc"  # type: ignore[union-attr]
+    assert granted.scopes == frozenset({"read"})  # type: ignore[union-attr]

@@ -98,7 +98,7 @@ def test_originals_of_tokens_expired_an_hour_are_forgotten(
     assert introspect(proxy, old[0])["active"] is True
     clock.advance(4 * 3600)  # past every one's exp, and an hour more
     fresh = client_credentials(proxy, "read")["access_token"]
-    assert len(proxy._upstream_token) == 1  # only the fresh one's original is kept
+    assert len(proxy.idp_side._upstream_token) == 1  # only the fresh one's original is kept
     assert introspect(proxy, fresh)["active"] is True  # still mapped to its upstream token
 
 
@@ -111,7 +111,7 @@ def test_originals_are_kept_by_the_proxys_clock_not_the_upstreams(
     ahead.advance(10 * 3600)
     with ChaosProxy(upstream.url, resign=True, clock=ahead).in_thread() as proxy:
         client_credentials(proxy, "read")
-        assert len(proxy._upstream_token) == 1  # was forgotten the moment it was noted
+        assert len(proxy.idp_side._upstream_token) == 1  # was forgotten the moment it was noted
 
 
 def test_narrowing_and_rotation_act_on_the_proxys_tokens(

@@ -23,6 +23,7 @@ from examples import (
     stateless_jwt,
 )
 from jitchaos import AuthChaosMachine, ClientChaosMachine, Failure, Policy
+from jitchaos._runner import RUNS
 from jitchaos.notebook import Repro
 from tests.stateful.test_report import Picks
 
@@ -228,7 +229,7 @@ def test_minimize_drops_the_steps_a_failure_shows_without() -> None:
     finally:
         state.teardown()
     assert "valid-token-rejected" in {v.kind for v in found}
-    cls._failures[cls] = state.failure(found)
+    RUNS.failed(cls, state.failure(found))
     minimal = cls.minimize()
     assert minimal is not None
     assert [step.rule for step in minimal.steps] == ["grant", "grant"]

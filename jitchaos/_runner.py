@@ -1,0 +1,154 @@
+"""Running a machine class: its run report over every example, the failing example Hypothesis
+shrank to, minimising that further by replay, and writing it as a repro notebook.
+
+The machines (``_stateful.py``) say what a step does and what an example found; this module
+says what a run of many examples comes to. The import chain runs one way: the machines import
+the runner, never the other way at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hypothesis import settings as Settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from jitchaos._failure import Failure, Step, write_repro
+from jitchaos._report import RunReport
+
+if TYPE_CHECKING:
+    from jitchaos._stateful import _ChaosMachine
+
+    Machine = type[_ChaosMachine]
+
+__all__ = ["Runs", "minimize", "run"]
+
+
+class Runs:
+    """What each machine class's examples came to: the run report merged over them, and the
+    last failing example (the shrunk one, after a run: Hypothesis runs it last)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: dict[type, RunReport] = {}
+        self._failures: dict[type, Failure] = {}
+
+    def report(self, cls: type) -> RunReport:
+        with self._lock:
+            return self._reports.get(cls, RunReport())
+
+    def saved_report(self, cls: type) -> RunReport | None:
+        """``cls``'s report as it stands, None when it has none (for :meth:`set_report`)."""
+        with self._lock:
+            return self._reports.get(cls)
+
+    def add_example(self, cls: type, report: RunReport) -> None:
+        with self._lock:
+            self._reports[cls] = self._reports.get(cls, RunReport()).merge(report)
+
+    def set_report(self, cls: type, report: RunReport | None) -> None:
+        with self._lock:
+            if report is None:
+                self._reports.pop(cls, None)
+            else:
+                self._reports[cls] = report
+
+    def failure(self, cls: type) -> Failure | None:
+        with self._lock:
+            return self._failures.get(cls)
+
+    def failed(self, cls: type, failure: Failure | None) -> None:
+        """Remember ``failure`` as ``cls``'s last (None: forget it)."""
+        with self._lock:
+            if failure is None:
+                self._failures.pop(cls, None)
+            else:
+                self._failures[cls] = failure
+
+
+RUNS = Runs()
+
+
+def run(
+    cls: Machine,
+    *,
+    settings: Settings | None,
+    notebooks: str | os.PathLike[str] | None,
+    quiet: bool,
+) -> None:
+    """Run ``cls`` under Hypothesis and print its run report (unless ``quiet``; on a failure
+    the report goes into the error's notes, with the shrunk failure minimised and written as
+    a repro notebook and its JSON into ``notebooks``)."""
+    RUNS.failed(cls, None)
+    try:
+        run_state_machine_as_test(cls, settings=settings)
+        if not quiet:
+            print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
+    except AssertionError as error:
+        if not quiet:
+            error.add_note(f"run report:\n{RUNS.report(cls).format()}")
+        shrunk = RUNS.failure(cls)
+        failure = minimize(cls)
+        if failure is not None and shrunk is not None and failure is not shrunk:
+            rules = ", ".join(step.rule for step in failure.steps)
+            error.add_note(
+                f"jitchaos: it also shows with {len(failure.steps)} of those "
+                f"{len(shrunk.steps)} steps: {rules}"
+            )
+        if failure is not None and notebooks is not None:
+            try:
+                path = write_repro(failure, notebooks)
+            except (OSError, ImportError) as problem:
+                error.add_note(f"jitchaos: could not write a repro notebook: {problem}")
+            else:
+                error.add_note(
+                    f"jitchaos: repro notebook {path} (failure {path.with_suffix('.json')})"
+                )
+        raise
+
+
+def minimize(cls: Machine) -> Failure | None:
+    """Drop from ``cls``'s last failure, one at a time until none can go, every step it still
+    shows a violation of the same kind without, and remember the result as its last failure.
+    Hypothesis's shrinker can stop at a local minimum: a step whose removal shifts the choices
+    after it stays. Replays run on fresh examples of the machine; a service in another process
+    keeps its caches between them, so its failures are left as they are."""
+    failure = RUNS.failure(cls)
+    if failure is None or isinstance(getattr(cls, "service", None), str):
+        return failure
+    kinds = failure.kinds
+    saved = RUNS.saved_report(cls)
+    best = failure
+    try:
+        dropped = True
+        while dropped and len(best.steps) > 1:
+            dropped = False
+            for i in range(len(best.steps)):
+                shorter = _replayed(cls, best.steps[:i] + best.steps[i + 1 :], kinds)
+                if shorter is not None:
+                    best, dropped = shorter, True
+                    break
+    finally:
+        RUNS.set_report(cls, saved)  # the replays are not examples of the run
+    RUNS.failed(cls, best)
+    return best
+
+
+def _replayed(cls: Machine, steps: Sequence[Step], kinds: frozenset[str]) -> Failure | None:
+    """The failure record of ``steps`` replayed on a fresh example, when it shows one of
+    ``kinds``; None when it does not, or does not run (a token it uses is gone)."""
+    machine = cls()
+    try:
+        for step in steps:
+            machine.replay_step(step)
+        found = machine.violations()
+    except Exception:  # any step that cannot run rules the candidate out
+        return None
+    finally:
+        machine.teardown()
+    if not {v.kind for v in found} & kinds:
+        return None
+    return machine.failure(found)
