@@ -3,8 +3,10 @@
 One client session (connection reuse), request and response bodies read whole, hop-by-hop
 headers dropped, the default asyncio event loop.
 
-With ``--sign`` it also makes one RS256 signature (PyJWT, 2048-bit key) per token response and
-throws it away: the re-signing budget, "the pass-through's CPU plus one signature", measured
+With ``--sign`` it also does per token response what re-signing must: verify the upstream's
+access token against the upstream's JWKS (PyJWT, signature and issuer: a proxy never re-mints a
+token it has not verified) and make one RS256 signature (PyJWT, 2048-bit key), thrown away: the
+re-signing budget, "the pass-through's CPU plus the upstream check and one signature", measured
 under the same load as everything else rather than added from an idle measurement.
 
 Usage: python -m bench._passthrough PORT UPSTREAM_URL [--sign]   (prints "ready")
@@ -13,6 +15,7 @@ Usage: python -m bench._passthrough PORT UPSTREAM_URL [--sign]   (prints "ready"
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import aiohttp
@@ -31,6 +34,10 @@ def main() -> None:
 
     async def serve() -> None:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        async with session.get(upstream + "/.well-known/openid-configuration") as answer:
+            issuer = (await answer.json())["issuer"]
+        async with session.get(upstream + "/jwks") as answer:
+            upstream_keys = {k["kid"]: jwt.PyJWK(k) for k in (await answer.json())["keys"]}
 
         async def forward(request: web.Request) -> web.Response:
             headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
@@ -41,7 +48,16 @@ def main() -> None:
                 data=await request.read(),
             ) as answer:
                 body = await answer.read()
-                if sign and request.path == "/token":
+                if sign and request.path == "/token" and answer.status == 200:
+                    token = json.loads(body)["access_token"]
+                    kid = jwt.get_unverified_header(token)["kid"]
+                    jwt.decode(
+                        token,
+                        upstream_keys[kid],
+                        algorithms=["RS256"],
+                        issuer=issuer,
+                        options={"verify_exp": False, "verify_aud": False},
+                    )
                     jwt.encode(claims, key, algorithm="RS256")
                 kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP}
                 return web.Response(status=answer.status, body=body, headers=kept)

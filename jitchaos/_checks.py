@@ -17,6 +17,7 @@ import attrs
 from jitchaos.errors import InvalidArgument
 
 __all__ = [
+    "address",
     "at_least",
     "check_seconds",
     "finite_number",
@@ -143,3 +144,29 @@ def read_json_file(path: str | os.PathLike[str], what: str) -> Any:
         raise InvalidArgument(f"{where}: {error}") from None
     except ValueError as error:
         raise InvalidArgument(f"{where} is not JSON: {error}") from None
+
+
+def address(name: str, value: object) -> tuple[str, int]:
+    """A listener's address: ``"host:port"`` (``"[::1]:8790"`` for IPv6) or a ``(host, port)``
+    pair; port 0 picks a free one. Raises :class:`InvalidArgument` naming ``name``."""
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isascii() or not port.isdigit():
+            raise InvalidArgument(f"{name}={value!r} must be 'host:port'")
+        value = (host, int(port))
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or not value[0]
+        or any(c in value[0] for c in "/ \t@[]")
+        or isinstance(value[1], bool)
+        or not isinstance(value[1], int)
+        or not 0 <= value[1] <= 65535
+    ):
+        raise InvalidArgument(
+            f"{name}={value!r} must be 'host:port' or a (host, port) pair, port 0 to 65535"
+        )
+    return value[0], value[1]

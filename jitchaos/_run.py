@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, Phase, settings
 
-from jitchaos._checks import read_json_file
+from jitchaos._checks import address, read_json_file
 from jitchaos._failure import Failure
 from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
@@ -123,7 +123,9 @@ def run_scenario(
     service: str | ServiceFactory,
     routes: Mapping[str, Collection[str]] | None = None,
     policy: Policy | None = None,
-    listen: tuple[str, int] | None = None,
+    listen: str | tuple[str, int] | None = None,
+    control_listen: str | tuple[str, int] | None = None,
+    service_listen: str | tuple[str, int] | None = None,
     examples: int = 100,
     steps: int = 10,
     progress: Callable[[int, int, float], None] | None = None,
@@ -131,9 +133,17 @@ def run_scenario(
     execute: bool = False,
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
-    side at ``listen`` as its IdP) and return what it found; a failure is also written as a
+    side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
+    other listeners, ``"host:port"``) and return what it found; a failure is also written as a
     repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs).
     ``progress`` hears, after each example: examples run, faults injected, seconds elapsed."""
+    for name, value in (
+        ("listen", listen),
+        ("control_listen", control_listen),
+        ("service_listen", service_listen),
+    ):
+        if value is not None:
+            address(name, value)
     if isinstance(service, str):
         _check_reachable(service)
     routes = routes if routes is not None else scenario.routes
@@ -166,6 +176,8 @@ def run_scenario(
         "routes": {route: frozenset(scopes) for route, scopes in routes.items()},
         "policy": policy if policy is not None else scenario.policy,
         "listen": listen,
+        "control_listen": control_listen,
+        "service_listen": service_listen,
     }
     for name, value in attributes.items():
         setattr(Run, name, value)
@@ -196,8 +208,7 @@ def run_scenario(
     finally:
         world = Run._worlds.pop(Run, None)
         if world is not None:
-            world.loop.run(world.proxy.stop())
-            world.loop.stop()
+            world.close()
     return RunOutcome(
         counts["examples"],
         counts["faults"],

@@ -43,7 +43,7 @@ from hypothesis.stateful import (
 
 from jitchaos import _runner
 from jitchaos._checker import Violation, check
-from jitchaos._checks import route_scopes, scope_names
+from jitchaos._checks import address, route_scopes, scope_names
 from jitchaos._failure import Failure, Found, Step, describe_service
 from jitchaos._keys import KeyRing
 from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
@@ -126,13 +126,45 @@ class _ChaosMachine(RuleBasedStateMachine):
     modes): publishing ahead, as IdPs rotate, first; the emergency shapes after it."""
     publish_ahead: ClassVar[float] = 60.0
     """Seconds between publishing a key and signing with it, for ``publish-ahead``."""
-    listen: ClassVar[tuple[str, int] | None] = None
-    """Where the proxy's IdP side listens (host, port): fix it for a service in another
-    process, configured with ``http://host:port`` as its IdP and issuer."""
+    listen: ClassVar[str | tuple[str, int] | None] = None
+    """Where the proxy's IdP side listens (``"host:port"`` or a pair; None: a free port on
+    127.0.0.1): fix it for a service in another process, configured with
+    ``http://host:port`` as its IdP and issuer."""
+    control_listen: ClassVar[str | tuple[str, int] | None] = None
+    """Where the proxy's control API listens (None: a free port)."""
+    service_listen: ClassVar[str | tuple[str, int] | None] = None
+    """Where the proxy fronts what the system under test is called through (the service, or
+    a client machine's downstream API); None: a free port. The proxy's listeners share one
+    host."""
     shared_clock: ClassVar[bool | None] = None
     """Whether the system under test reads the machine's clock (``now``), so rules may move
     it. None: yes for an application the machine runs, no for a URL (a service in another
     process keeps the wall clock: time passes for real and ``advance`` is left out)."""
+
+    _fronted: ClassVar[str] = "service"
+    """The proxy's service listener that ``service_listen`` pins."""
+
+    @classmethod
+    def _listeners(cls) -> dict[str, tuple[str, int]]:
+        """The pinned listeners, by the proxy's names for them."""
+        pinned = {}
+        for attribute, listener in (
+            ("listen", "idp"),
+            ("control_listen", "control"),
+            ("service_listen", cls._fronted),
+        ):
+            value = getattr(cls, attribute)
+            if value is not None:
+                try:
+                    pinned[listener] = address(f"{cls.__name__}.{attribute}", value)
+                except InvalidArgument as error:
+                    raise TypeError(str(error)) from None
+        hosts = sorted({host for host, _ in pinned.values()})
+        if len(hosts) > 1:
+            raise TypeError(
+                f"{cls.__name__}: the proxy's listeners share one host, not {', '.join(hosts)}"
+            )
+        return pinned
 
     @classmethod
     def _clock_is_shared(cls) -> bool:
@@ -167,12 +199,13 @@ class _ChaosMachine(RuleBasedStateMachine):
                 f"(it has {sorted(cls.all_actions)})"
             )
         self._actions = frozenset(cls.actions) if cls.actions is not None else cls.all_actions
+        listeners = cls._listeners()
         with cls._world_lock:
             world = cls._worlds.get(cls)
             if world is None:
                 world = cls._worlds[cls] = _World(
                     frozenset(cls.scopes),
-                    cls.listen,
+                    listeners,
                     cls._clock_is_shared(),
                     fresh_service=not isinstance(getattr(cls, "service", None), str),
                 )
@@ -660,6 +693,7 @@ class ClientChaosMachine(_ChaosMachine):
 
     client: ClassVar[ClientFactory]
     outage_endpoints: ClassVar[tuple[str, ...]] = ("token",)
+    _fronted: ClassVar[str] = "downstream"
     _clients = frozenset({_APP})
     # The downstream introspects every request, so key rotation changes nothing a client sees.
     all_actions = frozenset({"use", "burst", "expire", "revoke", "advance", "outage"})

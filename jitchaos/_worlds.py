@@ -9,6 +9,8 @@ clients in their own processes, the wall clock: issue #17) plugs in here, behind
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._keys import Algorithm, SigningKey
 from jitchaos._loop import BackgroundLoop
@@ -25,13 +27,15 @@ class _World:
     """The IdP, proxy and clock one machine class shares across its examples.
 
     The proxy starts the embedded IdP itself, with the proxy's IdP side as its issuer: a
-    service in another process is configured with that one URL (``listen`` fixes its port).
+    service in another process is configured with that one URL. ``listeners`` pins the
+    proxy's listeners by name (``idp``, ``control``, ``service``, ``downstream``) to
+    addresses on one host; the others get free ports.
     """
 
     def __init__(
         self,
         scopes: frozenset[str],
-        listen: tuple[str, int] | None,
+        listeners: Mapping[str, tuple[str, int]],
         manual: bool,
         *,
         fresh_service: bool = True,
@@ -57,15 +61,31 @@ class _World:
             clock=self.clock,
             hold_limit=0.1,
         )
-        host, port = listen if listen is not None else ("127.0.0.1", 0)
+        host = next(iter(listeners.values()), ("127.0.0.1", 0))[0]
         try:
-            self.loop.run(self.proxy.start(host, port))
+            self.loop.run(
+                self.proxy.start(
+                    host,
+                    listeners.get("idp", (host, 0))[1],
+                    control_port=listeners.get("control", (host, 0))[1],
+                    service_ports={
+                        name: port
+                        for name, (_, port) in listeners.items()
+                        if name in ("service", "downstream")
+                    },
+                )
+            )
         except BaseException:
             self.loop.stop()
             raise
         assert self.proxy.idp is not None
         self.idp: EmbeddedIdP = self.proxy.idp
         self.first_key = self.idp.keys.current
+
+    def close(self) -> None:
+        """Stop the proxy (and the IdP it started), freeing its ports, and the loop."""
+        self.loop.run(self.proxy.stop())
+        self.loop.stop()
 
 
 class _KeyPool:

@@ -43,7 +43,7 @@ def test_proxy_overhead_bench_runs() -> None:
     )
     for row in (
         "bare aiohttp pass-through",
-        "pass-through + one RS256 signature (budget)",
+        "pass-through + upstream check + one RS256 signature (budget)",
         "jitchaos, faults off",
         "jitchaos, narrowing",
     ):

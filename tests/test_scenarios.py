@@ -191,6 +191,8 @@ def test_jitchaos_run_against_a_service_in_another_process(
         (["strategies/role_narrowing.py", "--policy", str(ROOT / "README.md")], "is not JSON"),
         (["strategies/role_narrowing.py", "--policy", "missing.json"], "policy file"),
         (["strategies/role_narrowing.py", "--listen", "nowhere"], "listen"),
+        (["strategies/role_narrowing.py", "--control-listen", "nowhere"], "--control-listen"),
+        (["strategies/role_narrowing.py", "--service-listen", "h:99999"], "--service-listen"),
     ],
 )
 def test_bad_run_arguments_are_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -201,6 +203,36 @@ def test_bad_run_arguments_are_one_line_and_exit_2(args: list[str], message: str
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_busy_listener_is_named() -> None:
+    """The service itself holds the port the proxy is told to front it on."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_cli(
+            "run",
+            str(ROOT / "strategies" / "role_narrowing.py"),
+            "--service",
+            f"http://127.0.0.1:{port}",
+            "--route",
+            "GET /read=read",
+            "--listen",
+            "127.0.0.1:0",
+            "--service-listen",
+            f"127.0.0.1:{port}",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot listen:" in result.stderr, result.stderr
+    assert str(port) in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_an_unreachable_service_is_named(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from jitchaos._checks import address
 from jitchaos._keys import ALGORITHMS
-from jitchaos.errors import ConfigError
+from jitchaos.errors import ConfigError, InvalidArgument
 from jitchaos.faults import FAULTS
 
 _T = TypeVar("_T")
@@ -77,10 +78,10 @@ def seconds_arg(text: str) -> float:
 
 
 def address_arg(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), port_arg(port)
+    try:
+        return address("address", text)
+    except InvalidArgument:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (port 0-65535)") from None
 
 
 def service_arg(text: str) -> tuple[str, str, int]:

@@ -51,6 +51,18 @@ def add(commands: Commands) -> None:
         metavar="HOST:PORT",
         help="the IdP side's address the service uses (default 127.0.0.1:8790)",
     )
+    run.add_argument(
+        "--control-listen",
+        type=address_arg,
+        metavar="HOST:PORT",
+        help="the control API's address (default: a free port on --listen's host)",
+    )
+    run.add_argument(
+        "--service-listen",
+        type=address_arg,
+        metavar="HOST:PORT",
+        help="where the proxy fronts the service (default: a free port on --listen's host)",
+    )
     run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
 
@@ -70,14 +82,16 @@ def run(args: argparse.Namespace) -> int:
             routes=routes,
             policy=policy,
             listen=args.listen,
+            control_listen=args.control_listen,
+            service_listen=args.service_listen,
             examples=args.examples,
             steps=args.steps,
             progress=progress_line(every=25),
         )
-    except InvalidArgument as error:
+    except (InvalidArgument, TypeError) as error:
         raise UsageError(str(error)) from None
     except OSError as error:
-        raise UsageError(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {error}") from None
+        raise UsageError(f"cannot listen: {error.strerror or error}") from None
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(outcome.format())
