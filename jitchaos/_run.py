@@ -42,22 +42,29 @@ class RunOutcome:
     """Faults injected over all examples."""
     seconds: float
     failure: str | None
-    """The violation and the shrunk steps that show it; None when nothing was found."""
+    """Each distinct violation found and the shrunk steps that show it; None when nothing
+    was found."""
     report: RunReport
     record: Failure | None = None
-    """The shrunk failure's record."""
+    """The shrunk failure's record (the first of :attr:`records`)."""
     notebook: Path | None = None
     """The repro notebook written for it."""
     persistent: bool = False
     """The service kept its state across examples (it runs in another process)."""
+    records: tuple[Failure, ...] = ()
+    """One shrunk failure for each distinct violation kind found, in the order found."""
+    notebooks: tuple[Path, ...] = ()
+    """The repro notebook written for each of :attr:`records`."""
 
     def format(self) -> str:
         if self.failure is None:
             head = f"no violation in {self.examples} examples ({self.faults} faults injected)"
         else:
-            head = f"violation found after {self.examples} examples:\n{self.failure}"
-            if self.notebook is not None:
-                head += f"\nrepro notebook: {self.notebook}"
+            distinct = len(self.records)
+            found = f"{distinct} distinct violations" if distinct > 1 else "violation"
+            head = f"{found} found after {self.examples} examples:\n{self.failure}"
+            for notebook in self.notebooks or ((self.notebook,) if self.notebook else ()):
+                head += f"\nrepro notebook: {notebook}"
             if self.persistent:
                 head += (
                     "\n(the service runs in another process and kept its state across "
@@ -182,7 +189,7 @@ def run_scenario(
     for name, value in attributes.items():
         setattr(Run, name, value)
     failure: str | None = None
-    notebook: Path | None = None
+    notebooks_written: list[Path] = []
     try:
         Run.run(
             notebooks=None,
@@ -197,14 +204,25 @@ def run_scenario(
                 phases=[Phase.explicit, Phase.generate, Phase.shrink],
             ),
         )
-    except AssertionError as error:
-        notes = "\n".join(getattr(error, "__notes__", []))
-        failure = f"{error}\n{notes}".rstrip()
-        record = Run.last_failure()
-        if record is not None and notebooks is not None:
+    except (AssertionError, ExceptionGroup) as error:
+        if isinstance(error, ExceptionGroup):
+            errors = error.subgroup(AssertionError)
+            if errors is None:
+                raise
+            found: list[BaseException] = list(errors.exceptions)
+        else:
+            found = [error]
+        failure = "\n\n".join(
+            f"{each}\n{chr(10).join(getattr(each, '__notes__', []))}".rstrip() for each in found
+        )
+        if isinstance(error, ExceptionGroup):  # the run's own notes (minimised failures)
+            failure = "\n".join([failure, *getattr(error, "__notes__", [])])
+        if notebooks is not None:
             from jitchaos._failure import write_repro
 
-            notebook = write_repro(record, notebooks, execute=execute)
+            notebooks_written = [
+                write_repro(record, notebooks, execute=execute) for record in Run.failures()
+            ]
     finally:
         world = Run._worlds.pop(Run, None)
         if world is not None:
@@ -215,9 +233,11 @@ def run_scenario(
         time.monotonic() - started,
         failure,
         Run.report(),
-        record=Run.last_failure() if failure is not None else None,
-        notebook=notebook,
+        record=(Run.failures() or (None,))[0] if failure is not None else None,
+        notebook=notebooks_written[0] if notebooks_written else None,
         persistent=isinstance(service, str),
+        records=Run.failures() if failure is not None else (),
+        notebooks=tuple(notebooks_written),
     )
 
 

@@ -28,13 +28,15 @@ __all__ = ["Runs", "minimize", "run"]
 
 
 class Runs:
-    """What each machine class's examples came to: the run report merged over them, and the
-    last failing example (the shrunk one, after a run: Hypothesis runs it last)."""
+    """What each machine class's examples came to: the run report merged over them, and its
+    failing examples, one for each violation kind an example raised (the shrunk one, after a
+    run: Hypothesis runs each last)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reports: dict[type, RunReport] = {}
-        self._failures: dict[type, Failure] = {}
+        self._failures: dict[type, dict[str, Failure]] = {}
+        self._last: dict[type, Failure] = {}
 
     def report(self, cls: type) -> RunReport:
         with self._lock:
@@ -57,16 +59,35 @@ class Runs:
                 self._reports[cls] = report
 
     def failure(self, cls: type) -> Failure | None:
+        """The failing example remembered last."""
         with self._lock:
-            return self._failures.get(cls)
+            return self._last.get(cls)
 
-    def failed(self, cls: type, failure: Failure | None) -> None:
-        """Remember ``failure`` as ``cls``'s last (None: forget it)."""
+    def failures(self, cls: type) -> tuple[Failure, ...]:
+        """One failing example for each violation kind raised, in the order first raised."""
+        with self._lock:
+            return tuple(self._failures.get(cls, {}).values())
+
+    def failed(self, cls: type, failure: Failure | None, *, kind: str | None = None) -> None:
+        """Remember ``failure`` as ``cls``'s failing example of the kind it raised (its first
+        violation's, or ``kind``) and as its last; None forgets them all."""
         with self._lock:
             if failure is None:
                 self._failures.pop(cls, None)
-            else:
-                self._failures[cls] = failure
+                self._last.pop(cls, None)
+                return
+            raised = kind if kind is not None else failure.violations[0].kind
+            self._failures.setdefault(cls, {})[raised] = failure
+            self._last[cls] = failure
+
+    def set_last(self, cls: type, failure: Failure) -> None:
+        with self._lock:
+            self._last[cls] = failure
+
+    def kinds(self, cls: type) -> tuple[str, ...]:
+        """The violation kinds raised, each standing for one distinct failure."""
+        with self._lock:
+            return tuple(self._failures.get(cls, {}))
 
 
 RUNS = Runs()
@@ -79,61 +100,78 @@ def run(
     notebooks: str | os.PathLike[str] | None,
     quiet: bool,
 ) -> None:
-    """Run ``cls`` under Hypothesis and print its run report (unless ``quiet``; on a failure
-    the report goes into the error's notes, with the shrunk failure minimised and written as
-    a repro notebook and its JSON into ``notebooks``)."""
+    """Run ``cls`` under Hypothesis and print its run report (unless ``quiet``). On failure
+    the report goes into the error's notes, and each distinct failure found (one for each
+    violation kind: Hypothesis shrinks and reports each) is minimised and written as a repro
+    notebook with its JSON into ``notebooks``. Several failures raise Hypothesis's
+    ``ExceptionGroup`` of them."""
     RUNS.failed(cls, None)
     try:
         run_state_machine_as_test(cls, settings=settings)
         if not quiet:
             print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
-    except AssertionError as error:
+    except (AssertionError, ExceptionGroup) as error:
+        if isinstance(error, ExceptionGroup) and error.subgroup(AssertionError) is None:
+            raise
         if not quiet:
             error.add_note(f"run report:\n{RUNS.report(cls).format()}")
-        shrunk = RUNS.failure(cls)
-        failure = minimize(cls)
-        if failure is not None and shrunk is not None and failure is not shrunk:
-            rules = ", ".join(step.rule for step in failure.steps)
-            error.add_note(
-                f"jitchaos: it also shows with {len(failure.steps)} of those "
-                f"{len(shrunk.steps)} steps: {rules}"
-            )
-        if failure is not None and notebooks is not None:
-            try:
-                path = write_repro(failure, notebooks)
-            except (OSError, ImportError) as problem:
-                error.add_note(f"jitchaos: could not write a repro notebook: {problem}")
-            else:
+        shrunk = dict(zip(RUNS.kinds(cls), RUNS.failures(cls), strict=True))
+        minimize(cls)
+        for kind, failure in zip(RUNS.kinds(cls), RUNS.failures(cls), strict=True):
+            before = shrunk.get(kind)
+            if before is not None and failure is not before:
+                rules = ", ".join(step.rule for step in failure.steps)
                 error.add_note(
-                    f"jitchaos: repro notebook {path} (failure {path.with_suffix('.json')})"
+                    f"jitchaos: {kind} also shows with {len(failure.steps)} of those "
+                    f"{len(before.steps)} steps: {rules}"
                 )
+            if notebooks is not None:
+                try:
+                    path = write_repro(failure, notebooks)
+                except (OSError, ImportError) as problem:
+                    error.add_note(f"jitchaos: could not write a repro notebook: {problem}")
+                else:
+                    error.add_note(
+                        f"jitchaos: {kind}: repro notebook {path} "
+                        f"(failure {path.with_suffix('.json')})"
+                    )
         raise
 
 
 def minimize(cls: Machine) -> Failure | None:
-    """Drop from ``cls``'s last failure, one at a time until none can go, every step it still
-    shows a violation of the same kind without, and remember the result as its last failure.
-    Hypothesis's shrinker can stop at a local minimum: a step whose removal shifts the choices
-    after it stays. Replays run on fresh examples of the machine; a service in another process
-    keeps its caches between them, so its failures are left as they are."""
-    failure = RUNS.failure(cls)
-    if failure is None or isinstance(getattr(cls, "service", None), str):
-        return failure
-    kinds = failure.kinds
+    """Drop from each of ``cls``'s failures, one at a time until none can go, every step it
+    still shows a violation of the same kind without, and remember the results; returns the
+    last failure, minimised. Hypothesis's shrinker can stop at a local minimum: a step whose
+    removal shifts the choices after it stays. Replays run on fresh examples of the machine; a
+    service in another process keeps its caches between them, so its failures are left as
+    they are."""
+    last = RUNS.failure(cls)
+    if last is None or isinstance(getattr(cls, "service", None), str):
+        return last
     saved = RUNS.saved_report(cls)
-    best = failure
     try:
-        dropped = True
-        while dropped and len(best.steps) > 1:
-            dropped = False
-            for i in range(len(best.steps)):
-                shorter = _replayed(cls, best.steps[:i] + best.steps[i + 1 :], kinds)
-                if shorter is not None:
-                    best, dropped = shorter, True
-                    break
+        for kind, failure in zip(RUNS.kinds(cls), RUNS.failures(cls), strict=True):
+            best = _minimized(cls, failure)
+            RUNS.failed(cls, best, kind=kind)
+            if failure is last:
+                last = best
     finally:
         RUNS.set_report(cls, saved)  # the replays are not examples of the run
-    RUNS.failed(cls, best)
+    RUNS.set_last(cls, last)
+    return last
+
+
+def _minimized(cls: Machine, failure: Failure) -> Failure:
+    kinds = failure.kinds
+    best = failure
+    dropped = True
+    while dropped and len(best.steps) > 1:
+        dropped = False
+        for i in range(len(best.steps)):
+            shorter = _replayed(cls, best.steps[:i] + best.steps[i + 1 :], kinds)
+            if shorter is not None:
+                best, dropped = shorter, True
+                break
     return best
 
 

@@ -58,7 +58,14 @@ from jitchaos._worlds import _ACCESS_TTL, _APP, _CLIENT, _REDIRECT, _RESOURCE, _
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults import Expire, Narrow, Outage, Revoke, RotateKeys
 
-__all__ = ["ACTIONS", "AuthChaosMachine", "ClientChaosMachine", "ServiceFactory"]
+__all__ = [
+    "ACTIONS",
+    "AuthChaosMachine",
+    "ClientChaosMachine",
+    "ServiceFactory",
+    "ViolationFound",
+    "violation_error",
+]
 
 ServiceFactory = Callable[..., web.Application]
 """``factory(idp_url=..., issuer=..., now=...)`` -> the service's aiohttp application."""
@@ -110,6 +117,28 @@ class _TestCase:
 def _action(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the rule only when the machine's ``actions`` include it."""
     return precondition(lambda self: name in self._actions)
+
+
+class ViolationFound(AssertionError):
+    """A machine's invariant failed: the checker found a violation. Each violation kind raises
+    its own subclass, so that Hypothesis tells the kinds apart as distinct failures (it tells
+    failures apart by exception type and place) and shrinks and reports each one."""
+
+    kind: ClassVar[str] = ""
+
+
+_VIOLATION_ERRORS: dict[str, type[ViolationFound]] = {}
+
+
+def violation_error(kind: str) -> type[ViolationFound]:
+    """The :class:`ViolationFound` subclass of violation ``kind`` (``revoked-token-accepted``
+    raises ``RevokedTokenAccepted``)."""
+    error = _VIOLATION_ERRORS.get(kind)
+    if error is None:
+        name = "".join(part.capitalize() for part in kind.split("-"))
+        error = type(name, (ViolationFound,), {"kind": kind, "__module__": __name__})
+        _VIOLATION_ERRORS[kind] = error
+    return error
 
 
 class _ChaosMachine(RuleBasedStateMachine):
@@ -344,9 +373,9 @@ class _ChaosMachine(RuleBasedStateMachine):
     def no_violation(self) -> None:
         found = self.violations()
         if found:
-            # Hypothesis runs the shrunk failure last: the one remembered at the end.
+            # Hypothesis runs each shrunk failure last: the ones remembered at the end.
             RUNS.failed(type(self), self.failure(found))
-            raise AssertionError("\n".join(v.format() for v in found))
+            raise violation_error(found[0].kind)("\n".join(v.format() for v in found))
 
     @classmethod
     def run(
@@ -365,6 +394,12 @@ class _ChaosMachine(RuleBasedStateMachine):
     def last_failure(cls) -> Failure | None:
         """The last failing example (the shrunk one, after a run)."""
         return RUNS.failure(cls)
+
+    @classmethod
+    def failures(cls) -> tuple[Failure, ...]:
+        """After a run, one shrunk failure for each distinct violation kind it found (in the
+        order found)."""
+        return RUNS.failures(cls)
 
     def failure(self, found: Sequence[Violation]) -> Failure:
         """This example and what it showed, as a failure record."""

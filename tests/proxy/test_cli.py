@@ -158,7 +158,7 @@ def test_tls_listeners_and_https_upstream(tmp_path: Path, clock: ManualClock) ->
         ([*EMBEDDED, "--service", "bad-name=http://x"], "is not a service name"),
         ([*EMBEDDED, "--service", "a=http://x", "--service", "a=http://y"], "must differ"),
         ([*EMBEDDED, "--listen", "nohostport"], "is not HOST:PORT"),
-        ([*EMBEDDED, "--listen", "127.0.0.1:99999"], "is not a port number"),
+        ([*EMBEDDED, "--listen", "127.0.0.1:99999"], "is not HOST:PORT (port 0-65535)"),
         ([*EMBEDDED, "--seed", "1"], "--seed needs --rate"),
         ([*EMBEDDED, "--rate", "0.5"], "--rate and --faults go with --seed"),
         ([*EMBEDDED, "--seed", "1", "--rate", "2", "--faults", "revoke"], "rate from 0 to 1"),
