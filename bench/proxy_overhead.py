@@ -228,7 +228,7 @@ def main() -> int:
     budget = median("pass-through + upstream check + one RS256 signature (budget)", "cpu_us")
     print(
         f"\none RS256 signature (2048-bit key), idle, in this process: {signature:.0f} µs; "
-        f"pass-through + one signature under load: {budget:.0f} µs "
+        f"the budget (pass-through + upstream check + one signature) under load: {budget:.0f} µs "
         f"(pass-through + idle signature: {median(base, 'cpu_us') + signature:.0f} µs)"
     )
     # The machine's speed drifts between rounds; within a round the configurations run
