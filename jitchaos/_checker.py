@@ -235,37 +235,56 @@ def _storms(
 def _leak(
     ledger: Ledger, violation: Violation, served: list[tuple[Decision, Ledger]]
 ) -> Violation | None:
-    """A scope the token's own grant never had, allowed on a service that earlier served
-    another principal who held it: the service answered with someone else's permissions."""
+    """Whose permission a token that was allowed a scope its own grant never had was served
+    with. The same principal's earlier, wider token first (a role change: its next token
+    carries fewer scopes, and a service keyed by subject keeps honouring the old ones:
+    ``narrowed-scope-honoured``); else another principal who held the scope on the same
+    service (``cross-principal-leak``); else None (only the scope was not enforced)."""
     decision = violation.decision
     if decision is None or decision.fingerprint is None:
         return None
     record = ledger.lookup(decision.fingerprint)
     if record is None:
         return None
+    mine = ledger.get_grant(record.grant_id).scope_history[0][1] & record.token.scopes
+    leaked: tuple[Decision, TokenRecord, frozenset[str], Ledger] | None = None
     for earlier, judged_by in reversed(served):
         if earlier.service != decision.service or earlier.fingerprint is None:
             continue
         other = judged_by.lookup(earlier.fingerprint)
-        if other is None or other.principal == record.principal:
+        if other is None or other.token.fingerprint == record.token.fingerprint:
             continue
         grant = judged_by.get_grant(other.grant_id)
-        held = other.token.scopes & grant.scopes_at(earlier.at)
-        mine = ledger.get_grant(record.grant_id).scope_history[0][1] & record.token.scopes
-        extra = held - mine
+        extra = (other.token.scopes & grant.scopes_at(earlier.at)) - mine
         if not extra:
             continue
         first = next(e for e in judged_by.events if getattr(e, "grant_id", None) == grant.grant_id)
-        return Violation(
-            "cross-principal-leak",
-            decision,
-            f"{decision.method} {decision.path} at t={decision.at:.0f} was allowed "
-            f"({decision.status}) with token {decision.fingerprint} of {record.principal}, who "
-            f"never held [{' '.join(sorted(extra))}]; {other.principal} did (token "
-            f"{earlier.fingerprint}, served at t={earlier.at:.0f})",
-            (first, *violation.evidence),
-        )
-    return None
+        if other.principal == record.principal:
+            return Violation(
+                "narrowed-scope-honoured",
+                decision,
+                f"{decision.method} {decision.path} at t={decision.at:.0f} was allowed "
+                f"({decision.status}) with token {decision.fingerprint} of {record.principal}, "
+                f"whose grant has only [{' '.join(sorted(mine))}]; the same principal's earlier "
+                f"token {earlier.fingerprint} held [{' '.join(sorted(extra))}] (served at "
+                f"t={earlier.at:.0f}): the service honours a wider permission it held before",
+                (first, *violation.evidence),
+            )
+        if leaked is None:
+            leaked = (earlier, other, extra, judged_by)
+    if leaked is None:
+        return None
+    earlier, other, extra, judged_by = leaked
+    first = next(e for e in judged_by.events if getattr(e, "grant_id", None) == other.grant_id)
+    return Violation(
+        "cross-principal-leak",
+        decision,
+        f"{decision.method} {decision.path} at t={decision.at:.0f} was allowed "
+        f"({decision.status}) with token {decision.fingerprint} of {record.principal}, who "
+        f"never held [{' '.join(sorted(extra))}]; {other.principal} did (token "
+        f"{earlier.fingerprint}, served at t={earlier.at:.0f})",
+        (first, *violation.evidence),
+    )
 
 
 def _judge(

@@ -166,6 +166,33 @@ def test_cross_principal_leak(start: Start) -> None:
     assert alone.kind == "scope-not-enforced"
 
 
+def test_a_subjects_old_wider_permission_is_no_leak(start: Start) -> None:
+    """A role change as real IdPs make it: alice's next token carries fewer scopes. A service
+    keyed by subject that still allows her the old ones honours a narrowing late; it leaks
+    nothing from bob, who also held the scope (issue #17: it was named as the source)."""
+    proxy = start("introspect")
+    bob = user_tokens(proxy, "bob", "read")["access_token"]
+    wide = user_tokens(proxy, "alice", "read write")["access_token"]
+    assert call(proxy, wide, "POST /write") == 200
+    other = client_credentials(proxy, "read write")["access_token"]
+    assert call(proxy, other, "POST /write") == 200  # another principal held it last
+    narrow = user_tokens(proxy, "alice", "read")["access_token"]
+    assert call(proxy, narrow, "POST /write") == 403  # a correct service
+    assert call(proxy, bob, "GET /read") == 200
+    decisions = list(proxy.history.decisions)
+    decisions[2] = attrs.evolve(decisions[2], status=200)  # a service keyed by subject
+    found = check(proxy.ledger, decisions, required_scopes=NEEDS)
+    (violation,) = found
+    assert violation.kind == "narrowed-scope-honoured"
+    assert "subject:alice" in violation.sentence
+    assert str(decisions[0].fingerprint) in violation.sentence  # her earlier, wider token
+    assert "subject:bob" not in violation.sentence
+    assert "client:" not in violation.sentence
+    # Without her earlier token, the wider permission came from another principal.
+    (leak,) = check(proxy.ledger, decisions[1:], required_scopes=NEEDS)
+    assert leak.kind == "cross-principal-leak"
+
+
 def test_no_recovery_after_revoke_for_clients_under_test(start: Start, clock: ManualClock) -> None:
     proxy = start("introspect")
     token = client_credentials(proxy, "read")["access_token"]
