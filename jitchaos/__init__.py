@@ -51,7 +51,7 @@ from jitchaos.errors import (
 )
 
 if _TYPE_CHECKING:
-    from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine
+    from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine, ViolationFound
     from jitchaos.proxy import ChaosProxy, ProxyClient
 
 # The proxy and the machines run servers (aiohttp, httptools): they load when first named, so
@@ -61,6 +61,7 @@ _LAZY = {
     "ProxyClient": "jitchaos.proxy",
     "AuthChaosMachine": "jitchaos._stateful",
     "ClientChaosMachine": "jitchaos._stateful",
+    "ViolationFound": "jitchaos._stateful",
 }
 
 
@@ -145,6 +146,7 @@ __all__ = [
     "Trigger",
     "Verdict",
     "Violation",
+    "ViolationFound",
     "Widened",
     "audit_grants",
     "check",

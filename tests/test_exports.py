@@ -18,6 +18,7 @@ EXPECTED = {
         "History",
         "AuthChaosMachine",
         "ClientChaosMachine",
+        "ViolationFound",
         "RunReport",
         "report",
         "VIOLATION_KINDS",
