@@ -142,7 +142,10 @@ def run_demo(
     if buggy.record is None:
         out(f"\nno violation in {buggy.examples} examples: the planted bug was not found")
     else:
-        out(f"\nfound after {buggy.examples} examples, shrunk to:\n")
+        out(
+            f"\nfound at example {buggy.to_first_failure} of {buggy.examples} generated "
+            f"({buggy.shrinking} more spent shrinking), shrunk to:\n"
+        )
         out(story(buggy.record))
         out(f"\nrepro notebook: {buggy.notebook}")
     out(f"\nthe correct twin ({name}, fixed=True):")

@@ -24,6 +24,7 @@ from jitchaos._failure import Failure
 from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
 from jitchaos._report import RunReport
+from jitchaos._runner import RUNS
 from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine, ServiceFactory
 from jitchaos.errors import InvalidArgument
 
@@ -37,7 +38,7 @@ class RunOutcome:
     """What a run found."""
 
     examples: int
-    """Examples run (shrinking included)."""
+    """Examples generated (as ``max_examples`` counts them: shrinking not included)."""
     faults: int
     """Faults injected over all examples."""
     seconds: float
@@ -55,6 +56,10 @@ class RunOutcome:
     """One shrunk failure for each distinct violation kind found, in the order found."""
     notebooks: tuple[Path, ...] = ()
     """The repro notebook written for each of :attr:`records`."""
+    shrinking: int = 0
+    """Examples run while shrinking the failures."""
+    to_first_failure: int | None = None
+    """Which generated example failed first (1-based)."""
 
     def format(self) -> str:
         if self.failure is None:
@@ -62,7 +67,11 @@ class RunOutcome:
         else:
             distinct = len(self.records)
             found = f"{distinct} distinct violations" if distinct > 1 else "violation"
-            head = f"{found} found after {self.examples} examples:\n{self.failure}"
+            spent = f", {self.shrinking} more spent shrinking" if self.shrinking else ""
+            head = (
+                f"{found} found at example {self.to_first_failure} of {self.examples} "
+                f"generated{spent}:\n{self.failure}"
+            )
             for notebook in self.notebooks or ((self.notebook,) if self.notebook else ()):
                 head += f"\nrepro notebook: {notebook}"
             if self.persistent:
@@ -227,8 +236,9 @@ def run_scenario(
         world = Run._worlds.pop(Run, None)
         if world is not None:
             world.close()
+    counted = RUNS.counts(Run)
     return RunOutcome(
-        counts["examples"],
+        counted.generated if counted is not None else counts["examples"],
         counts["faults"],
         time.monotonic() - started,
         failure,
@@ -238,6 +248,8 @@ def run_scenario(
         persistent=isinstance(service, str),
         records=Run.failures() if failure is not None else (),
         notebooks=tuple(notebooks_written),
+        shrinking=counted.shrinking if counted is not None else 0,
+        to_first_failure=counted.to_first_failure if counted is not None else None,
     )
 
 

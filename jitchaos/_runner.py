@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import attrs
 from hypothesis import settings as Settings
 from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.statistics import collector
 
 from jitchaos._failure import Failure, Step, write_repro
 from jitchaos._report import RunReport
@@ -24,7 +26,42 @@ if TYPE_CHECKING:
 
     Machine = type[_ChaosMachine]
 
-__all__ = ["Runs", "minimize", "run"]
+__all__ = ["Counts", "Runs", "minimize", "run"]
+
+
+@attrs.frozen
+class Counts:
+    """How many examples a run spent on what, as Hypothesis counted them."""
+
+    generated: int
+    """Examples generated and run to the end or to a failure (``max_examples`` counts these;
+    those Hypothesis threw away half-drawn are not examples)."""
+    shrinking: int
+    """Examples run while shrinking failures (and replaying each shrunk failure)."""
+    to_first_failure: int | None
+    """Which generated example failed first (1-based); None when none did."""
+
+    def format(self) -> str:
+        first = (
+            f"; the first failure at example {self.to_first_failure}"
+            if self.to_first_failure is not None
+            else ""
+        )
+        spent = f", {self.shrinking} more spent shrinking" if self.shrinking else ""
+        return f"{self.generated} examples generated{first}{spent}"
+
+    @classmethod
+    def from_statistics(cls, stats: dict[str, Any]) -> Counts:
+        """From the statistics Hypothesis notes at the end of a test (the format its pytest
+        plugin's ``--hypothesis-show-statistics`` reads)."""
+        generated, first = 0, None
+        for case in stats.get("generate-phase", {}).get("test-cases", []):
+            if case["status"] in ("valid", "interesting"):
+                generated += 1
+                if case["status"] == "interesting" and first is None:
+                    first = generated
+        shrinking = len(stats.get("shrink-phase", {}).get("test-cases", []))
+        return cls(generated, shrinking, first)
 
 
 class Runs:
@@ -37,6 +74,7 @@ class Runs:
         self._reports: dict[type, RunReport] = {}
         self._failures: dict[type, dict[str, Failure]] = {}
         self._last: dict[type, Failure] = {}
+        self._counts: dict[type, Counts] = {}
 
     def report(self, cls: type) -> RunReport:
         with self._lock:
@@ -80,6 +118,15 @@ class Runs:
             self._failures.setdefault(cls, {})[raised] = failure
             self._last[cls] = failure
 
+    def counts(self, cls: type) -> Counts | None:
+        """What ``cls``'s last :func:`run` spent its examples on."""
+        with self._lock:
+            return self._counts.get(cls)
+
+    def counted(self, cls: type, counts: Counts) -> None:
+        with self._lock:
+            self._counts[cls] = counts
+
     def set_last(self, cls: type, failure: Failure) -> None:
         with self._lock:
             self._last[cls] = failure
@@ -106,8 +153,14 @@ def run(
     notebook with its JSON into ``notebooks``. Several failures raise Hypothesis's
     ``ExceptionGroup`` of them."""
     RUNS.failed(cls, None)
+
+    def counted(stats: Any) -> None:
+        RUNS.counted(cls, Counts.from_statistics(stats))
+
     try:
-        run_state_machine_as_test(cls, settings=settings)
+        # Hypothesis's statistics hook (what its pytest plugin reads); typed as None there.
+        with collector.with_value(counted):  # type: ignore[arg-type]
+            run_state_machine_as_test(cls, settings=settings)
         if not quiet:
             print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
     except (AssertionError, ExceptionGroup) as error:

@@ -90,6 +90,11 @@ def test_each_scenario_finds_its_bug_and_not_in_the_twin(
     )
     assert found.failure is not None, found.format()
     assert "state." in found.failure
+    # Honest counts (issue #18): shrinking is not counted as examples generated.
+    assert found.to_first_failure is not None
+    assert 1 <= found.to_first_failure <= found.examples <= 300
+    assert found.shrinking > 0
+    assert f"at example {found.to_first_failure} of {found.examples} generated" in found.format()
     clean = run_scenario(
         scenario,
         service=functools.partial(factory, fixed=True),
@@ -98,6 +103,8 @@ def test_each_scenario_finds_its_bug_and_not_in_the_twin(
         examples=100,
     )
     assert clean.failure is None, clean.format()
+    assert clean.examples == 100  # --examples N means N examples generated
+    assert (clean.shrinking, clean.to_first_failure) == (0, None)
     assert f"no violation in {clean.examples} examples" in clean.format()
 
 

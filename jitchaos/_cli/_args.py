@@ -130,7 +130,7 @@ def progress_line(*, every: int) -> Callable[[int, int, float], None]:
     tty = sys.stderr.isatty()
 
     def show(examples: int, faults: int, elapsed: float) -> None:
-        line = f"{examples} examples, {faults} faults injected, {elapsed:.0f}s"
+        line = f"{examples} examples run (shrinking included), {faults} faults, {elapsed:.0f}s"
         if tty:
             print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
         elif examples % every == 0:

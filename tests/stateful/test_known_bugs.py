@@ -293,6 +293,6 @@ def test_one_run_reports_every_distinct_violation_kind(tmp_path: Path) -> None:
     assert len(kinds) == len(set(kinds))  # one record for each kind
     assert len(outcome.notebooks) == len(kinds)
     assert all(path.exists() for path in outcome.notebooks)
-    assert outcome.format().startswith(f"{len(kinds)} distinct violations found after")
+    assert outcome.format().startswith(f"{len(kinds)} distinct violations found at example ")
     for kind in kinds:
         assert f"[{kind}]" in (outcome.failure or "")
