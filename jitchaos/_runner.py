@@ -34,8 +34,9 @@ class Counts:
     """How many examples a run spent on what, as Hypothesis counted them."""
 
     generated: int
-    """Examples generated and run to the end or to a failure (``max_examples`` counts these;
-    those Hypothesis threw away half-drawn are not examples)."""
+    """Examples generated and run to the end or to a failure (``max_examples`` bounds those
+    that passed, failing ones come on top; those Hypothesis threw away half-drawn are not
+    examples)."""
     shrinking: int
     """Examples run while shrinking failures (and replaying each shrunk failure)."""
     to_first_failure: int | None

@@ -92,7 +92,8 @@ def test_each_scenario_finds_its_bug_and_not_in_the_twin(
     assert "state." in found.failure
     # Honest counts (issue #18): shrinking is not counted as examples generated.
     assert found.to_first_failure is not None
-    assert 1 <= found.to_first_failure <= found.examples <= 300
+    # --examples bounds the examples that pass; failing ones come on top of them.
+    assert 1 <= found.to_first_failure <= found.examples
     assert found.shrinking > 0
     assert f"at example {found.to_first_failure} of {found.examples} generated" in found.format()
     clean = run_scenario(
