@@ -132,10 +132,10 @@ class Runs:
         with self._lock:
             self._last[cls] = failure
 
-    def kinds(self, cls: type) -> tuple[str, ...]:
-        """The violation kinds raised, each standing for one distinct failure."""
+    def by_kind(self, cls: type) -> dict[str, Failure]:
+        """The failing examples by the violation kind each raised (a copy)."""
         with self._lock:
-            return tuple(self._failures.get(cls, {}))
+            return dict(self._failures.get(cls, {}))
 
 
 RUNS = Runs()
@@ -169,9 +169,9 @@ def run(
             raise
         if not quiet:
             error.add_note(f"run report:\n{RUNS.report(cls).format()}")
-        shrunk = dict(zip(RUNS.kinds(cls), RUNS.failures(cls), strict=True))
+        shrunk = RUNS.by_kind(cls)
         minimize(cls)
-        for kind, failure in zip(RUNS.kinds(cls), RUNS.failures(cls), strict=True):
+        for kind, failure in RUNS.by_kind(cls).items():
             before = shrunk.get(kind)
             if before is not None and failure is not before:
                 rules = ", ".join(step.rule for step in failure.steps)
@@ -204,7 +204,7 @@ def minimize(cls: Machine) -> Failure | None:
         return last
     saved = RUNS.saved_report(cls)
     try:
-        for kind, failure in zip(RUNS.kinds(cls), RUNS.failures(cls), strict=True):
+        for kind, failure in RUNS.by_kind(cls).items():
             best = _minimized(cls, failure)
             RUNS.failed(cls, best, kind=kind)
             if failure is last:

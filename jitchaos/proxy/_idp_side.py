@@ -82,6 +82,7 @@ class IdPSide:
         metrics: Metrics,
         *,
         own_keys: KeyRing | None,
+        embedded: Callable[[], EmbeddedIdP | None],
         reuse_detection: bool,
         upstream_timeout: float,
     ) -> None:
@@ -94,7 +95,7 @@ class IdPSide:
         self.resign = own_keys is not None
         self.reuse_detection = reuse_detection
         self._upstream_timeout = upstream_timeout
-        self.idp: EmbeddedIdP | None = None  # an embedded upstream, whose keys the proxy holds
+        self._embedded = embedded  # the embedded upstream, whose keys the proxy holds, if any
         self._upstream: UpstreamIdP | None = None
         self._client: HttpClient | None = None
         self._upstream_token: dict[str, str] = {}  # re-minted fingerprint -> upstream token
@@ -309,7 +310,7 @@ class IdPSide:
         parsed = parse_compact(raw)
         header = parsed.header if parsed is not None else None
         claims = parsed.claims if parsed is not None else None
-        info: dict[str, Any] = claims or await self._introspect_upstream(raw, request) or {}
+        info: dict[str, Any] = claims or await self._introspect_upstream(raw, request, form) or {}
         scopes = _scope_field(payload.get("scope"))
         if scopes is None:
             scopes = _scope_field(info.get("scope", info.get("scp")))
@@ -437,8 +438,9 @@ class IdPSide:
         upstream = self._require_upstream()
         kid = token.header.get("kid")
         key = None
-        if self.idp is not None and isinstance(kid, str):
-            key = self._idp_key(kid)
+        idp = self._embedded()
+        if idp is not None and isinstance(kid, str):
+            key = self._idp_key(idp, kid)
         elif isinstance(kid, str):
             key = await upstream.key(kid, self._forward)
         issuer = upstream.metadata.get("issuer") if upstream.metadata else None
@@ -451,9 +453,8 @@ class IdPSide:
                 502, upstream.name, f"an issued token failed verification: {error}"
             ) from None
 
-    def _idp_key(self, kid: str) -> jwt.PyJWK | None:
-        assert self.idp is not None
-        signing = self.idp.keys.get(kid)
+    def _idp_key(self, idp: EmbeddedIdP, kid: str) -> jwt.PyJWK | None:
+        signing = idp.keys.get(kid)
         if signing is None:
             return None
         cached = self._idp_jwks.get(kid)
@@ -462,8 +463,11 @@ class IdPSide:
             self._idp_jwks[kid] = cached
         return cached[1]
 
-    async def _introspect_upstream(self, token: str, request: Request) -> dict[str, Any] | None:
-        """RFC 7662 on an opaque upstream token, with the requesting client's credentials."""
+    async def _introspect_upstream(
+        self, token: str, request: Request, form: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """RFC 7662 on an opaque upstream token, with the credentials of the client whose token
+        request (``form``, read once by the handler) it answers."""
         upstream = self._require_upstream()
         target = upstream.endpoints.get("introspection_endpoint")
         if target is None:
@@ -471,10 +475,6 @@ class IdPSide:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        try:
-            form = _form(request, await request.read())
-        except FormError:
-            form = {}
         fields = {"token": token}
         for name in ("client_id", "client_secret"):
             if name in form:
@@ -488,12 +488,8 @@ class IdPSide:
     async def _introspection(
         self, request: Request, target: URL, body: bytes, form: dict[str, str]
     ) -> web.Response | Reply:
-        raw = form.get("token")
-        answer = await self._forward(
-            "POST", target, request_headers(request), self._upstream_form(body, form)
-        )
+        answer, record = await self._about_token(request, target, body, form)
         data = answer.json_object() if answer.status == 200 else None
-        record = self.ledger.lookup(fingerprint(raw)) if raw else None
         if data is None or record is None:
             return _relay(answer)
         now = self.clock.now()
@@ -511,11 +507,7 @@ class IdPSide:
     async def _revocation(
         self, request: Request, target: URL, body: bytes, form: dict[str, str]
     ) -> web.Response | Reply:
-        raw = form.get("token")
-        answer = await self._forward(
-            "POST", target, request_headers(request), self._upstream_form(body, form)
-        )
-        record = self.ledger.lookup(fingerprint(raw)) if raw else None
+        answer, record = await self._about_token(request, target, body, form)
         if answer.status == 200 and record is not None:
             family = record.token.kind is TokenKind.REFRESH
             try:
@@ -554,6 +546,17 @@ class IdPSide:
         while self._upstream_token_expiry and self._upstream_token_expiry[0][0] < now:
             _, gone = heapq.heappop(self._upstream_token_expiry)
             self._upstream_token.pop(gone, None)
+
+    async def _about_token(
+        self, request: Request, target: URL, body: bytes, form: dict[str, str]
+    ) -> tuple[Forwarded, TokenRecord | None]:
+        """An introspection or revocation request forwarded with the upstream's own token in
+        place of a re-minted one; its answer, and the ledger's record of the token asked about."""
+        raw = form.get("token")
+        answer = await self._forward(
+            "POST", target, request_headers(request), self._upstream_form(body, form)
+        )
+        return answer, self.ledger.lookup(fingerprint(raw)) if raw else None
 
     def _upstream_form(self, body: bytes, form: dict[str, str]) -> bytes:
         """The body with a re-minted token swapped back for the upstream's own."""

@@ -155,10 +155,10 @@ class ChaosProxy:
             self.engine,
             self.metrics,
             own_keys=self._own_keys,
+            embedded=lambda: self.idp,
             reuse_detection=bool(reuse_detection),
             upstream_timeout=float(upstream_timeout),
         )
-        self.idp_side.idp = self.idp
         self.service_side = ServiceSide(
             self.services,
             ledger=self.ledger,
@@ -243,7 +243,7 @@ class ChaosProxy:
             idp_url = self._urls["idp"] = base_url(scheme, host, bound)
             if self._idp_config is not None:
                 self._own_idp = EmbeddedIdP(self._idp_config, clock=self.clock, issuer=idp_url)
-                self.idp = self.idp_side.idp = self._own_idp
+                self.idp = self._own_idp
                 self._upstream_url = await self._own_idp.start(host, 0)
             assert self._upstream_url is not None
             self.idp_side.connect(
