@@ -1,14 +1,18 @@
 """Serve one known-bug service (or its fixed twin) in its own process, for ``jitchaos run``.
 
 Usage: python -m examples NAME --idp URL [--port PORT] [--fixed]
+                           [--issuer ISS] [--audience AUD] [--client ID:SECRET]
     NAME: permission_cache, introspection_cache, jwks_cache, jwks_wiped, stateless_jwt,
-    shared_cache. It introspects as client machine-api / machine-api-secret.
+    shared_cache. It introspects as --client (default machine-api:machine-api-secret, the
+    embedded IdP's); behind a real IdP, --issuer is the IdP's issuer (default: --idp) and
+    --audience its tokens' audience (default: jitchaos).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 
 from aiohttp import web
 
@@ -28,9 +32,26 @@ def main() -> None:
     parser.add_argument("--idp", required=True, help="the IdP URL (also the issuer)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--fixed", action="store_true", help="serve the correct twin")
+    parser.add_argument("--issuer", help="the tokens' iss (default: --idp)")
+    parser.add_argument("--audience", help="the tokens' aud (default: jitchaos)")
+    parser.add_argument("--client", metavar="ID:SECRET", help="the introspection client")
     args = parser.parse_args()
     module = importlib.import_module(f"examples.{args.name}")
-    app = module.make_app(idp_url=args.idp.rstrip("/"), fixed=args.fixed)
+    options: dict[str, object] = {"idp_url": args.idp.rstrip("/"), "fixed": args.fixed}
+    if args.issuer is not None:
+        options["issuer"] = args.issuer
+    if args.audience is not None:
+        options["audience"] = args.audience
+    if args.client is not None:
+        client_id, colon, secret = args.client.partition(":")
+        if not colon:
+            parser.error("--client must be ID:SECRET")
+        options["client"] = (client_id, secret)
+    accepted = inspect.signature(module.make_app).parameters
+    for name in options:
+        if name not in accepted:
+            parser.error(f"{args.name} takes no --{name}")
+    app = module.make_app(**options)
     web.run_app(app, host="127.0.0.1", port=args.port, print=lambda *_: print("ready", flush=True))
 
 

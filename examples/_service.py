@@ -79,7 +79,9 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(str(claims.get("scope", "")).split())
 
 
-def verify(token: str, key: jwt.PyJWK, now: float, issuer: str) -> dict[str, Any] | None:
+def verify(
+    token: str, key: jwt.PyJWK, now: float, issuer: str, audience: str = "jitchaos"
+) -> dict[str, Any] | None:
     """What a careful resource server checks (RFC 9068 §4): the algorithm pinned to the key,
     ``typ``, issuer, a single audience, integer times against the service's clock, and a
     well-formed scope string. None when any of it fails."""
@@ -91,11 +93,11 @@ def verify(token: str, key: jwt.PyJWK, now: float, issuer: str) -> dict[str, Any
             token,
             key,
             algorithms=[key.algorithm_name],
-            audience="jitchaos",
+            audience=audience,
             issuer=issuer,
             options={
                 "strict_aud": True,
-                "require": ["exp", "iat", "nbf"],
+                "require": ["exp", "iat"],  # RFC 9068 §2.2: nbf is optional
                 "verify_exp": False,
                 "verify_nbf": False,
                 "verify_iat": False,
@@ -103,7 +105,7 @@ def verify(token: str, key: jwt.PyJWK, now: float, issuer: str) -> dict[str, Any
         )
     except jwt.PyJWTError:
         return None
-    times = [claims.get(name) for name in ("exp", "nbf", "iat")]
+    times = [claims.get(name, claims.get("iat")) for name in ("exp", "nbf", "iat")]
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in times):
         return None
     exp, nbf, iat = times

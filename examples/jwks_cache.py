@@ -40,6 +40,7 @@ def jwt_validator(
     issuer: str,
     now: Callable[[], float],
     refetch: bool,
+    audience: str = "jitchaos",
 ) -> Callable[[str], Awaitable[frozenset[str] | None]]:
     """Local JWT validation against a cached JWKS; ``refetch`` is the fix (see above)."""
     keys: dict[str, jwt.PyJWK] = {}
@@ -58,12 +59,12 @@ def jwt_validator(
         if not keys or (refetch and kid not in keys and fetched["at"] != now()):
             await load()
         key = keys.get(kid) if isinstance(kid, str) else None
-        claims = verify(token, key, now(), issuer) if key is not None else None
+        claims = verify(token, key, now(), issuer, audience) if key is not None else None
         if claims is None and refetch and key is not None and fetched["at"] != now():
             # The kid is known but the signature fails: the key behind it may have changed.
             await load()
             key = keys.get(kid) if isinstance(kid, str) else None
-            claims = verify(token, key, now(), issuer) if key is not None else None
+            claims = verify(token, key, now(), issuer, audience) if key is not None else None
         return scopes_of(claims) if claims is not None else None
 
     return check

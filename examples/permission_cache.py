@@ -34,7 +34,10 @@ def make_app(
         current = scopes_of(answer)
         if fixed:
             return current
-        return permissions.setdefault(str(answer.get("sub")), current)  # the bug
+        # Keyed by who holds it: the subject, or the client of a client_credentials token
+        # (some IdPs, node-oidc-provider among them, introspect those without a sub).
+        holder = str(answer.get("sub") or answer.get("client_id"))
+        return permissions.setdefault(holder, current)  # the bug
 
     app = service(check)
     session_context(app, SESSION)

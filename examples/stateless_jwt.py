@@ -26,6 +26,7 @@ def make_app(
     now: Callable[[], float] = time.time,
     fixed: bool = False,
     client: tuple[str, str] = ("machine-api", "machine-api-secret"),
+    audience: str = "jitchaos",
 ) -> web.Application:
     cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -42,6 +43,8 @@ def make_app(
         return scopes & scopes_of(hit[1])
 
     app = service(check)
-    local = jwt_validator(app, idp_url, issuer if issuer is not None else idp_url, now, True)
+    local = jwt_validator(
+        app, idp_url, issuer if issuer is not None else idp_url, now, True, audience
+    )
     session_context(app, SESSION)
     return app

@@ -188,6 +188,16 @@ class KeyRing:
             self._pending = tuple(p for p in self._pending if p[1] is not key)
         return key
 
+    def restart(self, key: SigningKey) -> None:
+        """Hold only ``key`` again (signing with it, nothing pending): a new example of a
+        world whose proxy outlives examples starts from its first key."""
+        if not isinstance(key, SigningKey):
+            raise InvalidArgument(f"key={key!r} must be a SigningKey")
+        with self._lock:
+            self._keys = (key,)
+            self._current = key
+            self._pending = ()
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JSON Web Key Set (RFC 7517 §5) of every published key."""
         return {"keys": [key.public_jwk() for key in self._keys]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,10 @@ class RunOutcome:
     """Examples run while shrinking the failures."""
     to_first_failure: int | None = None
     """Which generated example failed first (1-based)."""
+    world: str = "embedded"
+    """Which world the run drove: ``embedded`` or ``staging`` (a real IdP)."""
+    revocations: Mapping[str, int] = attrs.field(factory=dict)
+    """In the staging world: who applied the revocations, and how many each."""
 
     def format(self) -> str:
         if self.failure is None:
@@ -79,6 +83,9 @@ class RunOutcome:
                     "\n(the service runs in another process and kept its state across "
                     "examples: what earlier examples left in its caches may be part of the cause)"
                 )
+        if self.revocations:
+            who = "; ".join(f"{n} by {by}" for by, n in sorted(self.revocations.items()))
+            head += f"\nrevocations: {who}"
         return f"{head}\n\n{self.report.format()}"
 
 
@@ -147,12 +154,33 @@ def run_scenario(
     progress: Callable[[int, int, float], None] | None = None,
     notebooks: str | os.PathLike[str] | None = None,
     execute: bool = False,
+    upstream: str | None = None,
+    clients: Sequence[str] = (),
+    max_wait: float | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
     other listeners, ``"host:port"``) and return what it found; a failure is also written as a
     repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs).
-    ``progress`` hears, after each example: examples run, faults injected, seconds elapsed."""
+    ``progress`` hears, after each example: examples run, faults injected, seconds elapsed.
+
+    ``upstream`` (an OpenID provider's issuer or discovery URL) runs the scenario in the
+    staging world, with tokens for ``clients`` (``"ID:SECRET[:SCOPES]"``; none: one registered
+    per example, RFC 7591); the service then takes the provider's issuer as its ``iss``.
+    ``max_wait`` caps one wall-clock wait (default: the scenario's ``max_wait``)."""
+    from jitchaos._worlds import TestClient
+
+    parsed_clients = [TestClient.parse(text) for text in clients]
+    if upstream is not None and not isinstance(upstream, str):
+        raise InvalidArgument(f"upstream={upstream!r} must be the URL of an OpenID provider")
+    if max_wait is not None and (
+        isinstance(max_wait, bool)
+        or not isinstance(max_wait, int | float)
+        or not 0 <= max_wait < float("inf")
+    ):
+        raise InvalidArgument(f"max_wait={max_wait!r} must be seconds >= 0")
+    if clients and upstream is None:
+        raise InvalidArgument("test clients are clients of an upstream IdP: give --upstream")
     for name, value in (
         ("listen", listen),
         ("control_listen", control_listen),
@@ -194,11 +222,15 @@ def run_scenario(
         "listen": listen,
         "control_listen": control_listen,
         "service_listen": service_listen,
+        "upstream": upstream,
+        "test_clients": parsed_clients,
+        "max_wait": float(max_wait) if max_wait is not None else scenario.max_wait,
     }
     for name, value in attributes.items():
         setattr(Run, name, value)
     failure: str | None = None
     notebooks_written: list[Path] = []
+    revocations: dict[str, int] = {}
     try:
         Run.run(
             notebooks=None,
@@ -233,9 +265,10 @@ def run_scenario(
                 write_repro(record, notebooks, execute=execute) for record in Run.failures()
             ]
     finally:
-        world = Run._worlds.pop(Run, None)
-        if world is not None:
-            world.close()
+        started_world = Run._worlds.pop(Run, None)
+        if started_world is not None:
+            revocations = dict(getattr(started_world, "revocations", {}))
+            started_world.close()
     counted = RUNS.counts(Run)
     return RunOutcome(
         counted.generated if counted is not None else counts["examples"],
@@ -250,6 +283,8 @@ def run_scenario(
         notebooks=tuple(notebooks_written),
         shrinking=counted.shrinking if counted is not None else 0,
         to_first_failure=counted.to_first_failure if counted is not None else None,
+        world="staging" if upstream is not None else "embedded",
+        revocations=revocations,
     )
 
 

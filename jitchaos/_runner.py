@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -154,13 +155,17 @@ def run(
     notebook with its JSON into ``notebooks``. Several failures raise Hypothesis's
     ``ExceptionGroup`` of them."""
     RUNS.failed(cls, None)
+    # Started before Hypothesis runs: a world that cannot start (a provider that is none, a
+    # refused client, a busy port) is the user's error, not an example to shrink.
+    world = cls.world_of()
 
     def counted(stats: Any) -> None:
         RUNS.counted(cls, Counts.from_statistics(stats))
 
+    budget = None if world.manual else cls.shrink_budget
     try:
         # Hypothesis's statistics hook (what its pytest plugin reads); typed as None there.
-        with collector.with_value(counted):  # type: ignore[arg-type]
+        with collector.with_value(counted), _shrinking_within(budget):  # type: ignore[arg-type]
             run_state_machine_as_test(cls, settings=settings)
         if not quiet:
             print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
@@ -192,15 +197,49 @@ def run(
         raise
 
 
+@contextmanager
+def _shrinking_within(seconds: float | None) -> Iterator[None]:
+    """Bound Hypothesis's shrinking by ``seconds`` of time (None: its own limit). On the wall
+    clock every shrink attempt waits for real; Hypothesis stops shrinking once its engine's
+    ``MAX_SHRINKING_SECONDS`` have passed (five minutes, its issue 2340) and keeps the
+    smallest failure found so far. Its warning then (five minutes, please report) is replaced
+    by one line saying the budget was spent."""
+    from hypothesis.internal.conjecture import engine
+    from hypothesis.reporting import current_reporter, with_reporter
+
+    saved = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+    if seconds is None or saved is None:
+        yield
+        return
+    outer = current_reporter()
+
+    def reporter(value: object) -> None:
+        if isinstance(value, str) and "spent more than five minutes working to shrink" in value:
+            value = f"jitchaos: shrinking stopped after its budget of {seconds:g}s"
+        outer(value)
+
+    engine.MAX_SHRINKING_SECONDS = max(1, int(seconds))
+    try:
+        with with_reporter(reporter):
+            yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = saved
+
+
 def minimize(cls: Machine) -> Failure | None:
     """Drop from each of ``cls``'s failures, one at a time until none can go, every step it
     still shows a violation of the same kind without, and remember the results; returns the
     last failure, minimised. Hypothesis's shrinker can stop at a local minimum: a step whose
     removal shifts the choices after it stays. Replays run on fresh examples of the machine; a
     service in another process keeps its caches between them, so its failures are left as
-    they are."""
+    they are, and so are those on the wall clock."""
     last = RUNS.failure(cls)
-    if last is None or isinstance(getattr(cls, "service", None), str):
+    world = cls._worlds.get(cls)
+    if (
+        last is None
+        or isinstance(getattr(cls, "service", None), str)
+        or (world is not None and not world.manual)  # replays on the wall clock wait for real
+    ):
         return last
     saved = RUNS.saved_report(cls)
     try:

@@ -17,11 +17,11 @@ example gets a fresh service instance, so no cache survives from one example int
 from __future__ import annotations
 
 import asyncio
-import base64
 import inspect
 import json
 import os
 import threading
+import time
 import unittest
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -44,17 +44,28 @@ from hypothesis.stateful import (
 from jitchaos import _runner
 from jitchaos._checker import Violation, check
 from jitchaos._checks import address, route_scopes, scope_names
+from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._failure import Failure, Found, Step, describe_service
-from jitchaos._keys import KeyRing
 from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
 from jitchaos._policy import Policy
-from jitchaos._records import Granted, TokenKind
+from jitchaos._records import Expired, Granted, Narrowed, Revoked, TokenKind
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
 from jitchaos._runner import RUNS
 from jitchaos._steps import _Draws, _Replayed, _Token
 from jitchaos._tokens import fingerprint
-from jitchaos._worlds import _ACCESS_TTL, _APP, _CLIENT, _REDIRECT, _RESOURCE, _SECRETS, _World
+from jitchaos._worlds import (
+    _ACCESS_TTL,
+    _APP,
+    _CLIENT,
+    _REDIRECT,
+    _RESOURCE,
+    _SECRETS,
+    TestClient,
+    _basic,
+    _StagingWorld,
+    _World,
+)
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults import Expire, Narrow, Outage, Revoke, RotateKeys
 
@@ -170,6 +181,23 @@ class _ChaosMachine(RuleBasedStateMachine):
     it. None: yes for an application the machine runs, no for a URL (a service in another
     process keeps the wall clock: time passes for real and ``advance`` is left out)."""
 
+    upstream: ClassVar[str | None] = None
+    """A real OpenID provider (its issuer or discovery URL): the machine then runs in the
+    **staging world** (see :class:`~jitchaos._worlds._StagingWorld`): grants go to the
+    provider's token endpoint through the proxy, which re-signs its JWTs; revocation goes to
+    its RFC 7009 endpoint where it accepts the token; everything runs on the wall clock. None:
+    the embedded IdP."""
+    test_clients: ClassVar[Sequence[str | TestClient]] = ()
+    """The upstream's clients tokens are granted to, ``"ID:SECRET[:SCOPES]"``; none: one is
+    registered for each example (RFC 7591), where the provider allows it."""
+    max_wait: ClassVar[float] = 60.0
+    """On the wall clock, the longest one ``advance`` waits (seconds): edges further away
+    (a token's ``exp`` an hour out) are not waited for."""
+    shrink_budget: ClassVar[float] = 90.0
+    """On the wall clock, the seconds Hypothesis may spend shrinking a failure (every
+    shrink attempt waits for real). Hypothesis checks it after each example, so shrinking
+    can overrun it by one example's waits; the run keeps the smallest failure found."""
+
     _fronted: ClassVar[str] = "service"
     """The proxy's service listener that ``service_listen`` pins."""
 
@@ -201,7 +229,7 @@ class _ChaosMachine(RuleBasedStateMachine):
             return cls.shared_clock
         return not isinstance(getattr(cls, "service", None), str)
 
-    _worlds: ClassVar[dict[type, _World]] = {}
+    _worlds: ClassVar[dict[type, _World | _StagingWorld]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
     _clients: ClassVar[frozenset[str]] = frozenset()
     all_actions: ClassVar[frozenset[str]] = ACTIONS
@@ -227,30 +255,14 @@ class _ChaosMachine(RuleBasedStateMachine):
                 f"{cls.__name__}.actions names rules it does not have: {sorted(unknown)} "
                 f"(it has {sorted(cls.all_actions)})"
             )
-        self._actions = frozenset(cls.actions) if cls.actions is not None else cls.all_actions
-        listeners = cls._listeners()
-        with cls._world_lock:
-            world = cls._worlds.get(cls)
-            if world is None:
-                world = cls._worlds[cls] = _World(
-                    frozenset(cls.scopes),
-                    listeners,
-                    cls._clock_is_shared(),
-                    fresh_service=not isinstance(getattr(cls, "service", None), str),
-                )
+        world = cls.world_of()
+        wanted = frozenset(cls.actions) if cls.actions is not None else cls.all_actions
+        self._actions = world.adapt(wanted)
         self.world = world
         self.proxy = world.proxy
         self.clock = world.clock
         self.proxy.reset()
-        # Every example starts from the same world: one signing key, no faults, a fresh
-        # service. (The clock only moves forward; everything is judged relative to it.)
-        world.keys.restart()
-        earlier = world.idp.keys
-        world.idp.keys = KeyRing(key=world.first_key, source=world.keys.take)
-        if not any(key is world.first_key for key in earlier.keys):
-            # An earlier example removed or rekeyed the first key: for a service that outlives
-            # examples, it comes back into the JWKS now.
-            self.proxy.ledger.publish_key(world.first_key.kid)
+        world.begin_example(self.proxy.ledger.seq)
         self.hostile: set[str] = set()
         self._runners: list[web.AppRunner] = []
         self._connections = Connections()  # keep-alive to the proxy's listeners
@@ -260,6 +272,37 @@ class _ChaosMachine(RuleBasedStateMachine):
         """The rules run in this example, with their arguments and draws (for replay)."""
         self.held: list[_Token] = []
         self._last_forged: _Token | None = None
+
+    @classmethod
+    def world_of(cls) -> _World | _StagingWorld:
+        """The world this machine class's examples share, started on first use: the staging
+        world when :attr:`upstream` names a provider, else the embedded one. A provider that
+        is no OpenID provider, or refuses a test client, is an InvalidArgument (with nothing
+        left running)."""
+        with cls._world_lock:
+            world = cls._worlds.get(cls)
+            if world is None:
+                world = cls._worlds[cls] = cls._new_world()
+        return world
+
+    @classmethod
+    def _new_world(cls) -> _World | _StagingWorld:
+        listeners = cls._listeners()
+        if cls.upstream is None:
+            return _World(
+                frozenset(cls.scopes),
+                listeners,
+                cls._clock_is_shared(),
+                fresh_service=not isinstance(getattr(cls, "service", None), str),
+            )
+        if not isinstance(cls.upstream, str):
+            raise TypeError(f"{cls.__name__}.upstream={cls.upstream!r} must be a URL")
+        if isinstance(cls.test_clients, str):
+            raise TypeError(f"{cls.__name__}.test_clients must be a list of 'ID:SECRET[:SCOPES]'")
+        clients = [
+            c if isinstance(c, TestClient) else TestClient.parse(c) for c in cls.test_clients
+        ]
+        return _StagingWorld(cls.upstream, clients, frozenset(cls.scopes), listeners)
 
     @property
     def idp_url(self) -> str:
@@ -285,7 +328,12 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     def _tick(self) -> None:
         if self.world.manual:
-            self.clock.advance(0.001)
+            self._move(0.001)
+
+    def _move(self, seconds: float) -> None:
+        """Move the machine's own clock (the embedded world's, shared with the system)."""
+        assert isinstance(self.clock, ManualClock | OffsetClock)
+        self.clock.advance(seconds)
 
     def _seconds(self) -> st.SearchStrategy[int]:
         """Clock moves that matter to this policy first (just past its staleness window, then
@@ -301,14 +349,68 @@ class _ChaosMachine(RuleBasedStateMachine):
         return st.sampled_from(edges) | st.integers(1, 3600)
 
     @_action("advance")
-    @precondition(lambda self: self.world.manual)
+    @precondition(lambda self: self.world.manual or bool(self._edges()))
     @rule(data=st.data())
     def advance(self, data: st.DataObject) -> None:
-        """Move the clock (tokens age, caches go stale), then keep using what is held."""
+        """Move the clock (tokens age, caches go stale), then keep using what is held. On the
+        wall clock, wait: straight to one of the instants where this example's changes become
+        judgeable (:meth:`_edges`)."""
         data = self._begin("advance", data)
-        self.clock.advance(data.draw(self._seconds(), label="seconds"))
+        if self.world.manual:
+            self._move(data.draw(self._seconds(), label="seconds"))
+        else:
+            seconds = data.draw(st.sampled_from(self._edges()), label="seconds")
+            time.sleep(max(0.0, float(seconds)))
         self.proxy.engine.tick()
         self._keep_using()
+
+    _EDGE_MARGIN: ClassVar[float] = 0.5
+    """How far past a window's end a wall-clock wait goes: past any rounding of the
+    service's own clock reads, well short of the next window."""
+
+    def _edges(self) -> list[float]:
+        """On the wall clock, the waits (seconds from now, to 0.1 s) that take this example
+        just past an edge that matters: the policy's staleness after each revocation,
+        narrowing or expiry, ``exp`` + leeway of each held token, the key staleness after a
+        rotation, the recovery window after an outage ends. Independent lifecycles overlap:
+        one wait past an edge judges every change whose edge it also passes. The nearest edge
+        comes first, the simplest draw: shrinking, which waits for real on every attempt,
+        tries the shortest wait first. An edge already passed waits nothing.
+
+        Which edges there are depends only on the example's steps, never on the time (a
+        precondition or a draw that did would make Hypothesis's replays flaky); windows
+        longer than :attr:`max_wait` (a token living an hour) are left out."""
+        policy = type(self).policy
+        limit = type(self).max_wait
+        ledger = self.proxy.ledger
+        ends: list[float] = []
+
+        def edge(at: float, window: float) -> None:
+            if window <= limit:
+                ends.append(at + window)
+
+        for event in ledger.events[self._first_seq :]:
+            if isinstance(event, Revoked | Narrowed):
+                edge(event.at, policy.staleness)
+            elif isinstance(event, Expired):
+                edge(event.at, max(policy.staleness, policy.leeway))
+        for token in self.held:
+            record = ledger.lookup(token.fingerprint)
+            if record is not None:
+                life = record.token.expires_at - record.token.issued_at
+                edge(record.token.issued_at, life + policy.leeway)
+        for applied in self.proxy.history.faults:
+            if not applied.applied:
+                continue
+            if isinstance(applied.fault, RotateKeys):
+                edge(applied.at, policy.key_staleness)
+            elif isinstance(applied.fault, Outage):
+                edge(applied.at, applied.fault.duration + policy.recovery)
+        now = self.clock.now()
+        return [
+            min(limit, max(0.0, round(end + self._EDGE_MARGIN - now + 0.05, 1)))
+            for end in sorted(ends)
+        ]
 
     def _keep_using(self) -> None:
         """What the clients of the system do as time passes."""
@@ -468,14 +570,11 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     def _token_request(self, form: Mapping[str, str], client: str = _CLIENT) -> dict[str, Any]:
         """POST /token at the proxy's IdP side; the JSON answer, or {} when refused."""
-        basic = base64.b64encode(f"{client}:{_SECRETS[client]}".encode()).decode()
         status, _, body = self._request(
             f"{self.proxy.url}/token",
             method="POST",
-            headers={
-                "Authorization": f"Basic {basic}",
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
+            headers=_basic(TestClient(client, self.world.secret(client)))
+            | {"Content-Type": "application/x-www-form-urlencoded"},
             body=urllib.parse.urlencode(form).encode(),
         )
         if status != 200:
@@ -536,7 +635,7 @@ class AuthChaosMachine(_ChaosMachine):
         if isinstance(target, str):
             self.proxy.retarget("service", target)
         else:
-            app = target(idp_url=self.proxy.url, issuer=self.world.idp.issuer, now=self.clock.now)
+            app = target(idp_url=self.proxy.url, issuer=self.world.issuer, now=self.clock.now)
             self.proxy.retarget("service", self.world.loop.run(self._serve(app)))
 
     def _scopes(self, data: st.DataObject, allowed: Collection[str]) -> frozenset[str]:
@@ -566,11 +665,19 @@ class AuthChaosMachine(_ChaosMachine):
         """A client_credentials token for some of the scopes, used at once on one route."""
         data = self._begin("grant", data)
         self._tick()
-        chosen = self._scopes(data, type(self).scopes)
-        answer = self._token_request(
-            {"grant_type": "client_credentials", "scope": " ".join(sorted(chosen))}
+        scopes = frozenset(type(self).scopes)
+        clients = self.world.grant_clients(scopes)
+        client = (
+            clients[0]
+            if len(clients) == 1
+            else data.draw(st.sampled_from(clients), label="client")
         )
-        return self._issued(answer, _CLIENT, data)
+        chosen = self._scopes(data, client.scopes or scopes)
+        answer = self._token_request(
+            {"grant_type": "client_credentials", "scope": " ".join(sorted(chosen))},
+            client.client_id,
+        )
+        return self._issued(answer, client.client_id, data)
 
     @_action("login")
     @rule(targets=(tokens, logins), user=st.sampled_from(["alice", "bob"]), data=st.data())
@@ -612,6 +719,14 @@ class AuthChaosMachine(_ChaosMachine):
         self._begin("revoke", token=token, whole_grant=whole_grant)
         self._tick()
         target = f"token:{token.fingerprint}"
+        if isinstance(self.world, _StagingWorld) and not whole_grant:
+            # At the IdP first (RFC 7009): the proxy's ledger records what it accepts.
+            revoked, why = self.world.revoke_at_idp(token.raw, token.principal)
+            self.world.revoked_by("the IdP (RFC 7009)" if revoked else f"the proxy ({why})")
+            if revoked:
+                return
+        elif isinstance(self.world, _StagingWorld):
+            self.world.revoked_by("the proxy (a whole grant: RFC 7009 revokes one token)")
         if whole_grant:
             record = self.proxy.ledger.lookup(token.fingerprint)
             assert record is not None
@@ -651,12 +766,12 @@ class AuthChaosMachine(_ChaosMachine):
         self._tick()
         # A token whose key was removed can no longer be the base of an attack on that key.
         # (Checked, not assumed, so that a replay outside Hypothesis, where it holds, runs.)
-        if self.world.idp.keys.get(jwt.get_unverified_header(token.raw)["kid"]) is None:
+        if self.world.signing_keys.get(jwt.get_unverified_header(token.raw)["kid"]) is None:
             reject()
         forged = data.draw(
             hostile_tokens(
                 legitimate=token.raw,
-                keys=self.world.idp.keys,
+                keys=self.world.signing_keys,
                 now=self.clock.now(),
                 leeway=type(self).policy.leeway,
             ).filter(lambda forged: forged.required),  # what any correct service refuses
@@ -678,7 +793,7 @@ class AuthChaosMachine(_ChaosMachine):
         return find(
             hostile_tokens(
                 legitimate=self._last_forged.raw,
-                keys=self.world.idp.keys,
+                keys=self.world.signing_keys,
                 attacks=st.just(attack),
                 now=self.clock.now(),
                 leeway=type(self).policy.leeway,
@@ -733,6 +848,15 @@ class ClientChaosMachine(_ChaosMachine):
     # The downstream introspects every request, so key rotation changes nothing a client sees.
     all_actions = frozenset({"use", "burst", "expire", "revoke", "advance", "outage"})
 
+    @classmethod
+    def _new_world(cls) -> _World | _StagingWorld:
+        if cls.upstream is not None:
+            raise TypeError(
+                f"{cls.__name__}.upstream: a client machine runs in the embedded world only "
+                "(its client and downstream API are the embedded IdP's)"
+            )
+        return super()._new_world()
+
     def __init__(self) -> None:
         super().__init__()
         world, cls = self.world, type(self)
@@ -744,7 +868,7 @@ class ClientChaosMachine(_ChaosMachine):
         self.proxy.retarget("downstream", world.loop.run(self._serve(downstream)))
         app = cls.client(
             idp_url=self.proxy.url,
-            issuer=world.idp.issuer,
+            issuer=world.issuer,
             now=self.clock.now,
             downstream=self.proxy.service_url("downstream"),
             client=(_APP, _SECRETS[_APP]),

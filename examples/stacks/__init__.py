@@ -72,10 +72,13 @@ def running(stack: str, idp_url: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def run_catalogue(stack: str, scenario: str, examples: int, **policy: Any) -> RunOutcome:
+def run_catalogue(
+    stack: str, scenario: str, examples: int, *, max_wait: float = 3, **policy: Any
+) -> RunOutcome:
     """Run ``strategies/<scenario>.py`` against the ``stack`` service in its own process,
     under the scenario's policy with what a stateless JWT service declares (staleness up to
-    the token's life) and any ``policy`` fields given."""
+    the token's life) and any ``policy`` fields given; a wall-clock wait lasts at most
+    ``max_wait`` seconds."""
     machine = load_scenario(Path(__file__).parents[2] / "strategies" / f"{scenario}.py")
     declared = attrs.evolve(
         machine.policy, staleness=max(machine.policy.staleness, TOKEN_LIFE), **policy
@@ -89,4 +92,7 @@ def run_catalogue(stack: str, scenario: str, examples: int, **policy: Any) -> Ru
             policy=declared,
             listen=("127.0.0.1", port),
             examples=examples,
+            # The rotations' windows (600 s) are beyond any wait; an outage's edge is not:
+            # short waits keep these runs to seconds.
+            max_wait=max_wait,
         )

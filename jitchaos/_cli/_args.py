@@ -124,16 +124,19 @@ def add_idp_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def progress_line(*, every: int) -> Callable[[int, int, float], None]:
+def progress_line(*, every: int, seconds: float = 10.0) -> Callable[[int, int, float], None]:
     """One progress line on stderr: rewritten in place on a terminal, else every ``every``
-    examples."""
+    examples or ``seconds`` of run time, whichever comes first (on the wall clock an example
+    can last a minute)."""
     tty = sys.stderr.isatty()
+    shown = [0.0]
 
     def show(examples: int, faults: int, elapsed: float) -> None:
         line = f"{examples} examples run (shrinking included), {faults} faults, {elapsed:.0f}s"
         if tty:
             print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
-        elif examples % every == 0:
+        elif examples % every == 0 or elapsed - shown[0] >= seconds:
+            shown[0] = elapsed
             print(line, file=sys.stderr, flush=True)
 
     return show

@@ -11,6 +11,7 @@ from jitchaos._cli._args import (
     address_arg,
     positive_int,
     progress_line,
+    seconds_arg,
 )
 from jitchaos.errors import InvalidArgument
 
@@ -63,6 +64,26 @@ def add(commands: Commands) -> None:
         metavar="HOST:PORT",
         help="where the proxy fronts the service (default: a free port on --listen's host)",
     )
+    run.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="a real OpenID provider (issuer or discovery URL): run in the staging world, on "
+        "the wall clock; the service takes the provider's issuer as iss",
+    )
+    run.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET[:SCOPES]",
+        help="a client of --upstream tokens are granted to (repeatable; default: one "
+        "registered per example, where the provider offers RFC 7591 registration)",
+    )
+    run.add_argument(
+        "--max-wait",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="the longest one wall-clock wait may be (default: the scenario's max_wait, 60)",
+    )
     run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
 
@@ -87,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
             examples=args.examples,
             steps=args.steps,
             progress=progress_line(every=25),
+            upstream=args.upstream,
+            clients=args.client,
+            max_wait=args.max_wait,
         )
     except (InvalidArgument, TypeError) as error:
         raise UsageError(str(error)) from None

@@ -23,14 +23,18 @@ def node_oidc_provider(
     ttl: int,
     clients: Mapping[str, tuple[str, str]],
     resources: Mapping[str, str] | None = None,
+    registration: bool = False,
+    scopes: str = "",
 ) -> Iterator[str]:
     """Start the provider issuing ``format`` access tokens of ``ttl`` seconds to ``clients``
     (id -> (secret, scopes)) for ``resources`` (URI -> scopes; default: :data:`RESOURCE`
-    with every client's scopes); yields its issuer URL."""
+    with every client's scopes and ``scopes``), open to dynamic client registration (RFC 7591)
+    with ``registration``; yields its issuer URL."""
     node = shutil.which("node")
     assert node is not None, "node is not on PATH (make test needs node and npm)"
     assert (NODE_DIR / "node_modules").is_dir(), f"run make test: {NODE_DIR}/node_modules"
-    every = " ".join(sorted({s for _, scopes in clients.values() for s in scopes.split()}))
+    named = {s for _, given in clients.values() for s in given.split()} | set(scopes.split())
+    every = " ".join(sorted(named))
     served = dict(resources) if resources is not None else {RESOURCE: every}
     config = {
         "port": 0,
@@ -42,6 +46,7 @@ def node_oidc_provider(
         ],
         "resources": served,
         "defaultResource": next(iter(served)),
+        "registration": registration,
     }
     process = subprocess.Popen(
         [node, "oidc_provider.mjs", json.dumps(config)],

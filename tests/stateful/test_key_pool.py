@@ -20,11 +20,11 @@ class Rotating(AuthChaosMachine):
 def _kids_after_rotations(machine_cls: type[Any]) -> list[str]:
     machine = machine_cls()
     try:
-        kids = [machine.world.idp.keys.current.kid]
+        kids = [machine.world.signing_keys.current.kid]
         machine.rotate_keys("add")
-        kids.append(machine.world.idp.keys.current.kid)
+        kids.append(machine.world.signing_keys.current.kid)
         machine.rotate_keys("add")
-        kids.append(machine.world.idp.keys.current.kid)
+        kids.append(machine.world.signing_keys.current.kid)
         return kids
     finally:
         machine.teardown()
@@ -40,7 +40,7 @@ def test_each_example_rotates_through_the_same_distinct_keys() -> None:
 def test_rekey_takes_a_pool_key_and_keeps_the_kid() -> None:
     machine = Rotating()
     try:
-        ring = machine.world.idp.keys
+        ring = machine.world.signing_keys
         before = ring.current
         machine.rotate_keys("rekey")
         assert ring.current.kid == before.kid
@@ -73,7 +73,7 @@ def test_a_service_in_another_process_gets_new_keys_every_example() -> None:
         machine = Remote()
         try:
             machine.rotate_keys("add")
-            kids.append(machine.world.idp.keys.current.kid)
+            kids.append(machine.world.signing_keys.current.kid)
         finally:
             machine.teardown()
     assert kids[0] != kids[1]

@@ -7,7 +7,9 @@
 //
 // CONFIG_JSON: {"port": 0, "format": "jwt" | "opaque", "ttl": 90,
 //               "clients": [{"client_id": "...", "client_secret": "...", "scope": "read write"}],
-//               "resources": {"https://api.example": "read write"}, "defaultResource": "..."}
+//               "resources": {"https://api.example": "read write"}, "defaultResource": "...",
+//               "registration": false}
+// With "registration": true, anyone may register a client (RFC 7591, open registration).
 // Prints {"issuer": URL} on stdout once it listens; stops on SIGTERM.
 import { createServer } from 'node:http';
 import * as jose from 'jose';
@@ -31,7 +33,7 @@ const provider = new Provider(issuer, {
     grant_types: ['client_credentials'],
     response_types: [],
     redirect_uris: [],
-    scope: client.scope,
+    ...(client.scope ? { scope: client.scope } : {}), // a resource server asks for none
     token_endpoint_auth_method: 'client_secret_basic',
   })),
   jwks: { keys: [jwk] },
@@ -41,6 +43,7 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    registration: { enabled: Boolean(config.registration) },
     resourceIndicators: {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => oneOf ?? config.defaultResource,
