@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from jitchaos._clock import instant
 from jitchaos._ledger import Ledger
 from jitchaos._records import (
     EVENT_TYPES,
@@ -335,12 +336,16 @@ class AuditReport:
     def format(self) -> str:
         """The report as text, one finding per line."""
         grants = {e.grant_id for e in self.events if isinstance(e, Granted)}
+        origin = self.events[0].at if self.events else None  # the run's start
         lines = [f"audit log {self.path}: {len(self.events)} events, {len(grants)} grants"]
         if self.open_grants:
-            lines.append(f"{len(self.open_grants)} grants still open at {self.at:g}:")
+            lines.append(
+                f"{len(self.open_grants)} grants still open"
+                + (f" at {instant(self.at, origin)}:" if self.at is not None else ":")
+            )
             lines += [
                 f"  {g.grant_id} {g.principal} via client {g.client_id} "
-                f"scopes [{' '.join(sorted(g.scopes))}] granted at {g.issued_at:g}"
+                f"scopes [{' '.join(sorted(g.scopes))}] granted at {instant(g.issued_at, origin)}"
                 for g in self.open_grants
             ]
         if self.malformed:

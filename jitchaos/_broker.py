@@ -32,7 +32,7 @@ import jwt
 
 from jitchaos._audit import AuditLog
 from jitchaos._checks import finite_number, scope_names
-from jitchaos._clock import Clock, SystemClock
+from jitchaos._clock import Clock, SystemClock, instant
 from jitchaos._ledger import Ledger
 from jitchaos._oauth_client import authorization_query, code_from, exchange
 from jitchaos._records import AuditSink, IssuedToken, Principal, PrincipalKind, TokenKind
@@ -452,8 +452,8 @@ class Broker:
             if expires <= now:
                 self._revoke_raw(access, client)
                 raise BrokerError(
-                    f"{self.url}: introspection says the new token expired at {expires:g}, "
-                    f"before now ({now:g}): are the IdP's and the broker's clocks apart?"
+                    f"{self.url}: introspection says the new token expired at {instant(expires)}, "
+                    f"before now ({instant(now)}): are the IdP's and the broker's clocks apart?"
                 )
             return access, expires, scopes, "introspection"
         return access, now + ttl, scopes, "asked"

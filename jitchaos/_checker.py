@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._checks import route_scopes
+from jitchaos._clock import instant
 from jitchaos._history import Decision
 from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
@@ -56,15 +57,17 @@ class Violation:
     """The wrong decision; None for what a client did at the IdP (a refresh storm)."""
     sentence: str
     evidence: tuple[LedgerEvent, ...] = ()
+    origin: float | None = None
+    """The run's start (the ledger's first event): the timeline tells instants from it."""
 
     def format(self) -> str:
         """One human sentence, then the timeline of its evidence."""
         lines = [f"[{self.kind}] {self.sentence}"]
         for event in self.evidence:
-            lines.append(f"  t={event.at:.0f}  #{event.seq} {_describe(event)}")
+            lines.append(f"  {instant(event.at, self.origin)}  #{event.seq} {_describe(event)}")
         d = self.decision
         if d is not None:
-            lines.append(f"  t={d.at:.0f}  {d.method} {d.path} -> {d.status}")
+            lines.append(f"  {instant(d.at, self.origin)}  {d.method} {d.path} -> {d.status}")
         return "\n".join(lines)
 
 
@@ -140,13 +143,13 @@ def check(
         if violation is not None and violation.kind == "scope-not-enforced":
             violation = _leak(judge_by, violation, served) or violation
         if violation is not None:
-            found.append(violation)
+            found.append(attrs.evolve(violation, origin=ledger.origin))
         if decision.fingerprint is not None and decision.accepted:
             served.append((decision, judge_by))
         if under_test:
             late = _no_recovery(judge_by, decision, policy, under_test, refused, reported)
             if late is not None:
-                found.append(late)
+                found.append(attrs.evolve(late, origin=ledger.origin))
     if under_test:
         found.extend(_storms(ledger, policy, under_test, since))
     return tuple(found)
@@ -176,8 +179,9 @@ def _no_recovery(
                 "no-recovery-after-revoke",
                 decision,
                 f"client {record.client_id} still presented token {fp} (grant "
-                f"{record.grant_id}, {record.principal}) at t={decision.at:.0f}, {late:.0f}s "
-                f"after {first.method} {first.path} refused it as dead at t={first.at:.0f} "
+                f"{record.grant_id}, {record.principal}) at {ledger.when(decision.at)}, "
+                f"{late:.0f}s "
+                f"after {first.method} {first.path} refused it as dead at {ledger.when(first.at)} "
                 f"(policy: recover within {policy.recovery:g}s)",
                 ledger.verdict(fp, at=decision.at).evidence,
             )
@@ -224,9 +228,11 @@ def _storms(
                 None,
                 f"client {grant.client_id} refreshed grant {grant_id} ({grant.principal}) "
                 f"{len(made)} times with one refresh token ({presented or 'unknown'}) at "
-                f"t={made[0].at:.0f}..{made[-1].at:.0f} (policy: at most {policy.max_refreshes})"
+                f"{ledger.when(made[0].at)} to {ledger.when(made[-1].at)} "
+                f"(policy: at most {policy.max_refreshes})"
                 + ("; the IdP's reuse detection revoked the whole grant" if reused else ""),
                 tuple(made),
+                ledger.origin,
             )
         )
     return found
@@ -263,11 +269,12 @@ def _leak(
             return Violation(
                 "narrowed-scope-honoured",
                 decision,
-                f"{decision.method} {decision.path} at t={decision.at:.0f} was allowed "
+                f"{decision.method} {decision.path} at {ledger.when(decision.at)} was allowed "
                 f"({decision.status}) with token {decision.fingerprint} of {record.principal}, "
                 f"whose grant has only [{' '.join(sorted(mine))}]; the same principal's earlier "
                 f"token {earlier.fingerprint} held [{' '.join(sorted(extra))}] (served at "
-                f"t={earlier.at:.0f}): the service honours a wider permission it held before",
+                f"{ledger.when(earlier.at)}): the service honours a wider permission it held "
+                "before",
                 (first, *violation.evidence),
             )
         if leaked is None:
@@ -279,10 +286,10 @@ def _leak(
     return Violation(
         "cross-principal-leak",
         decision,
-        f"{decision.method} {decision.path} at t={decision.at:.0f} was allowed "
+        f"{decision.method} {decision.path} at {ledger.when(decision.at)} was allowed "
         f"({decision.status}) with token {decision.fingerprint} of {record.principal}, who "
         f"never held [{' '.join(sorted(extra))}]; {other.principal} did (token "
-        f"{earlier.fingerprint}, served at t={earlier.at:.0f})",
+        f"{earlier.fingerprint}, served at {ledger.when(earlier.at)})",
         (first, *violation.evidence),
     )
 
@@ -306,7 +313,8 @@ def _judge(
             return Violation(
                 "hostile-token-accepted",
                 decision,
-                f"{route} at t={decision.at:.0f} was allowed ({decision.status}) with {what} "
+                f"{route} at {ledger.when(decision.at)} was allowed ({decision.status}) "
+                f"with {what} "
                 f"({fp})",
             )
         return None
@@ -324,7 +332,7 @@ def _judge(
         return Violation(
             "valid-token-rejected",
             decision,
-            f"{route} at t={decision.at:.0f} was refused ({decision.status}) with {who}, "
+            f"{route} at {ledger.when(decision.at)} was refused ({decision.status}) with {who}, "
             f"which was valid for [{' '.join(sorted(needed))}]",
             verdict.evidence,
         )
@@ -359,7 +367,8 @@ def _judge(
     return Violation(
         kind,
         decision,
-        f"{route} at t={decision.at:.0f} was allowed ({decision.status}) with {who} although "
+        f"{route} at {ledger.when(decision.at)} was allowed ({decision.status}) with {who} "
+        "although "
         f"{verdict.reason}{allowance}",
         verdict.evidence,
     )

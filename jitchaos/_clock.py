@@ -173,3 +173,17 @@ def _check_time(name: str, value: object) -> None:
 
 def _as_datetime(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+
+
+def instant(at: float, origin: float | None = None) -> str:
+    """An instant as people read it: ISO 8601 UTC to the millisecond, with its offset from the
+    run's start when ``origin`` is given: ``2026-12-05T08:02:17.300Z (t+31.0 s)``. Never
+    ``%g``, which prints ``1.79646e+09``."""
+    try:
+        when = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return "an instant beyond the calendar"  # no year holds it; never an exponent
+    text = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    if origin is None or not is_finite(origin):
+        return text
+    return f"{text} (t{at - origin:+.1f} s)"

@@ -20,7 +20,7 @@ from typing import TypeVar
 import attrs
 
 from jitchaos._checks import finite_number
-from jitchaos._clock import Clock, ManualClock
+from jitchaos._clock import Clock, ManualClock, instant
 from jitchaos.errors import InvalidArgument, LedgerError
 
 __all__ = ["Ledger"]
@@ -78,6 +78,20 @@ class Ledger:
         self._by_grant: dict[str, list[tuple[int, LedgerEvent]]] = {}
         self._by_kid: dict[str, list[tuple[int, LedgerEvent]]] = {}
         self._partial = False  # holds one grant's events only (see _grant_as_of)
+        self._origin: float | None = None  # set on such a view: the whole ledger's
+
+    @property
+    def origin(self) -> float | None:
+        """The run's start, as instants are told relative to it: the first event's time (the
+        same for the live ledger and one replayed from its audit log); None before any."""
+        if self._origin is not None:
+            return self._origin
+        with self._lock:
+            return self._events[0].at if self._events else None
+
+    def when(self, at: float) -> str:
+        """``at`` as people read it (:func:`~jitchaos._clock.instant`, from :attr:`origin`)."""
+        return instant(at, self.origin)
 
     @classmethod
     def replay(
@@ -437,12 +451,14 @@ class Ledger:
             if at < token.issued_at - leeway:
                 return Verdict(
                     Outcome.MUST_DENY,
-                    f"not valid before {token.issued_at:g} (at {at:g})",
+                    f"not valid before {self.when(token.issued_at)} (at {self.when(at)})",
                     evidence,
                 )
             if at >= token.expires_at + leeway:
                 return Verdict(
-                    Outcome.MUST_DENY, f"expired at {token.expires_at:g} (at {at:g})", evidence
+                    Outcome.MUST_DENY,
+                    f"expired at {self.when(token.expires_at)} (at {self.when(at)})",
+                    evidence,
                 )
             # The truth is piecewise constant between changes: sample it where the window
             # starts, at each change inside the window, and just before each such change (a
@@ -453,8 +469,13 @@ class Ledger:
                 for t in self._change_times(record, grant)
                 if at - staleness < t <= at and t >= token.issued_at
             )
-            reasons = [_deny_reason(record, grant, t, needed) for t in (low, *changes, at)]
-            reasons += [_deny_reason(record, grant, t, needed, before=True) for t in changes]
+            origin = self.origin
+            reasons = [
+                _deny_reason(record, grant, t, needed, origin=origin) for t in (low, *changes, at)
+            ]
+            reasons += [
+                _deny_reason(record, grant, t, needed, before=True, origin=origin) for t in changes
+            ]
             if all(reason is None for reason in reasons):
                 if at >= token.expires_at - leeway or at < token.issued_at + leeway:
                     verdict = Verdict(
@@ -471,7 +492,7 @@ class Ledger:
                 verdict = Verdict(
                     Outcome.EITHER,
                     f"within the {staleness:g}s staleness allowed after the change at "
-                    f"{changed_at:g}",
+                    f"{self.when(changed_at)}",
                     evidence,
                 )
             return self._key_verdict(record, at, staleness, key_staleness, verdict)
@@ -502,12 +523,13 @@ class Ledger:
             if at >= withdrawn + window:
                 return Verdict(
                     Outcome.MUST_DENY,
-                    f"signed by key {kid}, withdrawn from the JWKS at {withdrawn:g}",
+                    f"signed by key {kid}, withdrawn from the JWKS at {self.when(withdrawn)}",
                     evidence,
                 )
             return Verdict(
                 Outcome.EITHER,
-                f"within the {window:g}s allowed after key {kid} was withdrawn at {withdrawn:g}",
+                f"within the {window:g}s allowed after key {kid} was withdrawn at "
+                f"{self.when(withdrawn)}",
                 evidence,
             )
         # The latest publication up to ``at`` (not up to the token's ``iat``, which is whole
@@ -516,7 +538,7 @@ class Ledger:
         if published and at < published[-1].at + key_staleness:
             return Verdict(
                 Outcome.EITHER,
-                f"signed by key {kid}, published at {published[-1].at:g}: within the "
+                f"signed by key {kid}, published at {self.when(published[-1].at)}: within the "
                 f"{key_staleness:g}s key staleness a service's key cache may lag",
                 tuple(sorted((*verdict.evidence, published[-1]), key=lambda e: e.seq)),
             )
@@ -624,6 +646,7 @@ class Ledger:
             )
         view = Ledger(self.clock)
         view._partial = True
+        view._origin = self.origin  # its instants are still told from the run's start
         for position in sorted(chosen):
             view._apply(chosen[position])
             view._append(chosen[position])
@@ -745,7 +768,13 @@ class Ledger:
 
 
 def _deny_reason(
-    record: TokenRecord, grant: Grant, at: float, needed: frozenset[str], *, before: bool = False
+    record: TokenRecord,
+    grant: Grant,
+    at: float,
+    needed: frozenset[str],
+    *,
+    before: bool = False,
+    origin: float | None = None,
 ) -> str | None:
     """Why the token must be denied at ``at`` (ignoring its own exp/nbf), or None.
 
@@ -755,10 +784,10 @@ def _deny_reason(
     def happened(when: float | None) -> bool:
         return when is not None and (when < at if before else when <= at)
 
-    if happened(record.revoked_at):
-        return f"revoked at {record.revoked_at:g}"
-    if happened(record.expired_at):
-        return f"expired early at {record.expired_at:g}"
+    if record.revoked_at is not None and happened(record.revoked_at):
+        return f"revoked at {instant(record.revoked_at, origin)}"
+    if record.expired_at is not None and happened(record.expired_at):
+        return f"expired early at {instant(record.expired_at, origin)}"
     scopes = grant.scope_history[0][1]
     for since, changed in grant.scope_history:
         if not happened(since):
@@ -767,5 +796,8 @@ def _deny_reason(
     allowed = record.token.scopes & scopes
     missing = needed - allowed
     if missing:
-        return f"scopes {sorted(missing)!r} not granted at {at:g} (allowed {sorted(allowed)!r})"
+        return (
+            f"scopes {sorted(missing)!r} not granted at {instant(at, origin)} "
+            f"(allowed {sorted(allowed)!r})"
+        )
     return None

@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 import attrs
 
 from jitchaos._checks import finite_number, route_scopes
+from jitchaos._clock import instant
 from jitchaos._history import Decision
 from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
@@ -59,6 +60,8 @@ class PostTestAudit:
     notes: tuple[str, ...] = ()
     """What is no breach but must be known: tokens the IdP could not revoke and how long they
     stay valid after their return (the exposure)."""
+    origin: float | None = None
+    """The run's start (the ledger's first event), which instants are told from."""
 
     @property
     def ok(self) -> bool:
@@ -66,7 +69,10 @@ class PostTestAudit:
 
     def format(self) -> str:
         """The report as text: each finding with its evidence, as a timeline."""
-        head = f"post-test audit at {_t(self.at)}: {self.grants} grants, {self.decisions} uses"
+        head = (
+            f"post-test audit at {_t(self.at, self.origin)}: {self.grants} grants, "
+            f"{self.decisions} uses"
+        )
         notes = [f"  note: {note}" for note in self.notes]
         if self.ok:
             return "\n".join([f"{head}: least privilege kept", *notes])
@@ -74,17 +80,19 @@ class PostTestAudit:
         for finding in self.findings:
             lines.append(f"- [{finding.kind}] {finding.sentence}")
             for event in finding.evidence:
-                lines.append(f"    t={_t(event.at)}  #{event.seq} {_describe(event)}")
+                lines.append(f"    {_t(event.at, self.origin)}  #{event.seq} {_describe(event)}")
             if finding.decision is not None:
                 d = finding.decision
                 who = d.holder or "no holder"
-                lines.append(f"    t={_t(d.at)}  {d.method} {d.path} -> {d.status} ({who})")
+                lines.append(
+                    f"    {_t(d.at, self.origin)}  {d.method} {d.path} -> {d.status} ({who})"
+                )
         return "\n".join(lines)
 
 
-def _t(seconds: float) -> str:
-    """A time as it is, without exponent notation."""
-    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+def _t(seconds: float, origin: float | None) -> str:
+    """An instant as people read it (ISO 8601 UTC, and from the run's start)."""
+    return instant(seconds, origin)
 
 
 def _describe(event: LedgerEvent) -> str:
@@ -147,8 +155,9 @@ def audit_grants(
             findings.append(_open(grant, lease, at, ledger))
         if given is not None and not given.revoked and given.valid_until > given.at:
             notes.append(
-                f"grant {grant.grant_id} ({grant.principal}) was given back at {_t(given.at)} "
-                f"but stays valid until {_t(given.valid_until)}: "
+                f"grant {grant.grant_id} ({grant.principal}) was given back at "
+                f"{ledger.when(given.at)} "
+                f"but stays valid until {ledger.when(given.valid_until)}: "
                 f"{given.valid_until - given.at:.0f}s of exposure ({given.reason})"
             )
         if lease is not None and lease.resource is not None:
@@ -188,8 +197,9 @@ def audit_grants(
                 Finding(
                     "use-after-return",
                     f"token {decision.fingerprint} was used ({decision.method} "
-                    f"{decision.path} -> {decision.status}) at {_t(decision.at)}, after it was "
-                    f"given back at {_t(given.at)}",
+                    f"{decision.path} -> {decision.status}) at {ledger.when(decision.at)}, "
+                    "after it was "
+                    f"given back at {ledger.when(given.at)}",
                     (given,),
                     decision,
                 )
@@ -220,7 +230,7 @@ def audit_grants(
         findings.append(
             Finding(
                 kind,
-                f"{decision.method} {decision.path} at {_t(decision.at)} was answered "
+                f"{decision.method} {decision.path} at {ledger.when(decision.at)} was answered "
                 f"{decision.status} with token {decision.fingerprint} although "
                 f"{verdict.reason}",
                 verdict.evidence,
@@ -233,6 +243,7 @@ def audit_grants(
         decisions=counted,
         findings=tuple(findings),
         notes=tuple(notes),
+        origin=ledger.origin,
     )
 
 
@@ -242,8 +253,9 @@ def _open(grant: Grant, lease: Leased | None, at: float, ledger: Ledger) -> Find
     evidence = tuple(e for e in ledger.events if getattr(e, "grant_id", None) == grant.grant_id)
     return Finding(
         "open-grant",
-        f"grant {grant.grant_id} ({grant.principal}, {scopes}){whose} at {_t(grant.issued_at)} "
-        f"was never revoked and had not expired by {_t(at)}",
+        f"grant {grant.grant_id} ({grant.principal}, {scopes}){whose} at "
+        f"{ledger.when(grant.issued_at)} "
+        f"was never revoked and had not expired by {ledger.when(at)}",
         evidence,
     )
 
@@ -254,8 +266,8 @@ def _taken_back(grant: Grant, given: Returned, ledger: Ledger) -> Finding:
     return Finding(
         "open-grant",
         f"grant {grant.grant_id} ({grant.principal}, {scopes}) granted to {given.holder} at "
-        f"{_t(grant.issued_at)} was never given back: the fixture took it back at "
-        f"{_t(given.at)}",
+        f"{ledger.when(grant.issued_at)} was never given back: the fixture took it back at "
+        f"{ledger.when(given.at)}",
         evidence,
     )
 
@@ -282,7 +294,7 @@ def _longer_than_asked(grant: Grant, lease: Leased, ledger: Ledger) -> list[Find
         Finding(
             "lifetime-beyond-request",
             f"grant {grant.grant_id}: asked {lease.ttl:.0f}s, the IdP issued "
-            f"{expires_at - issued_at:.0f}s (token {fp} valid until {_t(expires_at)})",
+            f"{expires_at - issued_at:.0f}s (token {fp} valid until {ledger.when(expires_at)})",
             (lease,),
         )
     ]
@@ -300,8 +312,9 @@ def _beyond_cap(grant: Grant, lease: Leased, ledger: Ledger) -> list[Finding]:
             findings.append(
                 Finding(
                     "renewal-beyond-cap",
-                    f"grant {grant.grant_id} held token {fp} until {_t(record.token.expires_at)}, "
-                    f"beyond its lease cap of {_t(lease.max_ttl)}s from {_t(lease.at)}",
+                    f"grant {grant.grant_id} held token {fp} until "
+                    f"{ledger.when(record.token.expires_at)}, beyond its lease cap of "
+                    f"{lease.max_ttl:g}s from {ledger.when(lease.at)}",
                     (lease,),
                 )
             )

@@ -104,3 +104,12 @@ def test_times_past_the_year_9999_are_refused_and_change_nothing() -> None:
     with pytest.raises(InvalidArgument, match="after the year 9999"):
         offset.advance(1e300)
     assert offset.now() < 1e10
+
+
+def test_an_instant_reads_as_iso_8601_utc_with_its_offset_from_the_start() -> None:
+    from jitchaos._clock import instant
+
+    assert instant(1796592911.3, 1796592880) == "2026-12-06T21:35:11.300Z (t+31.3 s)"
+    assert instant(0.0) == "1970-01-01T00:00:00.000Z"
+    assert instant(1796592870.0, 1796592880.0).endswith("(t-10.0 s)")
+    assert instant(1e300) == "an instant beyond the calendar"

@@ -15,6 +15,7 @@ from typing import ClassVar
 import attrs
 from hypothesis import strategies as st
 
+from jitchaos._clock import instant
 from jitchaos.faults._base import (
     Answer,
     Effect,
@@ -57,7 +58,7 @@ class Latency:
         held = min(self.seconds, world.hold_limit())
         capped = f" (held {held:g}s: the proxy's hold limit)" if held < self.seconds else ""
         return (
-            f"{self.endpoint} delayed {self.seconds:g}s{capped} until t={until:g}",
+            f"{self.endpoint} delayed {self.seconds:g}s{capped} until {instant(until)}",
             _Slow(self, until, held),
         )
 

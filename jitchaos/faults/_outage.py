@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 import attrs
 from hypothesis import strategies as st
 
+from jitchaos._clock import instant
 from jitchaos.faults._base import (
     Answer,
     Effect,
@@ -67,7 +68,7 @@ class Outage:
     def fire(self, world: World) -> tuple[str, Effect | None]:
         until = world.now() + self.duration
         return (
-            f"{self.endpoint} fails ({self.mode}) until t={until:g}",
+            f"{self.endpoint} fails ({self.mode}) until {instant(until)}",
             _Failing(self, until),
         )
 

@@ -3,6 +3,7 @@ kind from a service that really makes that mistake, and nothing inside the polic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -74,6 +75,11 @@ def test_revoked_token_accepted_beyond_staleness_only(start: Start, clock: Manua
     assert "GET /read" in text
     assert "revoked" in text
     assert token not in text
+    # Readable instants: ISO 8601 UTC with the offset from the run's start, never %g.
+    assert re.search(r"GET /read at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \(t\+10\.0 s\)", text)
+    assert re.search(r"revoked at \S+Z \(t\+0\.0 s\)", text), text
+    assert "e+09" not in text
+    assert "t=1" not in text
 
 
 def test_introspecting_service_has_no_violation(start: Start, clock: ManualClock) -> None:
