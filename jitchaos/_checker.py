@@ -115,6 +115,22 @@ def check(
     required_scopes = route_scopes("required_scopes", required_scopes or {})
     forged = frozenset(hostile)
     under_test = frozenset(clients)
+    events = ledger.events
+    # Instants are told from the start of what is judged: a machine's example (``since``),
+    # or the whole run.
+    with ledger.told_from(events[since].at if since < len(events) else None):
+        return _check(ledger, decisions, policy, required_scopes, forged, under_test, since)
+
+
+def _check(
+    ledger: Ledger,
+    decisions: Iterable[Decision],
+    policy: Policy,
+    required_scopes: Mapping[str, frozenset[str]],
+    forged: frozenset[str],
+    under_test: frozenset[str],
+    since: int,
+) -> tuple[Violation, ...]:
     found: list[Violation] = []
     events = ledger.events
     as_of: dict[tuple[int, str], Ledger] = {}

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import threading
 import typing
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import attrs
@@ -79,15 +80,30 @@ class Ledger:
         self._by_kid: dict[str, list[tuple[int, LedgerEvent]]] = {}
         self._partial = False  # holds one grant's events only (see _grant_as_of)
         self._origin: float | None = None  # set on such a view: the whole ledger's
+        self._told = threading.local()  # told_from's start, for this thread only
 
     @property
     def origin(self) -> float | None:
         """The run's start, as instants are told relative to it: the first event's time (the
         same for the live ledger and one replayed from its audit log); None before any."""
+        told: float | None = getattr(self._told, "origin", None)
+        if told is not None:
+            return told
         if self._origin is not None:
             return self._origin
         with self._lock:
             return self._events[0].at if self._events else None
+
+    @contextmanager
+    def told_from(self, origin: float | None) -> Iterator[None]:
+        """Tell instants from ``origin`` (an example's first event, when a run's examples
+        share the ledger) in what this thread formats within the block."""
+        saved = getattr(self._told, "origin", None)
+        self._told.origin = origin
+        try:
+            yield
+        finally:
+            self._told.origin = saved
 
     def when(self, at: float) -> str:
         """``at`` as people read it (:func:`~jitchaos._clock.instant`, from :attr:`origin`)."""
