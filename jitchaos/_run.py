@@ -89,7 +89,7 @@ class RunOutcome:
         return f"{head}\n\n{self.report.format()}"
 
 
-def load_scenario(path: str | os.PathLike[str]) -> type[AuthChaosMachine]:
+def load_scenario(path: str | os.PathLike[str]) -> type[AuthChaosMachine | ClientChaosMachine]:
     """The ``Scenario`` class of the module at ``path``; InvalidArgument naming the problem."""
     file = Path(path)
     if file.suffix != ".py" or not file.is_file():
@@ -105,9 +105,12 @@ def load_scenario(path: str | os.PathLike[str]) -> type[AuthChaosMachine]:
             f"scenario {os.fspath(path)!r} failed to import: {type(error).__name__}: {error}"
         ) from None
     scenario = getattr(module, "Scenario", None)
-    if not (isinstance(scenario, type) and issubclass(scenario, AuthChaosMachine)):
+    if not (
+        isinstance(scenario, type) and issubclass(scenario, AuthChaosMachine | ClientChaosMachine)
+    ):
         raise InvalidArgument(
-            f"scenario {os.fspath(path)!r} defines no Scenario class (an AuthChaosMachine)"
+            f"scenario {os.fspath(path)!r} defines no Scenario class (an AuthChaosMachine or "
+            "a ClientChaosMachine)"
         )
     return scenario
 
@@ -141,7 +144,7 @@ def load_policy(path: str | os.PathLike[str], *, base: Policy | None = None) -> 
 
 
 def run_scenario(
-    scenario: type[AuthChaosMachine],
+    scenario: type[AuthChaosMachine | ClientChaosMachine],
     *,
     service: str | ServiceFactory,
     routes: Mapping[str, Collection[str]] | None = None,
@@ -157,6 +160,7 @@ def run_scenario(
     upstream: str | None = None,
     clients: Sequence[str] = (),
     max_wait: float | None = None,
+    shrink_budget: float | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
@@ -167,18 +171,20 @@ def run_scenario(
     ``upstream`` (an OpenID provider's issuer or discovery URL) runs the scenario in the
     staging world, with tokens for ``clients`` (``"ID:SECRET[:SCOPES]"``; none: one registered
     per example, RFC 7591); the service then takes the provider's issuer as its ``iss``.
-    ``max_wait`` caps one wall-clock wait (default: the scenario's ``max_wait``)."""
+    ``max_wait`` caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
+    on the wall clock (defaults: the scenario's ``max_wait`` and ``shrink_budget``)."""
     from jitchaos._worlds import TestClient
 
     parsed_clients = [TestClient.parse(text) for text in clients]
     if upstream is not None and not isinstance(upstream, str):
         raise InvalidArgument(f"upstream={upstream!r} must be the URL of an OpenID provider")
-    if max_wait is not None and (
-        isinstance(max_wait, bool)
-        or not isinstance(max_wait, int | float)
-        or not 0 <= max_wait < float("inf")
-    ):
-        raise InvalidArgument(f"max_wait={max_wait!r} must be seconds >= 0")
+    for name, seconds in (("max_wait", max_wait), ("shrink_budget", shrink_budget)):
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds < float("inf")
+        ):
+            raise InvalidArgument(f"{name}={seconds!r} must be seconds >= 0")
     if clients and upstream is None:
         raise InvalidArgument("test clients are clients of an upstream IdP: give --upstream")
     for name, value in (
@@ -211,9 +217,9 @@ def run_scenario(
     # A client machine drives a client the machine runs (its factory); a service machine, a
     # service (a factory, or the URL of one in another process).
     role = "client" if issubclass(scenario, ClientChaosMachine) else "service"
-    if role == "client" and isinstance(service, str):
+    if role == "client" and upstream is not None:
         raise InvalidArgument(
-            f"{scenario.__name__} tests a client: give its application factory, not a URL"
+            f"{scenario.__name__} tests a client: it runs against the embedded IdP, not --upstream"
         )
     attributes: dict[str, Any] = {
         role: service if isinstance(service, str) else staticmethod(service),
@@ -225,6 +231,9 @@ def run_scenario(
         "upstream": upstream,
         "test_clients": parsed_clients,
         "max_wait": float(max_wait) if max_wait is not None else scenario.max_wait,
+        "shrink_budget": (
+            float(shrink_budget) if shrink_budget is not None else scenario.shrink_budget
+        ),
     }
     for name, value in attributes.items():
         setattr(Run, name, value)

@@ -237,7 +237,7 @@ def minimize(cls: Machine) -> Failure | None:
     world = cls._worlds.get(cls)
     if (
         last is None
-        or isinstance(getattr(cls, "service", None), str)
+        or not cls._in_process()
         or (world is not None and not world.manual)  # replays on the wall clock wait for real
     ):
         return last

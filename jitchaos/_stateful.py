@@ -48,7 +48,7 @@ from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._failure import Failure, Found, Step, describe_service
 from jitchaos._oauth_client import Connections, authorization_query, code_from, exchange
 from jitchaos._policy import Policy
-from jitchaos._records import Expired, Granted, Narrowed, Revoked, TokenKind
+from jitchaos._records import Granted, TokenKind
 from jitchaos._reference import reference_service
 from jitchaos._report import RunReport, report
 from jitchaos._runner import RUNS
@@ -223,11 +223,19 @@ class _ChaosMachine(RuleBasedStateMachine):
             )
         return pinned
 
+    _system: ClassVar[str] = "service"
+    """The class attribute naming the system under test (an app factory, or a URL)."""
+
+    @classmethod
+    def _in_process(cls) -> bool:
+        """Whether the machine runs the system under test itself (a fresh one per example)."""
+        return not isinstance(getattr(cls, cls._system, None), str)
+
     @classmethod
     def _clock_is_shared(cls) -> bool:
         if cls.shared_clock is not None:
             return cls.shared_clock
-        return not isinstance(getattr(cls, "service", None), str)
+        return cls._in_process()
 
     _worlds: ClassVar[dict[type, _World | _StagingWorld]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -270,6 +278,10 @@ class _ChaosMachine(RuleBasedStateMachine):
         """Ledger events up to this one belong to earlier examples."""
         self.steps: list[dict[str, Any]] = []
         """The rules run in this example, with their arguments and draws (for replay)."""
+        self._step_times: list[float] = []
+        """When each step began (the edges a wall-clock wait goes to start there)."""
+        self._step_tokens: dict[int, str] = {}
+        """The fingerprint of the access token each granting step got."""
         self.held: list[_Token] = []
         self._last_forged: _Token | None = None
 
@@ -293,7 +305,7 @@ class _ChaosMachine(RuleBasedStateMachine):
                 frozenset(cls.scopes),
                 listeners,
                 cls._clock_is_shared(),
-                fresh_service=not isinstance(getattr(cls, "service", None), str),
+                fresh_service=cls._in_process(),
             )
         if not isinstance(cls.upstream, str):
             raise TypeError(f"{cls.__name__}.upstream={cls.upstream!r} must be a URL")
@@ -371,41 +383,40 @@ class _ChaosMachine(RuleBasedStateMachine):
     def _edges(self) -> list[float]:
         """On the wall clock, the waits (seconds from now, to 0.1 s) that take this example
         just past an edge that matters: the policy's staleness after each revocation,
-        narrowing or expiry, ``exp`` + leeway of each held token, the key staleness after a
+        narrowing or expiry, ``exp`` + leeway of each token granted, the key staleness after a
         rotation, the recovery window after an outage ends. Independent lifecycles overlap:
         one wait past an edge judges every change whose edge it also passes. The nearest edge
         comes first, the simplest draw: shrinking, which waits for real on every attempt,
         tries the shortest wait first. An edge already passed waits nothing.
 
-        Which edges there are depends only on the example's steps, never on the time (a
-        precondition or a draw that did would make Hypothesis's replays flaky); windows
-        longer than :attr:`max_wait` (a token living an hour) are left out."""
+        Which edges there are depends only on the example's steps (one for each step that
+        starts a window no longer than :attr:`max_wait`), never on the time or on what a
+        system in another process did: a precondition or a draw that did would make
+        Hypothesis's replays flaky."""
         policy = type(self).policy
         limit = type(self).max_wait
-        ledger = self.proxy.ledger
+        life = self.world.token_life
         ends: list[float] = []
-
-        def edge(at: float, window: float) -> None:
-            if window <= limit:
+        for index, step in enumerate(self.steps):
+            at = self._step_times[index]
+            rule = step["rule"]
+            window: float | None = None
+            if rule in ("revoke", "narrow"):
+                window = policy.staleness
+            elif rule == "expire":
+                window = max(policy.staleness, policy.leeway)
+            elif rule == "rotate_keys":
+                window = policy.key_staleness
+            elif rule == "outage":
+                window = float(step["args"]["seconds"]) + policy.recovery
+            elif rule in ("grant", "login", "refresh"):
+                window = life + policy.leeway
+                issued = self._step_tokens.get(index)
+                record = self.proxy.ledger.lookup(issued) if issued is not None else None
+                if record is not None and window <= limit:
+                    at, window = record.token.expires_at, policy.leeway
+            if window is not None and window <= limit:
                 ends.append(at + window)
-
-        for event in ledger.events[self._first_seq :]:
-            if isinstance(event, Revoked | Narrowed):
-                edge(event.at, policy.staleness)
-            elif isinstance(event, Expired):
-                edge(event.at, max(policy.staleness, policy.leeway))
-        for token in self.held:
-            record = ledger.lookup(token.fingerprint)
-            if record is not None:
-                life = record.token.expires_at - record.token.issued_at
-                edge(record.token.issued_at, life + policy.leeway)
-        for applied in self.proxy.history.faults:
-            if not applied.applied:
-                continue
-            if isinstance(applied.fault, RotateKeys):
-                edge(applied.at, policy.key_staleness)
-            elif isinstance(applied.fault, Outage):
-                edge(applied.at, applied.fault.duration + policy.recovery)
         now = self.clock.now()
         return [
             min(limit, max(0.0, round(end + self._EDGE_MARGIN - now + 0.05, 1)))
@@ -446,6 +457,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         }
         step: dict[str, Any] = {"rule": rule, "args": encoded, "draws": []}
         self.steps.append(step)
+        self._step_times.append(self.clock.now())
         if isinstance(data, _Replayed):
             step["draws"] = data.recorded()  # a replay records what it replays
             return data
@@ -655,6 +667,7 @@ class AuthChaosMachine(_ChaosMachine):
             answer.get("refresh_token"),
         )
         self.held.append(token)
+        self._step_tokens[len(self.steps) - 1] = token.fingerprint
         # A client uses a fresh token at once.
         self._call(data.draw(st.sampled_from(sorted(type(self).routes)), label="route"), raw)
         return token
@@ -833,17 +846,21 @@ class ClientChaosMachine(_ChaosMachine):
             policy = Policy(recovery=1)
 
     ``client`` is called as ``factory(idp_url=..., issuer=..., now=..., downstream=...,
-    client=(client_id, secret))``; the app must answer each of ``routes`` by calling the same
-    route on ``downstream`` (a correct resource server behind the proxy that introspects every
-    request) with a token it got from ``idp_url`` for user ``alice`` (who holds every scope).
-    The checker then also judges the client: a dead token presented again after the policy's
-    ``recovery`` window (``no-recovery-after-revoke``), and more than ``max_refreshes`` refreshes
-    per access token (``refresh-storm``).
+    client=(client_id, secret))``, or is the URL of a client running in its own process (then
+    configured with the proxy's IdP side, :attr:`listen`, as its IdP, its downstream listener,
+    :attr:`service_listen`, as the API, and client ``app`` / ``app-secret``; it keeps the wall
+    clock, so ``advance`` waits for real); the app must answer each of ``routes`` by calling
+    the same route on ``downstream`` (a correct resource server behind the proxy that
+    introspects every request) with a token it got from ``idp_url`` for user ``alice`` (who
+    holds every scope). The checker then also judges the client: a dead token presented again
+    after the policy's ``recovery`` window (``no-recovery-after-revoke``), and more than
+    ``max_refreshes`` refreshes per access token (``refresh-storm``).
     """
 
-    client: ClassVar[ClientFactory]
+    client: ClassVar[ClientFactory | str]
     outage_endpoints: ClassVar[tuple[str, ...]] = ("token",)
     _fronted: ClassVar[str] = "downstream"
+    _system: ClassVar[str] = "client"
     _clients = frozenset({_APP})
     # The downstream introspects every request, so key rotation changes nothing a client sees.
     all_actions = frozenset({"use", "burst", "expire", "revoke", "advance", "outage"})
@@ -866,6 +883,11 @@ class ClientChaosMachine(_ChaosMachine):
             client=(_RESOURCE, _SECRETS[_RESOURCE]),
         )
         self.proxy.retarget("downstream", world.loop.run(self._serve(downstream)))
+        if isinstance(cls.client, str):
+            # A client in its own process, configured with the proxy's IdP side (listen) as
+            # its IdP, its downstream listener (service_listen) as the API, as app/app-secret.
+            self.client_url = cls.client.rstrip("/")
+            return
         app = cls.client(
             idp_url=self.proxy.url,
             issuer=world.issuer,
@@ -896,9 +918,12 @@ class ClientChaosMachine(_ChaosMachine):
     def _current(self) -> tuple[str, str] | None:
         """The newest access token of the client's newest grant: (fingerprint, grant id)."""
         ledger = self.proxy.ledger
+        # A client in its own process outlives examples, and may hold a token it got in an
+        # earlier one; a fresh one's tokens are this example's.
+        since = self._first_seq if type(self)._in_process() else 0
         mine = [
             e.grant_id
-            for e in ledger.events[self._first_seq :]
+            for e in ledger.events[since:]
             if isinstance(e, Granted) and e.client_id == _APP
         ]
         if not mine:
@@ -909,26 +934,34 @@ class ClientChaosMachine(_ChaosMachine):
                 return fp, mine[-1]
         return None
 
+    def _may_change_token(self) -> bool:
+        """Whether ``expire`` and ``revoke`` may run: when the client holds a token from this
+        example; always for a client in its own process, which may hold one from an earlier
+        example (a precondition on that would make Hypothesis's replays flaky): then they
+        change nothing when it holds none."""
+        return not type(self)._in_process() or self._current() is not None
+
     @_action("expire")
-    @precondition(lambda self: self._current() is not None)
+    @precondition(lambda self: self._may_change_token())
     @rule()
     def expire(self) -> None:
         """Make the client's current access token expired now (its refresh token lives on)."""
         current = self._current()
-        assert current is not None
         self._begin("expire")
         self._tick()
-        self.proxy.apply(Expire(target=f"token:{current[0]}"))
+        if current is not None:
+            self.proxy.apply(Expire(target=f"token:{current[0]}"))
 
     @_action("revoke")
-    @precondition(lambda self: self._current() is not None)
+    @precondition(lambda self: self._may_change_token())
     @rule(whole_grant=st.booleans())
     def revoke(self, whole_grant: bool) -> None:
         """Revoke the client's current access token, or its whole grant (logout elsewhere)."""
         current = self._current()
-        assert current is not None
         self._begin("revoke", whole_grant=whole_grant)
         self._tick()
+        if current is None:
+            return
         target = f"grant:{current[1]}" if whole_grant else f"token:{current[0]}"
         self.proxy.apply(Revoke(target=target))
 

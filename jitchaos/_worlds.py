@@ -108,6 +108,8 @@ class _World:
         self.idp: EmbeddedIdP = self.proxy.idp
         self.issuer = self.idp.issuer
         self.first_key = self.idp.keys.current
+        self.token_life: float = _ACCESS_TTL
+        """How long the access tokens the machines get live (seconds)."""
 
     def adapt(self, actions: frozenset[str]) -> frozenset[str]:
         """The rules a machine wanting ``actions`` runs here: all of them."""
@@ -209,15 +211,18 @@ class _StagingWorld:
                     f"upstream {upstream!r} offers no dynamic client registration (RFC 7591): "
                     "give test clients with --client ID:SECRET[:SCOPES]"
                 )
-            for client in self._given:
-                self._check_client(client)
+            self._clients: tuple[TestClient, ...] = self._given
+            self.registered: list[str] = []
+            """The client ids registered, one per example (when no clients were given)."""
+            if not self._given:
+                self._register()  # registration works, and a client to learn the token life
+            lives = [self._check_client(client) for client in self._clients]
+            self.token_life: float = float(max(lives))
+            """How long the provider's access tokens live (what the first grants said)."""
         except BaseException:
             self.close()
             raise
-        self._clients: tuple[TestClient, ...] = self._given
         self.first_key = self.signing_keys.current
-        self.registered: list[str] = []
-        """The client ids registered, one per example (when no clients were given)."""
         self.revocations: Counter[str] = Counter()
         """Who applied each revocation (the report says which)."""
 
@@ -252,7 +257,9 @@ class _StagingWorld:
             )
         return metadata
 
-    def _check_client(self, client: TestClient) -> None:
+    def _check_client(self, client: TestClient) -> int:
+        """Get a token for ``client`` (InvalidArgument when the provider refuses); how long
+        it lives."""
         status, _, body = self.token_request(
             client, {"grant_type": "client_credentials", **self._scope_form(client)}
         )
@@ -260,6 +267,8 @@ class _StagingWorld:
             raise InvalidArgument(
                 f"the IdP refused client {client.client_id!r}: HTTP {status} {_why(body)}"
             )
+        life = _json_object(body).get("expires_in")
+        return life if isinstance(life, int) and life > 0 else 3600
 
     def _scope_form(self, client: TestClient) -> dict[str, str]:
         wanted = client.scopes if client.scopes is not None else self._scopes
@@ -301,8 +310,11 @@ class _StagingWorld:
         if not any(key is self.first_key for key in ring.keys):
             self.proxy.ledger.publish_key(self.first_key.kid)
         ring.restart(self.first_key)
-        if self._given:
-            return
+        if not self._given:
+            self._register()
+
+    def _register(self) -> None:
+        """Register a fresh client (RFC 7591) and make it the one grants are for."""
         assert isinstance(self.registration, str)
         request = {
             "client_name": f"jitchaos example {len(self.registered) + 1}",

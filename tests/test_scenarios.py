@@ -19,7 +19,7 @@ from examples import (
     permission_cache,
     stateless_jwt,
 )
-from jitchaos import AuthChaosMachine, InvalidArgument, Policy
+from jitchaos import AuthChaosMachine, ClientChaosMachine, InvalidArgument, Policy
 from jitchaos._run import load_scenario, run_scenario
 from tests.common.cli import run_cli
 
@@ -54,7 +54,7 @@ def test_scenarios_import_only_public_names(path: Path) -> None:
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             assert not node.attr.startswith("_") or node.value.id == "self", node.attr
     scenario = load_scenario(path)
-    assert issubclass(scenario, AuthChaosMachine)
+    assert issubclass(scenario, AuthChaosMachine | ClientChaosMachine)
     assert ast.get_docstring(tree), "say which flow it is and what it finds"
 
 
@@ -183,6 +183,8 @@ def test_jitchaos_run_against_a_service_in_another_process(
             f"127.0.0.1:{idp_port}",
             "--examples",
             "60",
+            "--shrink-budget",
+            "10",
         )
         assert result.returncode == status, result.stdout + result.stderr
         assert expected in result.stdout or "scope" in result.stdout, result.stdout

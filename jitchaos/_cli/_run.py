@@ -31,7 +31,13 @@ def add(commands: Commands) -> None:
         "report.",
     )
     run.add_argument("scenario", metavar="SCENARIO.py")
-    run.add_argument("--service", required=True, metavar="URL", help="the running service")
+    run.add_argument(
+        "--service",
+        required=True,
+        metavar="URL",
+        help="the running service (for a client scenario, a ClientChaosMachine: the running "
+        "client app, whose API is the proxy's --service-listen)",
+    )
     run.add_argument(
         "--route",
         action="append",
@@ -84,6 +90,13 @@ def add(commands: Commands) -> None:
         metavar="SECONDS",
         help="the longest one wall-clock wait may be (default: the scenario's max_wait, 60)",
     )
+    run.add_argument(
+        "--shrink-budget",
+        type=seconds_arg,
+        metavar="SECONDS",
+        help="the seconds shrinking may take on the wall clock (default: the scenario's "
+        "shrink_budget, 90)",
+    )
     run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
 
@@ -111,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             upstream=args.upstream,
             clients=args.client,
             max_wait=args.max_wait,
+            shrink_budget=args.shrink_budget,
         )
     except (InvalidArgument, TypeError) as error:
         raise UsageError(str(error)) from None
