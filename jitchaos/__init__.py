@@ -38,6 +38,7 @@ from jitchaos._records import (
 from jitchaos._report import RunReport, report
 from jitchaos._schedule import AtStep, AtTime, OnEvent, OnRequest, Schedule, Scheduled, Trigger
 from jitchaos._tokens import Secret, fingerprint, mint_access_token, verify_access_token
+from jitchaos._vacuity import VacuousRun
 from jitchaos.errors import (
     AuditError,
     AuditLogError,
@@ -144,6 +145,7 @@ __all__ = [
     "TokenRecord",
     "TokenStatus",
     "Trigger",
+    "VacuousRun",
     "Verdict",
     "Violation",
     "ViolationFound",

@@ -34,6 +34,15 @@ class RunReport:
     recovery: Mapping[str, tuple[float | None, ...]] = attrs.field(factory=dict)
     after: Mapping[str, tuple[float, ...]] = attrs.field(factory=dict)
     baseline: tuple[float, ...] = ()
+    calls: Mapping[str, Mapping[int, int]] = attrs.field(factory=dict)
+    """Per route (``"GET /read"``): how many calls with a token got each status."""
+    judged: int = 0
+    """Decisions the checker could judge: determinate (must-allow or must-deny under the
+    policy) and answered (not 5xx)."""
+    faults: int = 0
+    """Faults applied."""
+    faults_followed: int = 0
+    """Faults followed by at least one decision about what they changed."""
 
     def merge(self, other: RunReport) -> RunReport:
         """This report and ``other`` together (a stateful test sums its examples)."""
@@ -43,7 +52,20 @@ class RunReport:
             recovery[kind] = recovery.get(kind, ()) + tuple(times)
         for kind, seconds in other.after.items():
             after[kind] = after.get(kind, ()) + tuple(seconds)
-        return RunReport(recovery, after, self.baseline + other.baseline)
+        calls = {route: dict(statuses) for route, statuses in self.calls.items()}
+        for route, statuses in other.calls.items():
+            mine = calls.setdefault(route, {})
+            for status, n in statuses.items():
+                mine[status] = mine.get(status, 0) + n
+        return RunReport(
+            recovery,
+            after,
+            self.baseline + other.baseline,
+            calls,
+            self.judged + other.judged,
+            self.faults + other.faults,
+            self.faults_followed + other.faults_followed,
+        )
 
     def as_dict(self) -> dict[str, object]:
         """The report as data: per kind, faults, recovered, recovery median and max (clock
@@ -124,6 +146,7 @@ def report(
     after: dict[str, list[float]] = {}
     paid: set[int] = set()
     changes = _changes_by_time(ledger.events[since:])
+    faults = followed = 0
     for fault in (e for e in ordered if isinstance(e, AppliedFault) and e.applied):
         kind = fault.fault.kind
         touched = _touched(ledger, changes.get(fault.at, ()))
@@ -132,17 +155,51 @@ def report(
             for d in decisions
             if d.seq > fault.seq and (touched is None or d.fingerprint in touched)
         ]
+        faults += 1
+        followed += bool(later)
         first = next((d for d in later if _correct(ledger, d, policy, needs)), None)
         recovery.setdefault(kind, []).append(None if first is None else first.at - fault.at)
         cost = [d for d in decisions if d.seq > fault.seq][:_AFTER]
         after.setdefault(kind, []).extend(d.latency for d in cost)
         paid.update(d.seq for d in cost)
     baseline = tuple(d.latency for d in decisions if d.seq not in paid)
+    calls: dict[str, dict[int, int]] = {}
+    judged = 0
+    for decision in decisions:
+        route = f"{decision.method} {decision.path}"
+        statuses = calls.setdefault(route, {})
+        statuses[decision.status] = statuses.get(decision.status, 0) + 1
+        judged += _determinate(ledger, decision, policy, needs)
     return RunReport(
         {k: tuple(v) for k, v in recovery.items()},
         {k: tuple(v) for k, v in after.items()},
         baseline,
+        calls,
+        judged,
+        faults,
+        followed,
     )
+
+
+def _determinate(
+    ledger: Ledger, decision: Decision, policy: Policy, needs: Mapping[str, Collection[str]]
+) -> bool:
+    """Whether the checker could judge the decision: answered (not 5xx), about a token the
+    ledger knows, and must-allow or must-deny under the policy's windows."""
+    assert decision.fingerprint is not None
+    if decision.status >= 500 or ledger.lookup(decision.fingerprint) is None:
+        return False
+    route = f"{decision.method} {decision.path}"
+    needed = frozenset(needs.get(route, needs.get(decision.path, ())))
+    verdict = ledger.verdict(
+        decision.fingerprint,
+        at=decision.at,
+        scopes=needed,
+        staleness=policy.staleness,
+        leeway=policy.leeway,
+        key_staleness=policy.key_staleness,
+    )
+    return verdict.outcome is not Outcome.EITHER
 
 
 def _changes_by_time(events: Iterable[LedgerEvent]) -> dict[float, list[str]]:

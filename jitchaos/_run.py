@@ -26,6 +26,7 @@ from jitchaos._policy import Policy
 from jitchaos._report import RunReport
 from jitchaos._runner import RUNS
 from jitchaos._stateful import AuthChaosMachine, ClientChaosMachine, ServiceFactory
+from jitchaos._vacuity import VacuousRun, check_names
 from jitchaos.errors import InvalidArgument
 
 __all__ = ["RunOutcome", "load_policy", "load_scenario", "parse_route", "run_scenario"]
@@ -64,9 +65,17 @@ class RunOutcome:
     """Which world the run drove: ``embedded`` or ``staging`` (a real IdP)."""
     revocations: Mapping[str, int] = attrs.field(factory=dict)
     """In the staging world: who applied the revocations, and how many each."""
+    vacuous: bool = False
+    """The run found no violation but judged nothing a clean verdict could rest on
+    (:attr:`failure` says why)."""
 
     def format(self) -> str:
-        if self.failure is None:
+        if self.vacuous:
+            head = (
+                f"no verdict after {self.examples} examples ({self.faults} faults injected): "
+                f"{self.failure}"
+            )
+        elif self.failure is None:
             head = f"no violation in {self.examples} examples ({self.faults} faults injected)"
         else:
             distinct = len(self.records)
@@ -161,6 +170,7 @@ def run_scenario(
     clients: Sequence[str] = (),
     max_wait: float | None = None,
     shrink_budget: float | None = None,
+    suppress: Collection[str] = (),
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
@@ -171,7 +181,8 @@ def run_scenario(
     ``upstream`` (an OpenID provider's issuer or discovery URL) runs the scenario in the
     staging world, with tokens for ``clients`` (``"ID:SECRET[:SCOPES]"``; none: one registered
     per example, RFC 7591); the service then takes the provider's issuer as its ``iss``.
-    ``max_wait`` caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
+    ``suppress`` names vacuity checks not to run (:mod:`jitchaos._vacuity`). ``max_wait``
+    caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
     on the wall clock (defaults: the scenario's ``max_wait`` and ``shrink_budget``)."""
     from jitchaos._worlds import TestClient
 
@@ -230,6 +241,7 @@ def run_scenario(
         "service_listen": service_listen,
         "upstream": upstream,
         "test_clients": parsed_clients,
+        "suppress_vacuity": check_names("suppress", suppress) | set(scenario.suppress_vacuity),
         "max_wait": float(max_wait) if max_wait is not None else scenario.max_wait,
         "shrink_budget": (
             float(shrink_budget) if shrink_budget is not None else scenario.shrink_budget
@@ -240,6 +252,7 @@ def run_scenario(
     failure: str | None = None
     notebooks_written: list[Path] = []
     revocations: dict[str, int] = {}
+    vacuous = False
     try:
         Run.run(
             notebooks=None,
@@ -254,6 +267,8 @@ def run_scenario(
                 phases=[Phase.explicit, Phase.generate, Phase.shrink],
             ),
         )
+    except VacuousRun as error:
+        failure, vacuous = str(error).partition(": no verdict: ")[2] or str(error), True
     except (AssertionError, ExceptionGroup) as error:
         if isinstance(error, ExceptionGroup):
             errors = error.subgroup(AssertionError)
@@ -294,6 +309,7 @@ def run_scenario(
         to_first_failure=counted.to_first_failure if counted is not None else None,
         world="staging" if upstream is not None else "embedded",
         revocations=revocations,
+        vacuous=vacuous,
     )
 
 

@@ -21,6 +21,7 @@ from hypothesis.statistics import collector
 
 from jitchaos._failure import Failure, Step, write_repro
 from jitchaos._report import RunReport
+from jitchaos._vacuity import VacuousRun, check_names, vacuity
 
 if TYPE_CHECKING:
     from jitchaos._stateful import _ChaosMachine
@@ -167,8 +168,6 @@ def run(
         # Hypothesis's statistics hook (what its pytest plugin reads); typed as None there.
         with collector.with_value(counted), _shrinking_within(budget):  # type: ignore[arg-type]
             run_state_machine_as_test(cls, settings=settings)
-        if not quiet:
-            print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
     except (AssertionError, ExceptionGroup) as error:
         if isinstance(error, ExceptionGroup) and error.subgroup(AssertionError) is None:
             raise
@@ -195,6 +194,13 @@ def run(
                         f"(failure {path.with_suffix('.json')})"
                     )
         raise
+    # No verdict without evidence: a clean run must have judged something.
+    suppressed = check_names(f"{cls.__name__}.suppress_vacuity", cls.suppress_vacuity)
+    why = vacuity(RUNS.report(cls), suppressed)
+    if why is not None:
+        raise VacuousRun(f"{cls.__name__}: no verdict: {why}")
+    if not quiet:
+        print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
 
 
 @contextmanager

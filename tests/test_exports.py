@@ -19,6 +19,7 @@ EXPECTED = {
         "AuthChaosMachine",
         "ClientChaosMachine",
         "ViolationFound",
+        "VacuousRun",
         "RunReport",
         "report",
         "VIOLATION_KINDS",

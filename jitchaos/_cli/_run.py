@@ -97,6 +97,15 @@ def add(commands: Commands) -> None:
         help="the seconds shrinking may take on the wall clock (default: the scenario's "
         "shrink_budget, 90)",
     )
+    run.add_argument(
+        "--suppress",
+        action="append",
+        default=[],
+        choices=("all-5xx", "none-determinate", "faults-unused"),
+        metavar="CHECK",
+        help="a vacuity check not to run: all-5xx, none-determinate or faults-unused "
+        "(repeatable); a run that judged nothing otherwise fails (exit 1)",
+    )
     run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
 
@@ -125,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             clients=args.client,
             max_wait=args.max_wait,
             shrink_budget=args.shrink_budget,
+            suppress=args.suppress,
         )
     except (InvalidArgument, TypeError) as error:
         raise UsageError(str(error)) from None

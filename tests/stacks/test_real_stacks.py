@@ -40,14 +40,16 @@ def test_a_correct_service_raises_no_alarm_under_the_catalogue_policy(
 def test_without_key_staleness_a_new_kid_met_in_the_cooldown_is_reported() -> None:
     # The report: PyJWKClient refetches an unknown kid at most every 30 s, so a token
     # signed at once by a new key is refused; judged as if keys were refetched instantly.
-    # No waits: within one example the 30 s cooldown is what shows (a wait could carry a
-    # refused kid into the next example, whose replay then passes: a flaky report).
     outcome = run_catalogue(
         "pyjwt", "client_credentials_rotation", examples=200, max_wait=0, key_staleness=0
     )
     assert outcome.failure is not None
     assert "[valid-token-rejected]" in outcome.failure
-    assert "rotate_keys" in outcome.failure
+    # The service outlives examples: Hypothesis may shrink to an example whose own steps
+    # hold no rotation, the stale key set coming from an earlier example's (the report says
+    # the service kept its state). That rotations happened and refusals followed is the point.
+    assert judged(outcome)["rotate_keys"]["faults"] > 0
+    assert outcome.persistent
 
 
 def test_the_catalogue_rotations_publish_ahead_first() -> None:
