@@ -44,6 +44,7 @@ def main() -> None:
         "--client", metavar="ID:SECRET", help="the introspection client (a client: its own)"
     )
     parser.add_argument("--downstream", metavar="URL", help="the API a client calls")
+    parser.add_argument("--ttl", type=float, metavar="SECONDS", help="a cache's life")
     args = parser.parse_args()
     module = importlib.import_module(f"examples.{args.name}")
     options: dict[str, object] = {"idp_url": args.idp.rstrip("/"), "fixed": args.fixed}
@@ -58,6 +59,8 @@ def main() -> None:
         options["issuer"] = args.issuer
     if args.audience is not None:
         options["audience"] = args.audience
+    if args.ttl is not None:
+        options["ttl"] = args.ttl
     if args.client is not None:
         client_id, colon, secret = args.client.partition(":")
         if not colon:

@@ -65,6 +65,8 @@ class RunOutcome:
     """Which world the run drove: ``embedded`` or ``staging`` (a real IdP)."""
     revocations: Mapping[str, int] = attrs.field(factory=dict)
     """In the staging world: who applied the revocations, and how many each."""
+    seconds_to_first_failure: float | None = None
+    """Wall-clock seconds from the run's start to the first failing example's end."""
     vacuous: bool = False
     """The run found no violation but judged nothing a clean verdict could rest on
     (:attr:`failure` says why)."""
@@ -171,6 +173,7 @@ def run_scenario(
     max_wait: float | None = None,
     shrink_budget: float | None = None,
     suppress: Collection[str] = (),
+    seed: int | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
@@ -181,8 +184,9 @@ def run_scenario(
     ``upstream`` (an OpenID provider's issuer or discovery URL) runs the scenario in the
     staging world, with tokens for ``clients`` (``"ID:SECRET[:SCOPES]"``; none: one registered
     per example, RFC 7591); the service then takes the provider's issuer as its ``iss``.
-    ``suppress`` names vacuity checks not to run (:mod:`jitchaos._vacuity`). ``max_wait``
-    caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
+    ``seed`` makes the search start from another point (default: the same fixed search order
+    every time). ``suppress`` names vacuity checks not to run (:mod:`jitchaos._vacuity`).
+    ``max_wait`` caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
     on the wall clock (defaults: the scenario's ``max_wait`` and ``shrink_budget``)."""
     from jitchaos._worlds import TestClient
 
@@ -249,6 +253,10 @@ def run_scenario(
     }
     for name, value in attributes.items():
         setattr(Run, name, value)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidArgument(f"seed={seed!r} must be an int")
+        Run._hypothesis_internal_use_seed = seed  # what @hypothesis.seed marks a test with
     failure: str | None = None
     notebooks_written: list[Path] = []
     revocations: dict[str, int] = {}
@@ -262,7 +270,7 @@ def run_scenario(
                 stateful_step_count=steps,
                 deadline=None,
                 database=None,
-                derandomize=True,
+                derandomize=seed is None,
                 suppress_health_check=list(HealthCheck),
                 phases=[Phase.explicit, Phase.generate, Phase.shrink],
             ),
@@ -310,6 +318,9 @@ def run_scenario(
         world="staging" if upstream is not None else "embedded",
         revocations=revocations,
         vacuous=vacuous,
+        seconds_to_first_failure=(
+            first - started if (first := RUNS.first_failed_at(Run)) is not None else None
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,7 @@ class Runs:
         self._failures: dict[type, dict[str, Failure]] = {}
         self._last: dict[type, Failure] = {}
         self._counts: dict[type, Counts] = {}
+        self._first_failed: dict[type, float] = {}
 
     def report(self, cls: type) -> RunReport:
         with self._lock:
@@ -116,10 +118,17 @@ class Runs:
             if failure is None:
                 self._failures.pop(cls, None)
                 self._last.pop(cls, None)
+                self._first_failed.pop(cls, None)
                 return
+            self._first_failed.setdefault(cls, time.monotonic())
             raised = kind if kind is not None else failure.violations[0].kind
             self._failures.setdefault(cls, {})[raised] = failure
             self._last[cls] = failure
+
+    def first_failed_at(self, cls: type) -> float | None:
+        """When (``time.monotonic()``) ``cls``'s run first found a failure."""
+        with self._lock:
+            return self._first_failed.get(cls)
 
     def counts(self, cls: type) -> Counts | None:
         """What ``cls``'s last :func:`run` spent its examples on."""
