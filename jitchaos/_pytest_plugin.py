@@ -105,9 +105,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["JITCHAOS_NOTEBOOKS"] = str(directory)
     config.addinivalue_line(
         "markers",
-        "jitchaos_policy(staleness=0, leeway=0, key_staleness=0, max_ttl=None, scopes=None): "
-        "the policy the post-test audit applies, the lease cap of the test's grants, and the "
-        "scopes each 'METHOD /path' needs",
+        "jitchaos_policy(staleness=0, leeway=0, key_staleness=0, max_ttl=None, scopes=None, "
+        "suppress=()): the policy the post-test audit applies, the lease cap of the test's "
+        "grants, the scopes each 'METHOD /path' needs, and vacuity checks not to run "
+        "('all-5xx': a test whose every call to a route answered 5xx fails, nothing judged)",
     )
     # Read once: a wrong line is a usage error now, not a failure in every test.
     config.stash[_ROUTES] = _routes(config)
@@ -310,7 +311,29 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             if directory:
                 message += f"\nnotebook: {_notebook(item, broker, report, directory)}"
             raise JitchaosAuditFailure(message)
+        vacuous = _vacuous(item)
+        if vacuous is not None:
+            raise JitchaosAuditFailure(f"jitchaos: no verdict on this test's uses: {vacuous}")
     return outcome
+
+
+def _vacuous(item: pytest.Item) -> str | None:
+    """No verdict without evidence: when every call this test made through the proxy to a
+    route answered 5xx, the audit judged none of them (``@pytest.mark.jitchaos_policy(
+    suppress=["all-5xx"])`` accepts that)."""
+    from jitchaos._vacuity import all_5xx, check_names
+
+    marker = item.get_closest_marker("jitchaos_policy")
+    settings: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    if "all-5xx" in check_names("jitchaos_policy(suppress=...)", settings.get("suppress", ())):
+        return None
+    proxy = getattr(item, "funcargs", {}).get("jitchaos_proxy")
+    calls: dict[str, dict[int, int]] = {}
+    for decision in proxy.history.decisions if proxy is not None else ():
+        if decision.holder == item.nodeid and decision.fingerprint is not None:
+            statuses = calls.setdefault(f"{decision.method} {decision.path}", {})
+            statuses[decision.status] = statuses.get(decision.status, 0) + 1
+    return all_5xx(calls)
 
 
 def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:

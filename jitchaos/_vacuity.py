@@ -11,12 +11,12 @@ Like Hypothesis's health checks: each check has a name, and a machine's
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from jitchaos._report import RunReport
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["CHECKS", "VacuousRun", "check_names", "vacuity"]
+__all__ = ["CHECKS", "VacuousRun", "all_5xx", "check_names", "vacuity"]
 
 CHECKS = ("all-5xx", "none-determinate", "faults-unused")
 
@@ -35,25 +35,36 @@ def check_names(where: str, names: Collection[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def all_5xx(calls: Mapping[str, Mapping[int, int]]) -> str | None:
+    """The ``all-5xx`` check on calls per route and status: one sentence for the first route
+    whose every call answered 5xx, with its likely cause; None when every route got an
+    answer about a token."""
+    for route, statuses in sorted(calls.items()):
+        total = sum(statuses.values())
+        failed = {s: n for s, n in statuses.items() if s >= 500}
+        if total and sum(failed.values()) == total:
+            answered = ", ".join(f"{n} x {s}" for s, n in sorted(failed.items()))
+            if set(failed) <= {503}:
+                cause = "the service cannot reach the IdP (its JWKS or introspection)"
+            elif set(failed) <= {502, 503, 504}:
+                cause = "gateway errors: the service is not reachable, or cannot reach the IdP"
+            else:
+                cause = "the service cannot validate the IdP's tokens"
+            return (
+                f"all {total} calls to {route} answered 5xx ({answered}): {cause}; check "
+                "its IdP URL, JWKS, issuer and audience settings (suppress: all-5xx)"
+            )
+    return None
+
+
 def vacuity(report: RunReport, suppress: Collection[str] = ()) -> str | None:
     """One sentence naming why ``report``'s run judged nothing, with the likely cause; None
     when it judged enough to stand on."""
     calls = report.calls
     if "all-5xx" not in suppress:
-        for route, statuses in sorted(calls.items()):
-            total = sum(statuses.values())
-            failed = {s: n for s, n in statuses.items() if s >= 500}
-            if total and sum(failed.values()) == total:
-                answered = ", ".join(f"{n} x {s}" for s, n in sorted(failed.items()))
-                cause = (
-                    "the service cannot reach the IdP (its JWKS or introspection)"
-                    if set(failed) <= {502, 503, 504}
-                    else "the service cannot validate the IdP's tokens"
-                )
-                return (
-                    f"all {total} calls to {route} answered 5xx ({answered}): {cause}; check "
-                    "its IdP URL, JWKS, issuer and audience settings (suppress: all-5xx)"
-                )
+        found = all_5xx(calls)
+        if found is not None:
+            return found
     if "none-determinate" not in suppress and report.judged == 0:
         total = sum(sum(s.values()) for s in calls.values())
         if not total:

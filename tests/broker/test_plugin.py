@@ -112,6 +112,45 @@ def test_uses_a_returned_credential(jit, jitchaos_proxy, jitchaos_clock):
     result.stdout.fnmatch_lines(["*[[]use-after-window[]] GET /x at * was answered 200*revoked*"])
 
 
+def test_a_test_whose_every_call_answered_5xx_gets_no_verdict(
+    pytester: pytest.Pytester,
+) -> None:
+    # Nothing listens behind the service: the proxy answers 502 to every call, so the audit
+    # judged none of them; the marker's suppress accepts that, by name.
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        """
+    )
+    pytester.makepyfile(
+        test_nothing_judged="""
+import pytest
+import requests
+
+
+def test_calls_a_dead_service(jit, jitchaos_proxy):
+    with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
+        for _ in range(3):
+            requests.get(jitchaos_proxy.service_url("api") + "/read", headers=credential.headers)
+
+
+@pytest.mark.jitchaos_policy(suppress=["all-5xx"])
+def test_knows_it_is_dead(jit, jitchaos_proxy):
+    with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
+        requests.get(jitchaos_proxy.service_url("api") + "/read", headers=credential.headers)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*no verdict on this test's uses: all 3 calls to GET /read answered 5xx (3 x 502): "
+            "gateway errors: the service is not reachable*(suppress: all-5xx)*"
+        ]
+    )
+
+
 def test_route_scopes_from_the_ini_are_checked_for_every_test(
     pytester: pytest.Pytester,
 ) -> None:
