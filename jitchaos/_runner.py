@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from hypothesis import settings as Settings
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 from hypothesis.statistics import collector
 
@@ -176,7 +177,7 @@ def run(
     try:
         # Hypothesis's statistics hook (what its pytest plugin reads); typed as None there.
         with collector.with_value(counted), _shrinking_within(budget):  # type: ignore[arg-type]
-            run_state_machine_as_test(cls, settings=settings)
+            _unflaky(cls, settings)
     except (AssertionError, ExceptionGroup) as error:
         if isinstance(error, ExceptionGroup) and error.subgroup(AssertionError) is None:
             raise
@@ -210,6 +211,44 @@ def run(
         raise VacuousRun(f"{cls.__name__}: no verdict: {why}")
     if not quiet:
         print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
+
+
+def _unflaky(cls: Machine, settings: Settings | None) -> None:
+    """Run ``cls`` under Hypothesis; a violation it found but could not replay the same way
+    is raised as that violation, not as Hypothesis's ``Flaky`` error. A system in its own
+    process on the wall clock keeps its caches and tokens between examples, so the replay of
+    a failing example can fail at another step, or pass: Hypothesis then stops with "Data
+    generation behaved differently between test cases" and the violation it had found, and the
+    example it was found in, would be lost behind a traceback."""
+    try:
+        run_state_machine_as_test(cls, settings=settings)
+    except Flaky as flaky:
+        found = _violation_behind(flaky)
+        if found is None:
+            raise
+        found.add_note(
+            "jitchaos: Hypothesis could not replay this failure the same way (the system under "
+            "test keeps state or time of its own between examples), so it is shown as found, "
+            f"not shrunk ({type(flaky).__name__})"
+        )
+        raise found from None
+
+
+def _violation_behind(error: BaseException) -> AssertionError | None:
+    """The violation a ``Flaky`` error was raised while handling, or holds in its group."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, AssertionError) and not isinstance(current, Flaky):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
 
 
 @contextmanager
