@@ -174,6 +174,7 @@ def run_scenario(
     shrink_budget: float | None = None,
     suppress: Collection[str] = (),
     seed: int | None = None,
+    wiring: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
@@ -187,8 +188,26 @@ def run_scenario(
     ``seed`` makes the search start from another point (default: the same fixed search order
     every time). ``suppress`` names vacuity checks not to run (:mod:`jitchaos._vacuity`).
     ``max_wait`` caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
-    on the wall clock (defaults: the scenario's ``max_wait`` and ``shrink_budget``)."""
-    from jitchaos._worlds import TestClient
+    on the wall clock (defaults: the scenario's ``max_wait`` and ``shrink_budget``).
+    ``wiring`` overrides the scenario's wiring settings of the embedded world, by name
+    (``audience``, ``access_ttl``, ``refresh_ttl``, ``grant_client``, ``introspection_client``,
+    ``app_client``, ``users``: see :class:`~jitchaos._worlds.Wiring`)."""
+    from jitchaos._worlds import TestClient, Wiring
+
+    wiring = dict(wiring or {})
+    unknown = set(wiring) - set(attrs.fields_dict(Wiring))
+    if unknown:
+        raise InvalidArgument(
+            f"wiring names no setting {sorted(unknown)} "
+            f"(settings: {', '.join(attrs.fields_dict(Wiring))})"
+        )
+    if wiring and upstream is not None:
+        raise InvalidArgument(
+            f"{', '.join(sorted(wiring))}: the embedded IdP's wiring; with --upstream the "
+            "provider's own clients, users and lifetimes apply"
+        )
+    if isinstance(wiring.get("users"), list | tuple):
+        wiring["users"] = dict(wiring["users"])
 
     parsed_clients = [TestClient.parse(text) for text in clients]
     if upstream is not None and not isinstance(upstream, str):
@@ -251,8 +270,13 @@ def run_scenario(
             float(shrink_budget) if shrink_budget is not None else scenario.shrink_budget
         ),
     }
+    attributes.update(wiring)
     for name, value in attributes.items():
         setattr(Run, name, value)
+    try:  # wrong wiring is the user's error now, not an example's
+        Wiring.from_machine(Run, frozenset(Run.scopes))
+    except TypeError as error:
+        raise InvalidArgument(str(error)) from None
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidArgument(f"seed={seed!r} must be an int")

@@ -55,13 +55,9 @@ from jitchaos._runner import RUNS
 from jitchaos._steps import _Draws, _Replayed, _Token
 from jitchaos._tokens import fingerprint
 from jitchaos._worlds import (
-    _ACCESS_TTL,
-    _APP,
-    _CLIENT,
     _REDIRECT,
-    _RESOURCE,
-    _SECRETS,
     TestClient,
+    Wiring,
     _basic,
     _StagingWorld,
     _World,
@@ -198,6 +194,24 @@ class _ChaosMachine(RuleBasedStateMachine):
     shrink attempt waits for real). Hypothesis checks it after each example, so shrinking
     can overrun it by one example's waits; the run keeps the smallest failure found."""
 
+    # The wiring of the embedded world: what the system under test is configured with
+    # (docs/configuration.md lists each with its CLI option and pytest ini option).
+    audience: ClassVar[str] = "jitchaos"
+    """``aud`` of the embedded IdP's access tokens: what the service checks."""
+    access_ttl: ClassVar[int] = 300
+    """Access-token lifetime (seconds) in the embedded world."""
+    refresh_ttl: ClassVar[int] = 86400
+    """Refresh-token lifetime (seconds) in the embedded world."""
+    grant_client: ClassVar[str | tuple[str, str]] = "machine:machine-secret"
+    """``"ID:SECRET"`` of the client the machine's grants and users' logins are for."""
+    introspection_client: ClassVar[str | tuple[str, str]] = "machine-api:machine-api-secret"
+    """``"ID:SECRET"`` a service introspects tokens with (RFC 7662) at the proxy's IdP side."""
+    app_client: ClassVar[str | tuple[str, str]] = "app:app-secret"
+    """``"ID:SECRET"`` a client app under test (:class:`ClientChaosMachine`) gets tokens as."""
+    users: ClassVar[Mapping[str, Collection[str]] | None] = None
+    """Who logs in (``login``) and the scopes each may grant; None: ``alice`` with every
+    scope and ``bob`` with the first."""
+
     suppress_vacuity: ClassVar[Collection[str]] = ()
     """Vacuity checks not to run (``all-5xx``, ``none-determinate``, ``faults-unused``): a
     clean run fails when it judged nothing (see :mod:`jitchaos._vacuity`), as Hypothesis's
@@ -244,7 +258,6 @@ class _ChaosMachine(RuleBasedStateMachine):
 
     _worlds: ClassVar[dict[type, _World | _StagingWorld]] = {}
     _world_lock: ClassVar[threading.Lock] = threading.Lock()
-    _clients: ClassVar[frozenset[str]] = frozenset()
     all_actions: ClassVar[frozenset[str]] = ACTIONS
     """Every rule this kind of machine has (``actions`` picks from these)."""
 
@@ -311,6 +324,7 @@ class _ChaosMachine(RuleBasedStateMachine):
                 listeners,
                 cls._clock_is_shared(),
                 fresh_service=cls._in_process(),
+                wiring=Wiring.from_machine(cls, frozenset(cls.scopes)),
             )
         if not isinstance(cls.upstream, str):
             raise TypeError(f"{cls.__name__}.upstream={cls.upstream!r} must be a URL")
@@ -359,7 +373,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         policy = type(self).policy
         edges: list[int] = []
         windows = (policy.staleness, policy.key_staleness, policy.leeway, policy.recovery)
-        for seconds in (*windows, _ACCESS_TTL):
+        for seconds in (*windows, self.world.token_life):
             edge = int(seconds) + 1
             if edge > 1 and edge not in edges:
                 edges.append(edge)  # the policy's own window first: the simplest move
@@ -569,9 +583,13 @@ class _ChaosMachine(RuleBasedStateMachine):
             policy=type(self).policy,
             required_scopes=type(self).routes,
             hostile=self.hostile,
-            clients=type(self)._clients,
+            clients=self._judged_clients(),
             since=self._first_seq,
         )
+
+    def _judged_clients(self) -> frozenset[str]:
+        """The OAuth clients whose own conduct the checker judges (a client app under test)."""
+        return frozenset()
 
     # Talking to the IdP and the services, synchronously (rules are synchronous).
 
@@ -585,8 +603,11 @@ class _ChaosMachine(RuleBasedStateMachine):
     ) -> tuple[int, dict[str, str], bytes]:
         return exchange(method, url, headers=headers, body=body, connections=self._connections)
 
-    def _token_request(self, form: Mapping[str, str], client: str = _CLIENT) -> dict[str, Any]:
-        """POST /token at the proxy's IdP side; the JSON answer, or {} when refused."""
+    def _token_request(self, form: Mapping[str, str], client: str | None = None) -> dict[str, Any]:
+        """POST /token at the proxy's IdP side as ``client`` (None: the grant client); the
+        JSON answer, or {} when refused."""
+        if client is None:
+            client = self.world.wiring.grant_client[0]
         status, _, body = self._request(
             f"{self.proxy.url}/token",
             method="POST",
@@ -599,8 +620,9 @@ class _ChaosMachine(RuleBasedStateMachine):
         data: dict[str, Any] = json.loads(body)
         return data
 
-    def _login(self, user: str, scopes: Collection[str], client: str = _CLIENT) -> dict[str, Any]:
+    def _login(self, user: str, scopes: Collection[str]) -> dict[str, Any]:
         """Authorization code with PKCE for ``user`` (the IdP approves ``login_hint`` at once)."""
+        client = self.world.wiring.grant_client[0]
         query, verifier = authorization_query(
             client_id=client, redirect_uri=_REDIRECT, scopes=scopes, user=user
         )
@@ -698,13 +720,18 @@ class AuthChaosMachine(_ChaosMachine):
         return self._issued(answer, client.client_id, data)
 
     @_action("login")
-    @rule(targets=(tokens, logins), user=st.sampled_from(["alice", "bob"]), data=st.data())
-    def login(self, user: str, data: st.DataObject) -> Any:
-        """A user logs in (authorization code + PKCE): an access and a refresh token for some
-        of the user's scopes, the access token used at once on one route."""
+    @rule(targets=(tokens, logins), data=st.data())
+    def login(self, user: str | None = None, data: st.DataObject | None = None) -> Any:
+        """A user (one of :attr:`users`) logs in (authorization code + PKCE): an access and a
+        refresh token for some of the user's scopes, the access token used at once on one
+        route."""
+        wiring = self.world.wiring
+        assert data is not None
+        if user is None:  # drawn; a recorded step gives it
+            user = data.draw(st.sampled_from([name for name, _ in wiring.users]), label="user")
         data = self._begin("login", data, user=user)
         self._tick()
-        allowed = type(self).scopes if user == "alice" else {min(type(self).scopes)}
+        allowed = wiring.scopes_of(user)
         answer = self._login(user, self._scopes(data, allowed))
         return self._issued(answer, user, data)
 
@@ -866,7 +893,6 @@ class ClientChaosMachine(_ChaosMachine):
     outage_endpoints: ClassVar[tuple[str, ...]] = ("token",)
     _fronted: ClassVar[str] = "downstream"
     _system: ClassVar[str] = "client"
-    _clients = frozenset({_APP})
     # The downstream introspects every request, so key rotation changes nothing a client sees.
     all_actions = frozenset({"use", "burst", "expire", "revoke", "advance", "outage"})
 
@@ -885,7 +911,7 @@ class ClientChaosMachine(_ChaosMachine):
         downstream = reference_service(
             idp_url=self.proxy.url,
             routes=cls.routes,
-            client=(_RESOURCE, _SECRETS[_RESOURCE]),
+            client=world.wiring.introspection_client,
         )
         self.proxy.retarget("downstream", world.loop.run(self._serve(downstream)))
         if isinstance(cls.client, str):
@@ -898,7 +924,7 @@ class ClientChaosMachine(_ChaosMachine):
             issuer=world.issuer,
             now=self.clock.now,
             downstream=self.proxy.service_url("downstream"),
-            client=(_APP, _SECRETS[_APP]),
+            client=world.wiring.app_client,
         )
         self.client_url = world.loop.run(self._serve(app))
 
@@ -920,6 +946,9 @@ class ClientChaosMachine(_ChaosMachine):
         route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
         self.world.loop.run(self._fan_out(route, n))
 
+    def _judged_clients(self) -> frozenset[str]:
+        return frozenset({self.world.wiring.app_client[0]})
+
     def _current(self) -> tuple[str, str] | None:
         """The newest access token of the client's newest grant: (fingerprint, grant id)."""
         ledger = self.proxy.ledger
@@ -929,7 +958,7 @@ class ClientChaosMachine(_ChaosMachine):
         mine = [
             e.grant_id
             for e in ledger.events[since:]
-            if isinstance(e, Granted) and e.client_id == _APP
+            if isinstance(e, Granted) and e.client_id == self.world.wiring.app_client[0]
         ]
         if not mine:
             return None

@@ -30,8 +30,6 @@ from jitchaos.errors import InvalidArgument
 from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
 from jitchaos.proxy import ChaosProxy
 
-_CLIENT, _RESOURCE, _APP = "machine", "machine-api", "app"
-_SECRETS = {_CLIENT: "machine-secret", _RESOURCE: "machine-api-secret", _APP: "app-secret"}
 _REDIRECT = "http://127.0.0.1/callback"
 _ACCESS_TTL = 300
 _SERVICES = {"service": "http://127.0.0.1:9", "downstream": "http://127.0.0.1:9"}
@@ -70,6 +68,131 @@ def _redacted(text: str) -> str:
     return client_id + (":***" if colon else "") + (f":{scopes}" if colon2 else "")
 
 
+def _credentials(setting: str, value: object) -> tuple[str, str]:
+    """``"ID:SECRET"`` (or a pair) as a pair; a TypeError naming ``setting`` otherwise (the
+    secret never in the message)."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        client_id, secret = value
+    elif isinstance(value, str):
+        client_id, _, secret = value.partition(":")
+    else:
+        raise TypeError(f"{setting} must be 'ID:SECRET', not a {type(value).__name__}")
+    if not client_id or not secret or ":" in secret or not client_id.isprintable():
+        shown = f"{client_id}:***" if isinstance(value, tuple) or ":" in value else value
+        raise TypeError(f"{setting}={shown!r} must look like 'ID:SECRET'")
+    return client_id, secret
+
+
+def _seconds_setting(setting: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise TypeError(f"{setting}={value!r} must be a positive whole number of seconds")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Wiring:
+    """What the system under test is configured with in the embedded world, and so what the
+    embedded IdP must issue: the access tokens' audience and lifetimes, the clients (the one
+    the machine's grants use, the one a service introspects with, the one a client app logs in
+    as) and the users who log in. The machines' class settings of the same names fill it
+    (:meth:`from_machine`); ``jitchaos run`` takes each as an option; every default is listed in
+    ``docs/configuration.md``."""
+
+    audience: str = "jitchaos"
+    """``aud`` of every access token."""
+    access_ttl: int = _ACCESS_TTL
+    """Access-token lifetime (seconds)."""
+    refresh_ttl: int = 86400
+    """Refresh-token lifetime (seconds)."""
+    grant_client: tuple[str, str] = ("machine", "machine-secret")
+    """The client the ``grant`` rule's tokens (client credentials) and logins are for."""
+    introspection_client: tuple[str, str] = ("machine-api", "machine-api-secret")
+    """The client a service introspects tokens with (RFC 7662): it may ask for no scope."""
+    app_client: tuple[str, str] = ("app", "app-secret")
+    """The client a client app under test (:class:`ClientChaosMachine`) gets tokens as."""
+    users: tuple[tuple[str, frozenset[str]], ...] = ()
+    """Who logs in and the scopes each may grant (empty: ``alice`` with every scope and
+    ``bob`` with the first)."""
+
+    @classmethod
+    def from_machine(cls, machine: type, scopes: frozenset[str]) -> Wiring:
+        """The settings of machine class ``machine``, checked (a TypeError names the wrong
+        one, as for the machines' other class settings)."""
+        name = machine.__name__
+        audience = getattr(machine, "audience", "jitchaos")
+        if not isinstance(audience, str) or not audience.strip():
+            raise TypeError(f"{name}.audience={audience!r} must be a non-empty string")
+        clients = {
+            attribute: _credentials(f"{name}.{attribute}", getattr(machine, attribute))
+            for attribute in ("grant_client", "introspection_client", "app_client")
+        }
+        ids = [client_id for client_id, _ in clients.values()]
+        if len(set(ids)) != len(ids):
+            raise TypeError(
+                f"{name}: grant_client, introspection_client and app_client must be three "
+                f"different clients, not {ids}"
+            )
+        raw_users = getattr(machine, "users", None)
+        users: tuple[tuple[str, frozenset[str]], ...]
+        if raw_users is None:
+            users = (("alice", scopes), ("bob", frozenset({min(scopes)}) if scopes else scopes))
+        else:
+            if not isinstance(raw_users, Mapping) or not raw_users:
+                raise TypeError(
+                    f"{name}.users={raw_users!r} must map each user's name to their scopes"
+                )
+            checked = []
+            for user, granted in raw_users.items():
+                if not isinstance(user, str) or not user or isinstance(granted, str):
+                    raise TypeError(
+                        f"{name}.users: {user!r}: {granted!r} must be a name and a set of scopes"
+                    )
+                extra = set(granted) - scopes
+                if not granted:
+                    raise TypeError(f"{name}.users: {user!r} must hold at least one scope")
+                if extra:
+                    raise TypeError(
+                        f"{name}.users: {user!r} holds {sorted(extra)}, not in scopes "
+                        f"{sorted(scopes)}"
+                    )
+                checked.append((user, frozenset(granted)))
+            users = tuple(checked)
+        return cls(
+            audience=audience,
+            access_ttl=_seconds_setting(
+                f"{name}.access_ttl", getattr(machine, "access_ttl", _ACCESS_TTL)
+            ),
+            refresh_ttl=_seconds_setting(
+                f"{name}.refresh_ttl", getattr(machine, "refresh_ttl", 86400)
+            ),
+            users=users,
+            **clients,
+        )
+
+    def secret(self, client_id: str) -> str:
+        for known, secret in (self.grant_client, self.introspection_client, self.app_client):
+            if known == client_id:
+                return secret
+        raise KeyError(client_id)
+
+    def scopes_of(self, user: str) -> frozenset[str]:
+        return dict(self.users)[user]
+
+    def idp_config(self, scopes: frozenset[str]) -> IdPConfig:
+        return IdPConfig(
+            clients=[
+                ClientConfig(*self.grant_client, scopes),
+                ClientConfig(*self.introspection_client, set()),
+                ClientConfig(*self.app_client, scopes),
+            ],
+            users=[UserConfig(user, granted) for user, granted in self.users],
+            audience=self.audience,
+            access_ttl=self.access_ttl,
+            max_ttl=max(self.access_ttl, 3600),
+            refresh_ttl=self.refresh_ttl,
+        )
+
+
 class _World:
     """The IdP, proxy and clock one machine class shares across its examples.
 
@@ -86,29 +209,22 @@ class _World:
         manual: bool,
         *,
         fresh_service: bool = True,
+        wiring: Wiring | None = None,
     ) -> None:
         self.manual = manual
+        self.wiring = wiring if wiring is not None else Wiring.from_machine(_Defaults, scopes)
         self.keys = _KeyPool(reuse=fresh_service)
         self.clock: ManualClock | OffsetClock = ManualClock() if manual else OffsetClock()
         self.loop = BackgroundLoop(name="jitchaos-machine")
         self.loop.start()
-        least = {min(scopes)} if scopes else set()
-        config = IdPConfig(
-            clients=[
-                ClientConfig(_CLIENT, _SECRETS[_CLIENT], scopes),
-                ClientConfig(_RESOURCE, _SECRETS[_RESOURCE], set()),
-                ClientConfig(_APP, _SECRETS[_APP], scopes),
-            ],
-            users=[UserConfig("alice", scopes), UserConfig("bob", least)],
-            access_ttl=_ACCESS_TTL,
-        )
+        config = self.wiring.idp_config(scopes)
         self.proxy = ChaosProxy(config, services=_SERVICES, clock=self.clock, hold_limit=0.1)
         _start(self.loop, self.proxy, listeners)
         assert self.proxy.idp is not None
         self.idp: EmbeddedIdP = self.proxy.idp
         self.issuer = self.idp.issuer
         self.first_key = self.idp.keys.current
-        self.token_life: float = _ACCESS_TTL
+        self.token_life: float = self.wiring.access_ttl
         """How long the access tokens the machines get live (seconds)."""
 
     def adapt(self, actions: frozenset[str]) -> frozenset[str]:
@@ -122,10 +238,10 @@ class _World:
 
     def grant_clients(self, scopes: Collection[str]) -> Sequence[TestClient]:
         """The clients the ``grant`` rule may get tokens for."""
-        return (TestClient(_CLIENT, _SECRETS[_CLIENT], frozenset(scopes)),)
+        return (TestClient(*self.wiring.grant_client, frozenset(scopes)),)
 
     def secret(self, client_id: str) -> str:
-        return _SECRETS[client_id]
+        return self.wiring.secret(client_id)
 
     def begin_example(self, proxy_ledger_seq: int) -> None:
         """Every example starts from the same world: one signing key, no faults, a fresh
@@ -142,6 +258,18 @@ class _World:
         """Stop the proxy (and the IdP it started), freeing its ports, and the loop."""
         self.loop.run(self.proxy.stop())
         self.loop.stop()
+
+
+class _Defaults:
+    """The machines' wiring settings at their defaults (a world made without a machine)."""
+
+    audience = "jitchaos"
+    access_ttl = _ACCESS_TTL
+    refresh_ttl = 86400
+    grant_client = "machine:machine-secret"
+    introspection_client = "machine-api:machine-api-secret"
+    app_client = "app:app-secret"
+    users = None
 
 
 def _start(
@@ -184,6 +312,9 @@ class _StagingWorld:
     """
 
     manual = False
+    wiring = Wiring()
+    """The embedded world's wiring, unused here but for its defaults: the provider has its
+    own clients, users and lifetimes."""
 
     def __init__(
         self,

@@ -77,6 +77,24 @@ def seconds_arg(text: str) -> float:
     return value
 
 
+def credentials_arg(text: str) -> tuple[str, str]:
+    """``ID:SECRET`` (the secret never echoed in the error)."""
+    client_id, sep, secret = text.partition(":")
+    if not sep or not client_id or not secret or ":" in secret:
+        shown = f"{client_id}:***" if sep else client_id
+        raise argparse.ArgumentTypeError(f"{shown!r} is not ID:SECRET")
+    return client_id, secret
+
+
+def user_arg(text: str) -> tuple[str, frozenset[str]]:
+    """``NAME:scope,scope``."""
+    name, sep, scopes = text.partition(":")
+    granted = frozenset(s for s in scopes.replace(",", " ").split() if s)
+    if not sep or not name or not granted:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME:SCOPES (scopes comma-separated)")
+    return name, granted
+
+
 def address_arg(text: str) -> tuple[str, int]:
     try:
         return address("address", text)

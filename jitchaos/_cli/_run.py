@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from jitchaos._cli._args import (
     UsageError,
     address_arg,
+    credentials_arg,
     positive_int,
     progress_line,
     seconds_arg,
+    user_arg,
 )
 from jitchaos.errors import InvalidArgument
 
@@ -108,6 +110,52 @@ def add(commands: Commands) -> None:
     )
     run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
+    wiring = run.add_argument_group(
+        "wiring of the embedded IdP",
+        "what the service (or client) under test is configured with; each defaults to the "
+        "scenario's class setting of the same name (docs/configuration.md)",
+    )
+    wiring.add_argument("--audience", metavar="AUD", help="aud of access tokens (jitchaos)")
+    wiring.add_argument(
+        "--ttl",
+        dest="access_ttl",
+        type=positive_int,
+        metavar="SECONDS",
+        help="access-token lifetime (300)",
+    )
+    wiring.add_argument(
+        "--refresh-ttl",
+        type=positive_int,
+        metavar="SECONDS",
+        help="refresh-token lifetime (86400)",
+    )
+    wiring.add_argument(
+        "--grant-client",
+        type=credentials_arg,
+        metavar="ID:SECRET",
+        help="the client grants and logins are for (machine:machine-secret)",
+    )
+    wiring.add_argument(
+        "--introspection-client",
+        type=credentials_arg,
+        metavar="ID:SECRET",
+        help="the client the service introspects with (machine-api:machine-api-secret)",
+    )
+    wiring.add_argument(
+        "--app-client",
+        type=credentials_arg,
+        metavar="ID:SECRET",
+        help="the client a client app under test logs in as (app:app-secret)",
+    )
+    wiring.add_argument(
+        "--user",
+        dest="users",
+        action="append",
+        type=user_arg,
+        metavar="NAME:SCOPES",
+        help="a user who logs in, with the scopes they may grant (repeatable; default alice "
+        "with every scope, bob with the first)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +183,19 @@ def run(args: argparse.Namespace) -> int:
             max_wait=args.max_wait,
             shrink_budget=args.shrink_budget,
             suppress=args.suppress,
+            wiring={
+                name: value
+                for name in (
+                    "audience",
+                    "access_ttl",
+                    "refresh_ttl",
+                    "grant_client",
+                    "introspection_client",
+                    "app_client",
+                    "users",
+                )
+                if (value := getattr(args, name)) is not None
+            },
         )
     except (InvalidArgument, TypeError) as error:
         raise UsageError(str(error)) from None
