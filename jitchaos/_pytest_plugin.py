@@ -12,8 +12,14 @@ takes credentials from a real IdP as the clients of ``$JITCHAOS_CLIENT_ID`` and
 ``$JITCHAOS_CLIENT_SECRET``, ``$JITCHAOS_CLIENTS`` (``id:secret,id:secret``) or the ini option
 ``jitchaos_clients`` (``ID:SECRET`` lines; ``ID:$VAR`` reads the secret from the environment).
 The ini option ``jitchaos_routes`` (``METHOD /path=scope scope`` lines) gives the scopes every
-test's routes need; the marker ``@pytest.mark.jitchaos_policy(staleness=..., leeway=...,
-max_ttl=..., scopes={...})`` sets one test's policy, lease cap and routes.
+test's routes need. The embedded IdP's wiring is ini options too: ``jitchaos_audience``,
+``jitchaos_token_ttl``, ``jitchaos_users`` (``NAME`` or ``NAME:scope,scope``) and
+``jitchaos_introspection_client`` (``ID:SECRET`` or ``ID:$VAR``: the client an introspecting
+service authenticates with). A service listed in ``jitchaos_services`` by ``NAME`` alone is
+started later, by a fixture that needs the proxy's URL (``jitchaos_proxy.url``, its IdP
+side), which then gives its address with ``jitchaos_proxy.retarget(NAME, URL)``. The marker
+``@pytest.mark.jitchaos_policy(staleness=..., leeway=..., max_ttl=..., scopes={...})`` sets
+one test's policy, lease cap and routes.
 """
 
 from __future__ import annotations
@@ -77,10 +83,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "$JITCHAOS_CLIENT_SECRET) instead of the embedded one",
     )
     parser.addini("jitchaos_scopes", "scopes the embedded IdP may grant", default="read write")
-    parser.addini("jitchaos_users", "users the embedded IdP knows", default="alice bob")
+    parser.addini(
+        "jitchaos_users",
+        "users the embedded IdP knows, NAME or NAME:scope,scope (default: every scope)",
+        default="alice bob",
+    )
+    parser.addini("jitchaos_audience", "aud of the embedded IdP's tokens", default="jitchaos")
+    parser.addini(
+        "jitchaos_token_ttl",
+        "access-token lifetime of the embedded IdP, seconds (a lease asks for its own)",
+        default="300",
+    )
+    parser.addini(
+        "jitchaos_introspection_client",
+        "ID:SECRET (or ID:$VAR) a service introspects with at the proxy's IdP side",
+        default="",
+    )
     parser.addini(
         "jitchaos_services",
-        "services the proxy fronts, NAME=URL, one per line",
+        "services the proxy fronts, NAME=URL one per line (NAME alone: a fixture gives its "
+        "URL later with jitchaos_proxy.retarget)",
         type="linelist",
         default=[],
     )
@@ -150,16 +172,34 @@ def jitchaos_idp(
     request: pytest.FixtureRequest, jitchaos_clock: OffsetClock, _jitchaos_secret: str
 ) -> Iterator[EmbeddedIdP | None]:
     """The embedded IdP (None with ``--jitchaos-upstream``)."""
-    from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig, UserConfig
+    from jitchaos.idp import ClientConfig, EmbeddedIdP, IdPConfig
 
     if request.config.getoption("jitchaos_upstream"):
         yield None
         return
-    scopes = set(request.config.getini("jitchaos_scopes").split()) | {"openid"}
-    names = request.config.getini("jitchaos_users").split()
-    clients: Any = (ClientConfig(_CLIENT, _jitchaos_secret, scopes),)
-    users: Any = tuple(UserConfig(name, scopes) for name in names)
-    config = IdPConfig(clients=clients, users=users)
+    ini = request.config.getini
+    scopes = set(ini("jitchaos_scopes").split()) | {"openid"}
+    clients: Any = [ClientConfig(_CLIENT, _jitchaos_secret, scopes)]
+    introspection = str(ini("jitchaos_introspection_client")).strip()
+    if introspection:
+        client_id, secret = _credential("jitchaos_introspection_client", introspection)
+        clients.append(ClientConfig(client_id, secret, set()))
+    users: Any = tuple(_user(entry, scopes) for entry in ini("jitchaos_users").split())
+    ttl = str(ini("jitchaos_token_ttl")).strip()
+    if not ttl.isdigit() or int(ttl) < 1:
+        raise pytest.UsageError(f"jitchaos_token_ttl: {ttl!r} is not a whole number of seconds")
+    from jitchaos.errors import ConfigError
+
+    try:
+        config = IdPConfig(
+            clients=clients,
+            users=users,
+            audience=str(ini("jitchaos_audience")).strip(),
+            access_ttl=int(ttl),
+            max_ttl=max(int(ttl), 3600),
+        )
+    except ConfigError as error:
+        raise pytest.UsageError(f"jitchaos: {error}") from None
     with EmbeddedIdP(config, clock=jitchaos_clock).in_thread() as idp:
         yield idp
 
@@ -173,12 +213,7 @@ def jitchaos_proxy(
     """The chaos proxy in front of the IdP and of the services named in ``jitchaos_services``."""
     from jitchaos.proxy import ChaosProxy
 
-    services = {}
-    for line in request.config.getini("jitchaos_services"):
-        name, sep, url = str(line).partition("=")
-        if not sep:
-            raise pytest.UsageError(f"jitchaos_services: {line!r} is not NAME=URL")
-        services[name.strip()] = url.strip()
+    services = _services(request.config)
     upstream = (
         jitchaos_idp if jitchaos_idp is not None else request.config.getoption("jitchaos_upstream")
     )
@@ -216,6 +251,53 @@ def _jitchaos_broker(
         yield broker
     finally:
         log.close()
+
+
+_LATER = "http://127.0.0.1:9"
+"""Where a service whose URL a fixture gives later points until then (nothing listens on the
+discard port: a call answers 502, the service is not reachable)."""
+
+
+def _services(config: pytest.Config) -> dict[str, str]:
+    """``jitchaos_services``: NAME=URL lines, or NAME alone for a URL given later."""
+    services = {}
+    for line in config.getini("jitchaos_services"):
+        name, sep, url = str(line).partition("=")
+        name = name.strip()
+        if not name.isidentifier() or (sep and not url.strip()):
+            raise pytest.UsageError(
+                f"jitchaos_services: {line!r} is not NAME=URL (or NAME, its URL given later)"
+            )
+        services[name] = url.strip() if sep else _LATER
+    return services
+
+
+def _credential(option: str, entry: str) -> tuple[str, str]:
+    """``ID:SECRET`` or ``ID:$VAR`` from the environment; errors never show the secret."""
+    client, sep, value = entry.partition(":")
+    if value.startswith("$"):
+        value = os.environ.get(value[1:], "")
+        if not value:
+            raise pytest.UsageError(f"{option}: {client}: ${entry.partition('$')[2]} is not set")
+    if not sep or not client.strip() or not value:
+        raise pytest.UsageError(f"{option}: {client.strip() or '?'}:... is not ID:SECRET")
+    return client.strip(), value
+
+
+def _user(entry: str, scopes: set[str]) -> Any:
+    """``NAME`` (every scope) or ``NAME:scope,scope`` from ``jitchaos_users``."""
+    from jitchaos.idp import UserConfig
+
+    name, sep, granted = entry.partition(":")
+    chosen = {s for s in granted.split(",") if s} if sep else scopes
+    if not name or (sep and not chosen):
+        raise pytest.UsageError(f"jitchaos_users: {entry!r} is not NAME or NAME:scope,scope")
+    extra = chosen - scopes
+    if extra:
+        raise pytest.UsageError(
+            f"jitchaos_users: {name} holds {sorted(extra)}, not in jitchaos_scopes"
+        )
+    return UserConfig(name, chosen)
 
 
 def _clients(config: pytest.Config) -> dict[str, str]:
@@ -271,10 +353,7 @@ def jitchaos_services(
 ) -> dict[str, str]:
     """Each service named in ``jitchaos_services``, by name: the URL that reaches it through
     the proxy's service side, where every decision it makes is recorded and audited."""
-    names = [
-        str(line).partition("=")[0].strip() for line in request.config.getini("jitchaos_services")
-    ]
-    return {name: jitchaos_proxy.service_url(name) for name in names}
+    return {name: jitchaos_proxy.service_url(name) for name in _services(request.config)}
 
 
 @pytest.fixture
