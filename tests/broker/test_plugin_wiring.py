@@ -32,7 +32,8 @@ def orders(jitchaos_proxy, jitchaos_idp):
         port = probe.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "examples", "stateless_jwt", "--fixed",
-         "--idp", jitchaos_proxy.url, "--issuer", jitchaos_idp.issuer, "--port", str(port), "--audience", "orders-api",
+         "--idp", jitchaos_proxy.url, "--issuer", jitchaos_idp.issuer,
+         "--port", str(port), "--audience", "orders-api",
          "--client", "orders-api:" + os.environ["ORDERS_SECRET"]],
         cwd={str(ROOT)!r},
     )
