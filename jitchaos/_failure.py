@@ -285,6 +285,19 @@ def _call(step: Step) -> str:
     return f"{step.rule}({', '.join(args)})"
 
 
+def _cell_failed(error: Any) -> str:
+    """One sentence for a repro notebook that stopped in a cell: what to import, or where to
+    run it, for the usual case of a service factory this Python cannot import."""
+    name, value = getattr(error, "ename", "Error"), str(getattr(error, "evalue", error))
+    first = value.strip().splitlines()[0] if value.strip() else name
+    if name in ("ModuleNotFoundError", "ImportError") or "cannot be imported" in first:
+        return (
+            f"the notebook could not import its service ({first}): run jitchaos repro from the "
+            "directory your tests import it from, or install the package that holds it"
+        )
+    return f"the notebook stopped in a cell with {name}: {first}"
+
+
 def write_repro(
     failure: Failure | Mapping[str, Any],
     directory: str | os.PathLike[str],
@@ -299,8 +312,14 @@ def write_repro(
     failure = Failure.load(failure)
     notebook = repro_notebook(failure)
     if execute:
-        from jupyter_client.manager import KernelManager
-        from nbclient import NotebookClient
+        try:
+            from jupyter_client.manager import KernelManager
+            from nbclient import NotebookClient
+            from nbclient.exceptions import CellExecutionError
+        except ImportError:
+            raise InvalidArgument(
+                "executing a notebook needs a Jupyter kernel: pip install 'jitchaos[notebook]'"
+            ) from None
 
         # IPC sockets in a private directory: no TCP port, nothing reachable from elsewhere.
         with tempfile.TemporaryDirectory(prefix="jitchaos-kernel-") as sockets:
@@ -310,6 +329,8 @@ def write_repro(
             try:
                 # We own the kernel's client too: close its sockets when done.
                 NotebookClient(notebook, timeout=timeout, km=manager).execute(cleanup_kc=True)
+            except CellExecutionError as error:
+                raise InvalidArgument(_cell_failed(error)) from None
             finally:
                 if manager.has_kernel:
                     manager.shutdown_kernel(now=True)

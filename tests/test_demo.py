@@ -201,3 +201,27 @@ def test_make_demo_leaves_the_checkout_clean() -> None:
         ["git", "check-ignore", "-q", f"{default}/x_demo-0.ipynb"], cwd=root, check=False
     )
     assert ignored.returncode == 0  # git ignores what the demo writes
+
+
+def test_repro_execute_of_a_service_it_cannot_import_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    record = {
+        "format": "jitchaos-failure/1",
+        "test": "T",
+        "machine": "service",
+        "service": {"factory": "orders_nowhere_to_be_found.app:make_app", "kwargs": {}},
+        "routes": {"GET /read": ["read"]},
+        "policy": {},
+        "steps": [{"rule": "grant", "args": {}, "draws": [{"set": ["read"]}, "GET /read"]}],
+        "violations": [{"kind": "revoked-token-accepted", "sentence": "GET /read ..."}],
+    }
+    saved = tmp_path / "failure.json"
+    saved.write_text(json.dumps(record))
+    result = run_cli("repro", str(saved), "--out", str(tmp_path / "nb"), "--execute", timeout=180)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "could not import its service" in lines[0]
+    assert "orders_nowhere_to_be_found" in lines[0]
+    assert "Traceback" not in result.stderr
