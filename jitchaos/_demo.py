@@ -113,7 +113,7 @@ def run_demo(
     notebooks: str | os.PathLike[str] = ".jitchaos/notebooks",
     examples: int = 400,
     out: Callable[[str], None] = print,
-    progress: Callable[[int, int, float], None] | None = None,
+    progress: Callable[[int, int, int, float], None] | None = None,
 ) -> tuple[RunOutcome, RunOutcome]:
     """Find the bug in ``name``, write its notebook, then run the twin. Returns both outcomes."""
     demo = DEMOS.get(name)

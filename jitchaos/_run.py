@@ -165,7 +165,7 @@ def run_scenario(
     service_listen: str | tuple[str, int] | None = None,
     examples: int = 100,
     steps: int = 10,
-    progress: Callable[[int, int, float], None] | None = None,
+    progress: Callable[[int, int, int, float], None] | None = None,
     notebooks: str | os.PathLike[str] | None = None,
     execute: bool = False,
     upstream: str | None = None,
@@ -180,7 +180,8 @@ def run_scenario(
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
     other listeners, ``"host:port"``) and return what it found; a failure is also written as a
     repro notebook into ``notebooks`` (run first with ``execute``, to carry its outputs).
-    ``progress`` hears, after each example: examples run, faults injected, seconds elapsed.
+    ``progress`` hears, after each example: examples run, faults injected, distinct violation
+    kinds found so far, seconds elapsed.
 
     ``upstream`` (an OpenID provider's issuer or discovery URL) runs the scenario in the
     staging world, with tokens for ``clients`` (``"ID:SECRET[:SCOPES]"``; none: one registered
@@ -245,7 +246,12 @@ def run_scenario(
             counts["faults"] += sum(1 for f in self.proxy.history.faults if f.applied)
             super().teardown()
             if progress is not None:
-                progress(counts["examples"], counts["faults"], time.monotonic() - started)
+                progress(
+                    counts["examples"],
+                    counts["faults"],
+                    len(RUNS.by_kind(type(self))),
+                    time.monotonic() - started,
+                )
 
     Run.__name__ = Run.__qualname__ = scenario.__name__
     # A client machine drives a client the machine runs (its factory); a service machine, a

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import signal
 import weakref
@@ -167,3 +168,35 @@ def test_version_and_unknown_options_are_named() -> None:
     # A negative number is a value, and an abbreviation of a real option is that option.
     result = run_cli("audit", "missing.jsonl", "--at", "-5")
     assert "unrecognized" not in result.stderr
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_live_on_a_terminal_and_quiet_in_a_log() -> None:
+    from jitchaos._cli._args import progress_line
+
+    terminal = _Stream(tty=True)
+    show = progress_line(stream=terminal)
+    show(1, 3, 0, 0.4)
+    show(2, 7, 1, 0.9)
+    assert terminal.getvalue().count("\r") == 2
+    assert "2 examples run (shrinking included), 7 faults, 1 violation kind found, 1s" in (
+        terminal.getvalue()
+    )
+    log = _Stream(tty=False)
+    show = progress_line(stream=log, heartbeat=60)
+    for n in range(1, 200):
+        show(n, n * 2, 0, n * 0.25)  # a 50 s run: quiet
+    assert log.getvalue() == ""
+    show(200, 400, 2, 61.0)  # a long run: one heartbeat a minute
+    show(201, 402, 2, 62.0)
+    assert log.getvalue().splitlines() == [
+        "200 examples run (shrinking included), 400 faults, 2 violation kinds found, 61s"
+    ]

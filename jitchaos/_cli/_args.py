@@ -7,7 +7,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeVar
 
 from jitchaos._checks import address
 from jitchaos._keys import ALGORITHMS
@@ -142,19 +142,27 @@ def add_idp_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def progress_line(*, every: int, seconds: float = 10.0) -> Callable[[int, int, float], None]:
-    """One progress line on stderr: rewritten in place on a terminal, else every ``every``
-    examples or ``seconds`` of run time, whichever comes first (on the wall clock an example
-    can last a minute)."""
-    tty = sys.stderr.isatty()
+def progress_line(
+    *, heartbeat: float = 60.0, stream: TextIO | None = None
+) -> Callable[[int, int, int, float], None]:
+    """A live progress line on a terminal (examples, faults, violations found so far,
+    elapsed), rewritten in place after every example. Not on a terminal (a CI log) it stays
+    quiet, but for one line every ``heartbeat`` seconds of a long run (on the wall clock an
+    example can last a minute), so that a log shows the run is alive."""
+    out = stream if stream is not None else sys.stderr
+    tty = out.isatty()
     shown = [0.0]
 
-    def show(examples: int, faults: int, elapsed: float) -> None:
-        line = f"{examples} examples run (shrinking included), {faults} faults, {elapsed:.0f}s"
+    def show(examples: int, faults: int, violations: int, elapsed: float) -> None:
+        found = f"{violations} violation kind{'s' if violations != 1 else ''} found"
+        line = (
+            f"{examples} examples run (shrinking included), {faults} faults, {found}, "
+            f"{elapsed:.0f}s"
+        )
         if tty:
-            print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
-        elif examples % every == 0 or elapsed - shown[0] >= seconds:
+            print(f"\r{line}   ", end="", file=out, flush=True)
+        elif elapsed - shown[0] >= heartbeat:
             shown[0] = elapsed
-            print(line, file=sys.stderr, flush=True)
+            print(line, file=out, flush=True)
 
     return show

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         buggy, twin = run_demo(
-            args.name, notebooks=args.notebooks, out=out, progress=progress_line(every=50)
+            args.name, notebooks=args.notebooks, out=out, progress=progress_line()
         )
     except InvalidArgument as error:
         raise UsageError(str(error)) from None

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             service_listen=args.service_listen,
             examples=args.examples,
             steps=args.steps,
-            progress=progress_line(every=25),
+            progress=progress_line(),
             upstream=args.upstream,
             clients=args.client,
             max_wait=args.max_wait,
