@@ -1,13 +1,13 @@
 """How fast the staging world finds each bug class on the wall clock, behind a real IdP.
 
-For each bug class: node-oidc-provider (installed by ``make test`` from the lock file; opaque
-or JWT access tokens), the chaos proxy in front of it, and a known-bug service
-(``python -m examples``) in its own process, started fresh for each seed; the policy's windows
-are 5 s. ``run_scenario`` runs the class's rules in the staging world with one client registered
-per example (RFC 7591), seeded per seed. Reported per class: seeds that found the expected
-violation kind, the median wall-clock seconds to the first failing example, the median whole
-run (search and shrinking, shrinking bounded by a 60 s budget), and the correct twin's run over
-``--twin-examples`` examples (clean and not vacuous, or what it said).
+For each bug class: node-oidc-provider (installed by ``make test`` from the lock file; opaque or
+JWT access tokens), the chaos proxy in front of it, and a known-bug service (``python -m
+jitchaos.known_bugs``) in its own process, started fresh for each seed; the policy's windows are 5
+s. ``run_scenario`` runs the class's rules in the staging world with one client registered per
+example (RFC 7591), seeded per seed. Reported per class: seeds that found the expected violation
+kind, the median wall-clock seconds to the first failing example, the median whole run (search and
+shrinking, shrinking bounded by a 60 s budget), and the correct twin's run over ``--twin-examples``
+examples (clean and not vacuous, or what it said).
 
 The client class (no recovery after a revoke) drives a client in its own process against the
 embedded IdP: the staging world tests services (a real IdP's user logins need its login pages).
@@ -133,8 +133,8 @@ CASES = (
 
 @contextmanager
 def process(*args: str) -> Iterator[None]:
-    """``python -m examples ARGS`` until the block ends."""
-    command = [sys.executable, "-m", "examples", *args]
+    """``python -m jitchaos.known_bugs ARGS`` until the block ends."""
+    command = [sys.executable, "-m", "jitchaos.known_bugs", *args]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None

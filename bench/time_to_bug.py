@@ -35,7 +35,8 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from bench._naive import Step, naive_run, replay
-from examples import (
+from jitchaos import AuthChaosMachine, ClientChaosMachine, Policy
+from jitchaos.known_bugs import (
     concurrent_refresh,
     introspection_cache,
     jwks_cache,
@@ -45,7 +46,6 @@ from examples import (
     shared_cache,
     stateless_jwt,
 )
-from jitchaos import AuthChaosMachine, ClientChaosMachine, Policy
 
 ROUTES = {"GET /read": {"read"}, "POST /write": {"write"}}
 SLACK = 1

@@ -1,7 +1,4 @@
-"""Known-bug services: small aiohttp apps built the way real services are, each with one classic
-credential-handling bug (``fixed=False``) and its correct twin (``fixed=True``).
-
-Each module's ``make_app(*, idp_url, now, fixed=False, ...)`` serves ``GET /read`` (needs scope
-``read``) and ``POST /write`` (needs ``write``) for tokens issued by the IdP at ``idp_url``;
-``now`` is the service's clock.
-"""
+"""Services on third-party stacks (``examples/stacks``: PyJWT's ``PyJWKClient``, Authlib's
+resource protector, and the Node stacks under ``tests/interop/node``), run by the tests and
+benchmarks of a checkout. The known-bug services and their twins ship in the package:
+:mod:`jitchaos.known_bugs` (``python -m jitchaos.known_bugs NAME`` serves one)."""

@@ -1,9 +1,9 @@
 """``jitchaos demo``: watch the machine find a planted bug, then find nothing in the fix.
 
 Runs on one machine with nothing else installed: the embedded IdP behind the chaos proxy, and a
-known-bug service from ``examples/`` (a jitchaos checkout) in the same process. Prints a
-progress line, the shrunk failure as a short story, the repro notebook it wrote, and the same
-machine's verdict on the correct twin.
+known-bug service from :mod:`jitchaos.known_bugs` (shipped in the package) in the same
+process. Prints a progress line, the shrunk failure as a short story, the repro notebook it
+wrote, and the same machine's verdict on the correct twin.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -91,18 +89,7 @@ DEMOS = {
 
 
 def _factory(name: str) -> Callable[..., Any]:
-    try:
-        module = importlib.import_module(f"examples.{name}")
-    except ImportError:
-        if str(Path.cwd()) not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))
-        try:
-            module = importlib.import_module(f"examples.{name}")
-        except ImportError:
-            raise InvalidArgument(
-                "the known-bug services live in examples/ of a jitchaos checkout: run the "
-                "demo from there"
-            ) from None
+    module = importlib.import_module(f"jitchaos.known_bugs.{name}")
     factory: Callable[..., Any] = module.make_app
     return factory
 

@@ -14,9 +14,9 @@ import nbformat
 import pytest
 from hypothesis import HealthCheck, settings
 
-from examples import permission_cache
 from jitchaos import AuthChaosMachine, Failure, Policy
 from jitchaos._demo import DEMOS, run_demo, story
+from jitchaos.known_bugs import permission_cache
 from tests.common.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,10 @@ def test_a_failing_test_case_writes_its_notebook(tmp_path: Path) -> None:
         assert f"repro notebook {path}" in notes
     path = paths[0]
     failure = Failure.load(path.with_suffix(".json"))
-    assert failure.service == {"factory": "examples.permission_cache:make_app", "kwargs": {}}
+    assert failure.service == {
+        "factory": "jitchaos.known_bugs.permission_cache:make_app",
+        "kwargs": {},
+    }
     assert not JWT.search(path.read_text())
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown"

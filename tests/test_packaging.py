@@ -35,16 +35,19 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "jitchaos/py.typed" in names
     assert "jitchaos/strategies/__init__.py" in names
-    assert not any(n.startswith(("tests/", "strategies/")) for n in names)
+    assert not any(n.startswith(("tests/", "strategies/", "examples/")) for n in names)
+    # The known-bug services ship in the package (the demo and python -m jitchaos.known_bugs).
+    assert "jitchaos/known_bugs/introspection_cache.py" in names
+    assert "jitchaos/known_bugs/__main__.py" in names
 
     env = tmp_path / "fresh"
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        [str(python), "-m", "pip", "install", "--quiet", f"{wheel}[notebook]"],
         check=True,
         capture_output=True,
-        timeout=600,
+        timeout=900,
     )
     probe = (
         "import jitchaos, jitchaos.strategies, jitchaos.idp; "
@@ -67,3 +70,32 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     )
     assert cli.returncode == 2
     assert "does not exist" in cli.stderr
+
+    # Every listed demo runs from the wheel, outside any checkout.
+    jitchaos = str(env / "bin" / "jitchaos")
+    listed = subprocess.run(
+        [jitchaos, "demo", "--list"], capture_output=True, text=True, timeout=60, check=True
+    )
+    demos = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert len(demos) >= 8
+    for name in demos:
+        shown = subprocess.run(
+            [jitchaos, "demo", name, "--notebooks", str(tmp_path / "nb")],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+        )
+        assert shown.returncode == 0, (name, shown.stdout[-2000:], shown.stderr[-2000:])
+        assert "found at example" in shown.stdout, (name, shown.stdout[-2000:])
+        assert "the correct twin" in shown.stdout
+    # A known-bug service serves from the wheel in its own process.
+    usage = subprocess.run(
+        [str(python), "-m", "jitchaos.known_bugs", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert usage.returncode == 0
+    assert "introspection_cache" in usage.stdout

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from examples import (
+from jitchaos import AuthChaosMachine, ClientChaosMachine, InvalidArgument, Policy
+from jitchaos._run import load_scenario, run_scenario
+from jitchaos.known_bugs import (
     introspection_cache,
     jwks_cache,
     jwks_wiped,
     permission_cache,
     stateless_jwt,
 )
-from jitchaos import AuthChaosMachine, ClientChaosMachine, InvalidArgument, Policy
-from jitchaos._run import load_scenario, run_scenario
 from tests.common.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from authlib.oauth2.rfc6749.requests import JsonRequest
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from joserfc.jwk import KeySet
 
-from examples._service import Unavailable, service
+from jitchaos.known_bugs._service import Unavailable, service
 
 MAX_AGE = 300.0
 COOLDOWN = 30.0

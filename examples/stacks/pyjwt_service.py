@@ -10,7 +10,7 @@ import sys
 import jwt
 from aiohttp import web
 
-from examples._service import Unavailable, service
+from jitchaos.known_bugs._service import Unavailable, service
 
 
 def make_app(idp_url: str) -> web.Application:

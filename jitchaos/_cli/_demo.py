@@ -21,9 +21,9 @@ def add(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="watch jitchaos find a planted bug in a known-bug service, then not in its fix",
-        description="Run the stateful machine against a known-bug service from examples/ "
-        "(run it from a jitchaos checkout): the shrunk failure as a short story, a repro "
-        "notebook, then the correct twin.",
+        description="Run the stateful machine against a known-bug service (jitchaos.known_bugs, "
+        "in the package): the shrunk failure as a short story, a repro notebook, then the "
+        "correct twin.",
     )
     demo.add_argument(
         "name", nargs="?", default="introspection_cache", help="the service (see --list)"

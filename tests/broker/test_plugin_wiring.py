@@ -31,7 +31,7 @@ def orders(jitchaos_proxy, jitchaos_idp):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "examples", "stateless_jwt", "--fixed",
+        [sys.executable, "-m", "jitchaos.known_bugs", "stateless_jwt", "--fixed",
          "--idp", jitchaos_proxy.url, "--issuer", jitchaos_idp.issuer,
          "--port", str(port), "--audience", "orders-api",
          "--client", "orders-api:" + os.environ["ORDERS_SECRET"]],

@@ -1,7 +1,7 @@
 """Clients in their own processes (#17 point 5): ``jitchaos run strategies/client_recovery.py
---service URL`` drives a client app running as ``python -m examples NAME``, its IdP the proxy's
-IdP side and its API the proxy's downstream listener. The machine observes and judges what the
-client presents; it never moves the client's clock (the wall clock), and waits for real."""
+--service URL`` drives a client app running as ``python -m jitchaos.known_bugs NAME``, its IdP the
+proxy's IdP side and its API the proxy's downstream listener. The machine observes and judges what
+the client presents; it never moves the client's clock (the wall clock), and waits for real."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def provider(format: str) -> Iterator[str]:
 def known_bug_service(
     name: str, idp_port: int, issuer: str, *, fixed: bool = False, audience: str | None = None
 ) -> Iterator[str]:
-    """``python -m examples NAME`` in its own process, its IdP the proxy's IdP side on
+    """``python -m jitchaos.known_bugs NAME`` in its own process, its IdP the proxy's IdP side on
     ``idp_port`` (not listening yet: the run starts it), introspecting as the resource
     server's client; yields its URL."""
     port = free_port()

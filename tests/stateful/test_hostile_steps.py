@@ -14,9 +14,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from examples import stateless_jwt
-from examples._service import fetch_jwks, service, session_context
 from jitchaos import AuthChaosMachine, Policy
+from jitchaos.known_bugs import stateless_jwt
+from jitchaos.known_bugs._service import fetch_jwks, service, session_context
 from tests.stateful.test_report import Picks
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-from examples import jwks_cache
 from jitchaos import AuthChaosMachine, Policy
+from jitchaos.known_bugs import jwks_cache
 
 
 class Rotating(AuthChaosMachine):

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from examples import (
+from jitchaos import AuthChaosMachine, ClientChaosMachine, Failure, Policy
+from jitchaos._runner import RUNS
+from jitchaos.known_bugs import (
     concurrent_refresh,
     introspection_cache,
     jwks_cache,
@@ -23,8 +25,6 @@ from examples import (
     shared_cache,
     stateless_jwt,
 )
-from jitchaos import AuthChaosMachine, ClientChaosMachine, Failure, Policy
-from jitchaos._runner import RUNS
 from jitchaos.notebook import Repro
 from tests.stateful.test_report import Picks
 

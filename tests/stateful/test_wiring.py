@@ -12,11 +12,11 @@ from typing import ClassVar
 import jwt
 import pytest
 
-from examples import introspection_cache, jwks_cache, stateless_jwt
 from jitchaos import AuthChaosMachine, Policy
 from jitchaos._run import run_scenario
 from jitchaos._worlds import Wiring
 from jitchaos.errors import InvalidArgument
+from jitchaos.known_bugs import introspection_cache, jwks_cache, stateless_jwt
 from tests.common.cli import run_cli
 
 ROUTES = {"GET /read": {"read"}, "POST /write": {"write"}}

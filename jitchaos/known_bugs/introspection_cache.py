@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from examples._service import introspect, scopes_of, service, session_context
+from jitchaos.known_bugs._service import introspect, scopes_of, service, session_context
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 

@@ -16,7 +16,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from examples._service import fetch_jwks, scopes_of, service, session_context, verify
+from jitchaos.known_bugs._service import fetch_jwks, scopes_of, service, session_context, verify
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 

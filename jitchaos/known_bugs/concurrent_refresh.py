@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from examples._client import token_gateway
+from jitchaos.known_bugs._client import token_gateway
 
 
 def make_app(

@@ -1,6 +1,6 @@
 """Serve one known-bug service (or its fixed twin) in its own process, for ``jitchaos run``.
 
-Usage: python -m examples NAME --idp URL [--port PORT] [--fixed]
+Usage: python -m jitchaos.known_bugs NAME --idp URL [--port PORT] [--fixed]
                            [--issuer ISS] [--audience AUD] [--client ID:SECRET]
                            [--downstream URL]
     NAME: permission_cache, introspection_cache, jwks_cache, jwks_wiped, stateless_jwt,
@@ -33,7 +33,7 @@ CLIENTS = ("refresh_on_timer", "concurrent_refresh")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m examples", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jitchaos.known_bugs", description=__doc__)
     parser.add_argument("name", choices=SERVICES + CLIENTS)
     parser.add_argument("--idp", required=True, help="the IdP URL (also the issuer)")
     parser.add_argument("--port", type=int, default=8000)
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--downstream", metavar="URL", help="the API a client calls")
     parser.add_argument("--ttl", type=float, metavar="SECONDS", help="a cache's life")
     args = parser.parse_args()
-    module = importlib.import_module(f"examples.{args.name}")
+    module = importlib.import_module(f"jitchaos.known_bugs.{args.name}")
     options: dict[str, object] = {"idp_url": args.idp.rstrip("/"), "fixed": args.fixed}
     if args.name in CLIENTS:
         if args.downstream is None:

@@ -15,7 +15,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from examples._service import (
+from jitchaos.known_bugs._service import (
     Unavailable,
     fetch_jwks,
     scopes_of,

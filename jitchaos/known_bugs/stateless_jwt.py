@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from examples._service import introspect, scopes_of, service, session_context
-from examples.jwks_cache import SESSION, jwt_validator
+from jitchaos.known_bugs._service import introspect, scopes_of, service, session_context
+from jitchaos.known_bugs.jwks_cache import SESSION, jwt_validator
 
 
 def make_app(

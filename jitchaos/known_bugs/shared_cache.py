@@ -13,7 +13,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from examples._service import introspect, scopes_of, service, session_context
+from jitchaos.known_bugs._service import introspect, scopes_of, service, session_context
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 from aiohttp import web
 
-from examples._service import session_context
+from jitchaos.known_bugs._service import session_context
 
 REDIRECT = "http://127.0.0.1/callback"
 SESSION = web.AppKey("client-session", aiohttp.ClientSession)
