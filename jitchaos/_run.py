@@ -175,6 +175,7 @@ def run_scenario(
     suppress: Collection[str] = (),
     seed: int | None = None,
     wiring: Mapping[str, Any] | None = None,
+    allow_origins: Sequence[str] = (),
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
@@ -220,6 +221,10 @@ def run_scenario(
             or not 0 <= seconds < float("inf")
         ):
             raise InvalidArgument(f"{name}={seconds!r} must be seconds >= 0")
+    if allow_origins and upstream is None:
+        raise InvalidArgument("allowed origins are an upstream IdP's: give --upstream")
+    if isinstance(allow_origins, str):
+        raise InvalidArgument(f"allow_origins={allow_origins!r} must be a list of origins")
     if clients and upstream is None:
         raise InvalidArgument("test clients are clients of an upstream IdP: give --upstream")
     for name, value in (
@@ -270,6 +275,7 @@ def run_scenario(
         "service_listen": service_listen,
         "upstream": upstream,
         "test_clients": parsed_clients,
+        "allow_origins": tuple(allow_origins),
         "suppress_vacuity": check_names("suppress", suppress) | set(scenario.suppress_vacuity),
         "max_wait": float(max_wait) if max_wait is not None else scenario.max_wait,
         "shrink_budget": (

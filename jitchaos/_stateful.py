@@ -186,6 +186,9 @@ class _ChaosMachine(RuleBasedStateMachine):
     test_clients: ClassVar[Sequence[str | TestClient]] = ()
     """The upstream's clients tokens are granted to, ``"ID:SECRET[:SCOPES]"``; none: one is
     registered for each example (RFC 7591), where the provider allows it."""
+    allow_origins: ClassVar[Collection[str]] = ()
+    """Other origins (``scheme://host[:port]``) the upstream's discovery may put endpoints on;
+    any other refuses the start (credentials and tokens go only to the upstream)."""
     max_wait: ClassVar[float] = 60.0
     """On the wall clock, the longest one ``advance`` waits (seconds): edges further away
     (a token's ``exp`` an hour out) are not waited for."""
@@ -333,7 +336,13 @@ class _ChaosMachine(RuleBasedStateMachine):
         clients = [
             c if isinstance(c, TestClient) else TestClient.parse(c) for c in cls.test_clients
         ]
-        return _StagingWorld(cls.upstream, clients, frozenset(cls.scopes), listeners)
+        return _StagingWorld(
+            cls.upstream,
+            clients,
+            frozenset(cls.scopes),
+            listeners,
+            allow_origins=tuple(cls.allow_origins),
+        )
 
     @property
     def idp_url(self) -> str:

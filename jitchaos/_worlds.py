@@ -260,6 +260,16 @@ class _World:
         self.loop.stop()
 
 
+def _same_origin(url: str, *origins: str) -> bool:
+    """Whether ``url`` is on the origin of one of ``origins``."""
+    from yarl import URL
+
+    try:
+        return any(URL(url).origin() == URL(other).origin() for other in origins)
+    except ValueError:
+        return False
+
+
 class _Defaults:
     """The machines' wiring settings at their defaults (a world made without a machine)."""
 
@@ -322,12 +332,19 @@ class _StagingWorld:
         clients: Sequence[TestClient],
         scopes: frozenset[str],
         listeners: Mapping[str, tuple[str, int]],
+        *,
+        allow_origins: Sequence[str] = (),
     ) -> None:
         self.clock = SystemClock()
         self.keys = _KeyPool(reuse=False)
         self._scopes = scopes
         self.proxy = ChaosProxy(
-            upstream, services=_SERVICES, clock=self.clock, resign=True, hold_limit=0.1
+            upstream,
+            services=_SERVICES,
+            clock=self.clock,
+            resign=True,
+            hold_limit=0.1,
+            allow_origins=allow_origins,
         )
         self.loop = BackgroundLoop(name="jitchaos-staging")
         self.loop.start()
@@ -336,6 +353,14 @@ class _StagingWorld:
             self.metadata = self._discover(upstream)
             self.issuer = str(self.metadata["issuer"])
             self.registration = self.metadata.get("registration_endpoint")
+            if isinstance(self.registration, str) and not _same_origin(
+                self.registration, upstream, self.proxy.url, *allow_origins
+            ):
+                raise InvalidArgument(
+                    f"upstream {upstream!r}: its registration_endpoint "
+                    f"{self.registration!r} is on another origin: jitchaos registers clients "
+                    "only at the configured upstream"
+                )
             self._given = tuple(clients)
             if not self._given and not isinstance(self.registration, str):
                 raise InvalidArgument(

@@ -57,6 +57,15 @@ def add(commands: Commands) -> None:
         "repeatable",
     )
     proxy.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another origin (scheme://host[:port]) the upstream's discovery may put endpoints "
+        "on (repeatable); any other is refused at start-up: credentials and tokens go only to "
+        "the upstream",
+    )
+    proxy.add_argument(
         "--listen",
         type=address_arg,
         default=("127.0.0.1", 0),
@@ -184,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             audit=args.audit,
             ca_bundle=args.ca_bundle,
             upstream_timeout=args.upstream_timeout,
+            allow_origins=args.allow_origin,
         )
     except (InvalidArgument, AuditError) as error:
         raise UsageError(f"{error}") from None
@@ -234,6 +244,8 @@ async def _serve_proxy(
         )
     except OSError as error:
         raise UsageError(f"cannot listen on {host}: {error.strerror or error}") from None
+    except InvalidArgument as error:  # an upstream whose endpoints are elsewhere
+        raise UsageError(str(error)) from None
     # What is loaded by now (modules, keys, the schedule: tens of thousands of entries for a
     # long run) lives as long as the process: frozen, like what later survives.
     freeze_survivors()

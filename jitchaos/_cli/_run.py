@@ -87,6 +87,14 @@ def add(commands: Commands) -> None:
         "registered per example, where the provider offers RFC 7591 registration)",
     )
     run.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another origin (scheme://host[:port]) --upstream's discovery may put endpoints "
+        "on (repeatable); any other is refused",
+    )
+    run.add_argument(
         "--max-wait",
         type=seconds_arg,
         metavar="SECONDS",
@@ -183,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
             max_wait=args.max_wait,
             shrink_budget=args.shrink_budget,
             suppress=args.suppress,
+            allow_origins=args.allow_origin,
             wiring={
                 name: value
                 for name in (

@@ -50,6 +50,7 @@ from jitchaos.proxy._server import LeanServer, Reply, Request
 from jitchaos.proxy._upstream import (
     DISCOVERY_PATHS,
     ENDPOINT_PATHS,
+    ForeignEndpoint,
     Forwarded,
     UpstreamError,
     UpstreamIdP,
@@ -565,6 +566,18 @@ class IdPSide:
         if original is None:
             return body
         return urllib.parse.urlencode({**form, "token": original}).encode()
+
+    async def discover(self) -> None:
+        """Fetch the upstream's discovery now (at start-up), so that endpoints on an origin the
+        proxy was not given refuse the start (:class:`ForeignEndpoint`); an upstream that does
+        not answer yet is discovered on first use instead."""
+        upstream = self._require_upstream()
+        try:
+            await upstream.ensure_discovered(self._forward)
+        except ForeignEndpoint:
+            raise
+        except UpstreamError:
+            return
 
     def _require_upstream(self) -> UpstreamIdP:
         if self._upstream is None:

@@ -13,7 +13,7 @@ import asyncio
 import os
 import secrets
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 
 from aiohttp import web
@@ -36,12 +36,26 @@ from jitchaos.proxy._idp_side import IdPSide
 from jitchaos.proxy._metrics import Metrics
 from jitchaos.proxy._server import LeanServer
 from jitchaos.proxy._service_side import ServiceSide
-from jitchaos.proxy._upstream import UpstreamIdP
+from jitchaos.proxy._upstream import ForeignEndpoint, UpstreamIdP
 from jitchaos.proxy._world import ProxyWorld
 
 __all__ = ["ChaosProxy"]
 
 _SERVICE_NAME = "default"
+
+
+def _origin(text: object) -> URL:
+    """An ``allow_origins`` entry (``scheme://host[:port]``) as an origin."""
+    url = URL(text) if isinstance(text, str) else None
+    if (
+        url is None
+        or url.scheme not in ("http", "https")
+        or not url.host
+        or url.path not in ("", "/")
+        or url.query_string
+    ):
+        raise InvalidArgument(f"allowed origin {text!r} must be scheme://host[:port]")
+    return url.origin()
 
 
 class ChaosProxy:
@@ -76,6 +90,7 @@ class ChaosProxy:
         upstream_timeout: float = 10.0,
         hold_limit: float = 10.0,
         reuse_detection: bool = True,
+        allow_origins: Collection[str] = (),
     ) -> None:
         self._own_idp: EmbeddedIdP | None = None
         self._idp_config: IdPConfig | None = None
@@ -96,6 +111,9 @@ class ChaosProxy:
             raise InvalidArgument(
                 f"upstream={upstream!r} must be an EmbeddedIdP, an IdPConfig or an http(s) URL"
             )
+        if isinstance(allow_origins, str) or not isinstance(allow_origins, Collection):
+            raise InvalidArgument(f"allow_origins={allow_origins!r} must be a list of origins")
+        self._allowed_origins = frozenset(_origin(text) for text in allow_origins)
         self.services: dict[str, URL] = {}
         if services is not None and not isinstance(services, Mapping):
             raise InvalidArgument(f"services={services!r} must map names to http(s) URLs")
@@ -251,9 +269,15 @@ class ChaosProxy:
                     self._upstream_url,
                     own=frozenset({URL(idp_url).origin()}),
                     alias=self._own_idp is not None,
+                    allowed=self._allowed_origins,
                 ),
                 self._ca_context,
             )
+            if self.idp is None:  # a real upstream: its endpoints are pinned at start-up
+                try:
+                    await self.idp_side.discover()
+                except ForeignEndpoint as error:
+                    raise InvalidArgument(str(error)) from None
             for name in self.services:
                 await self._serve(
                     f"service:{name}",

@@ -63,6 +63,10 @@ class UpstreamError(Exception):
         self.why = why
 
 
+class ForeignEndpoint(UpstreamError):
+    """The discovery document names an endpoint on an origin the proxy was not given."""
+
+
 @attrs.frozen
 class Forwarded:
     """An upstream answer, read whole."""
@@ -89,13 +93,22 @@ class UpstreamIdP:
     """Discovery, endpoint map and key cache of one upstream IdP."""
 
     def __init__(
-        self, url: str, *, own: frozenset[URL] = frozenset(), alias: bool = False
+        self,
+        url: str,
+        *,
+        own: frozenset[URL] = frozenset(),
+        alias: bool = False,
+        allowed: frozenset[URL] = frozenset(),
     ) -> None:
         """``own`` are the proxy's own origins: a discovery document pointing there would make
         the proxy call itself. With ``alias`` (an embedded IdP whose issuer is the proxy) such
-        endpoints are taken to mean the upstream's own origin; otherwise they are refused."""
+        endpoints are taken to mean the upstream's own origin; otherwise they are refused.
+        ``allowed`` are the other origins the discovery document may put endpoints on (an IdP
+        whose JWKS lives on a CDN); any other origin is refused (:class:`ForeignEndpoint`):
+        client credentials and tokens go only where the user sent them."""
         self._own = own
         self._alias = alias
+        self._allowed = allowed
         base = URL(url)
         if base.scheme not in ("http", "https") or not base.host:
             raise ValueError(f"upstream={url!r} must be an http(s) URL")
@@ -149,6 +162,8 @@ class UpstreamIdP:
 
     def adopt(self, metadata: dict[str, Any]) -> None:
         """Take a discovery document: remember where each endpoint really is."""
+        if not isinstance(metadata.get("issuer"), str):
+            raise UpstreamError(502, self.name, "the discovery document has no issuer string")
         endpoints = {}
         for field in ENDPOINT_PATHS:
             value = metadata.get(field)
@@ -163,13 +178,20 @@ class UpstreamIdP:
                                 f"the discovery document's {field} points back at the proxy",
                             )
                         url = self.origin.join(url.relative())
+                    elif url.origin() != self.origin and url.origin() not in self._allowed:
+                        raise ForeignEndpoint(
+                            502,
+                            self.name,
+                            f"the discovery document's {field} is on {url.origin()}, not on "
+                            f"the upstream's origin {self.origin}: client credentials and "
+                            "tokens go only to the configured upstream (allow that origin "
+                            "explicitly: --allow-origin, or ChaosProxy(allow_origins=...))",
+                        )
                     endpoints[field] = url
         if "token_endpoint" not in endpoints:
             raise UpstreamError(
                 502, self.name, "the discovery document names no http(s) token_endpoint"
             )
-        if not isinstance(metadata.get("issuer"), str):
-            raise UpstreamError(502, self.name, "the discovery document has no issuer string")
         self.metadata = metadata
         self.endpoints = endpoints
         routes = dict(self._known_routes)

@@ -15,6 +15,7 @@ import pytest
 import requests
 from aiohttp import web
 from authlib.integrations.requests_client import OAuth2Session
+from yarl import URL
 
 from jitchaos import ManualClock, fingerprint
 from jitchaos._loop import BackgroundLoop
@@ -507,37 +508,41 @@ def keycloak_like(idp: EmbeddedIdP, host: str = "127.0.0.1") -> Iterator[str]:
 def test_the_upstreams_own_endpoint_paths_are_its_endpoints(
     idp: EmbeddedIdP, clock: ManualClock, named: str
 ) -> None:
-    with (
-        keycloak_like(idp, named) as realm,
-        ChaosProxy(realm, clock=clock, resign=True).in_thread() as proxy,
+    with keycloak_like(idp, named) as realm:
+        # An upstream naming itself by another host name is another origin: allowed by name.
+        named_origin = str(URL(realm.replace("127.0.0.1", named)).origin())
+        with ChaosProxy(
+            realm, clock=clock, resign=True, allow_origins=[named_origin]
+        ).in_thread() as proxy:
+            _own_paths_are_endpoints(proxy, realm, named)
+
+
+def _own_paths_are_endpoints(proxy: ChaosProxy, realm: str, named: str) -> None:
+    seen = requests.get(proxy.discovery_url, timeout=10).json()
+    assert seen["token_endpoint"] == proxy.url + "/token"
+    upstream = requests.get(realm + "/.well-known/openid-configuration", timeout=10).json()
+    assert upstream["token_endpoint"] == realm.replace("127.0.0.1", named) + "/token"
+    # A client configured with the upstream's own paths still goes through the proxy's
+    # handling of each endpoint: its discovery rewritten, its tokens in the ledger.
+    for spelling in (
+        "/realms/test/.well-known/openid-configuration",
+        "/.well-known/openid-configuration/realms/test",
     ):
-        seen = requests.get(proxy.discovery_url, timeout=10).json()
-        assert seen["token_endpoint"] == proxy.url + "/token"
-        upstream = requests.get(realm + "/.well-known/openid-configuration", timeout=10).json()
-        assert upstream["token_endpoint"] == realm.replace("127.0.0.1", named) + "/token"
-        # A client configured with the upstream's own paths still goes through the proxy's
-        # handling of each endpoint: its discovery rewritten, its tokens in the ledger.
-        for spelling in (
-            "/realms/test/.well-known/openid-configuration",
-            "/.well-known/openid-configuration/realms/test",
-        ):
-            again = requests.get(proxy.url + spelling, timeout=10).json()
-            assert again["token_endpoint"] == proxy.url + "/token", spelling
-        for spelling in (
-            "/realms/test/token",
-            "/realms/TEST/token/",
-            "/realms/test//../token",  # an empty segment is one: forwarded as the token path
-        ):
-            raw = _token_request(spelling).replace(b"Host: h", f"Host: {proxy.url[7:]}".encode())
-            issued = _answer_json(raw_request(proxy.url, raw))
-            assert proxy.ledger.lookup(fingerprint(str(issued["access_token"]))) is not None
-        # Discovery answers GET and HEAD only; a POST is not forwarded un-rewritten.
-        posted = requests.post(
-            proxy.url + "/realms/test/.well-known/openid-configuration", timeout=10
-        )
-        assert posted.status_code == 405
-        assert posted.headers["Allow"] == "GET, HEAD"
-        assert posted.json()["error"] == "invalid_request"
+        again = requests.get(proxy.url + spelling, timeout=10).json()
+        assert again["token_endpoint"] == proxy.url + "/token", spelling
+    for spelling in (
+        "/realms/test/token",
+        "/realms/TEST/token/",
+        "/realms/test//../token",  # an empty segment is one: forwarded as the token path
+    ):
+        raw = _token_request(spelling).replace(b"Host: h", f"Host: {proxy.url[7:]}".encode())
+        issued = _answer_json(raw_request(proxy.url, raw))
+        assert proxy.ledger.lookup(fingerprint(str(issued["access_token"]))) is not None
+    # Discovery answers GET and HEAD only; a POST is not forwarded un-rewritten.
+    posted = requests.post(proxy.url + "/realms/test/.well-known/openid-configuration", timeout=10)
+    assert posted.status_code == 405
+    assert posted.headers["Allow"] == "GET, HEAD"
+    assert posted.json()["error"] == "invalid_request"
 
 
 @pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/TOKEN/"])
