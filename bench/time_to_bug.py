@@ -1,6 +1,6 @@
 """How fast the stateful machines find each known bug, against a naive fault injector.
 
-For each known-bug example (``examples/``) and each seed: Hypothesis runs the machine
+For each known-bug service (``jitchaos/known_bugs``) and each seed: Hypothesis runs the machine
 (``run_state_machine_as_test``, 10 steps per example, seeded per seed so a seed's run is
 reproducible) until the invariant fails, then shrinks. Reported: examples and seconds to the
 first failing example (search only), seconds including the shrink, and the length of the

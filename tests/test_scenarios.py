@@ -119,7 +119,7 @@ def service_process() -> object:
             [
                 sys.executable,
                 "-m",
-                "examples",
+                "jitchaos.known_bugs",
                 name,
                 "--idp",
                 f"http://127.0.0.1:{idp_port}",

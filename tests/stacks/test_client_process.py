@@ -34,7 +34,7 @@ def client_process(name: str, idp: int, api: int, *, fixed: bool) -> Iterator[st
     command = [
         sys.executable,
         "-m",
-        "examples",
+        "jitchaos.known_bugs",
         name,
         "--idp",
         f"http://127.0.0.1:{idp}",

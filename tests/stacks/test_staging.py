@@ -64,7 +64,7 @@ def known_bug_service(
     command = [
         sys.executable,
         "-m",
-        "examples",
+        "jitchaos.known_bugs",
         name,
         "--idp",
         f"http://127.0.0.1:{idp_port}",
