@@ -1,4 +1,4 @@
-"""The README's table of client stacks, written from a run of the whole matrix:
+"""The table of client stacks in docs/idp.md, written from a run of the whole matrix:
 
     .venv/bin/python -m tests.interop.table      # runs every stack on every target, rewrites it
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.interop.stacks import CHECKS, NODE_DIR, STACKS
 from tests.interop.targets import TARGETS, running
 
-README = Path(__file__).parents[2] / "README.md"
+PAGE = Path(__file__).parents[2] / "docs" / "idp.md"
 BEGIN, END = "<!-- interop-matrix:begin -->", "<!-- interop-matrix:end -->"
 TARGET_TITLES = {
     "embedded": "embedded IdP",
@@ -89,8 +89,8 @@ def render(results: Results) -> str:
 
 
 def readme_rows() -> dict[str, list[str]]:
-    """The table as the README has it: stack title -> its cells."""
-    text = README.read_text()
+    """The table as docs/idp.md has it: stack title -> its cells."""
+    text = PAGE.read_text()
     section = text[text.index(BEGIN) : text.index(END)]
     rows = {}
     for line in section.splitlines():
@@ -103,9 +103,9 @@ def readme_rows() -> dict[str, list[str]]:
 def main() -> None:
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     table = render(collect())
-    text = README.read_text()
+    text = PAGE.read_text()
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    README.write_text(pattern.sub(lambda _match: table, text))
+    PAGE.write_text(pattern.sub(lambda _match: table, text))
     print(table)
 
 

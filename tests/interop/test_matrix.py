@@ -1,5 +1,5 @@
 """The conformance matrix: every client stack against every target (tests/interop/stacks.py),
-and the README's table of it (tests/interop/table.py) saying what the matrix finds."""
+and the table of it in docs/idp.md (tests/interop/table.py) saying what the matrix finds."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_stack_reads_everything_the_target_serves(target: Target, stack: str) ->
     }
     assert not failures
     row = readme_rows().get(title)
-    assert row is not None, f"the README's interop table has no row for {title}"
+    assert row is not None, f"docs/idp.md's interop table has no row for {title}"
     assert row[0] == language
     assert row[2] == checked(outcomes), "rerun python -m tests.interop.table"
     assert row[3 + TARGETS.index(target.name)] == cell(outcomes) == "pass"
