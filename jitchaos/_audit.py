@@ -41,7 +41,7 @@ from jitchaos._records import (
 from jitchaos.errors import AuditError, AuditLogError, InvalidArgument, JitchaosError
 
 if TYPE_CHECKING:
-    from jitchaos._history import Decision
+    from jitchaos._history import AppliedFault, Decision
 
 __all__ = [
     "AuditLog",
@@ -125,6 +125,15 @@ class AuditLog:
         if not isinstance(decision, Decision):
             raise InvalidArgument(f"{decision!r} is not a Decision")
         self._append(json.dumps(decision.to_json(), separators=(",", ":")))
+
+    def write_fault(self, applied: Any) -> None:
+        """Append one fault the proxy applied (or could not apply) (``{"type": "fault",
+        ...}``), so that the file alone tells a run's whole story: what changed, and when."""
+        from jitchaos._history import AppliedFault
+
+        if not isinstance(applied, AppliedFault):
+            raise InvalidArgument(f"{applied!r} is not an AppliedFault")
+        self._append(json.dumps(applied.to_json(), separators=(",", ":")))
 
     def __enter__(self) -> AuditLog:
         return self
@@ -320,6 +329,8 @@ class AuditReport:
     malformed: tuple[MalformedLine, ...]
     decisions: tuple[Decision, ...] = ()
     """Decisions a proxy's service side wrote into the same log."""
+    faults: tuple[AppliedFault, ...] = ()
+    """Faults the proxy applied (or could not), as it wrote them into the same log."""
     ledger: Ledger | None = attrs.field(default=None, eq=False, repr=False)
     """The ledger the events replay into (for the post-test audit)."""
 
@@ -347,6 +358,17 @@ class AuditReport:
                 f"  {g.grant_id} {g.principal} via client {g.client_id} "
                 f"scopes [{' '.join(sorted(g.scopes))}] granted at {instant(g.issued_at, origin)}"
                 for g in self.open_grants
+            ]
+        if self.faults:
+            applied = sum(1 for f in self.faults if f.applied)
+            lines.append(
+                f"{len(self.faults)} faults ({applied} applied, "
+                f"{len(self.faults) - applied} could not act):"
+            )
+            lines += [
+                f"  {instant(f.at, origin)} {f.fault.kind} "
+                f"{'applied' if f.applied else 'not applied'} ({f.trigger}): {f.detail}"
+                for f in self.faults
             ]
         if self.malformed:
             lines.append(f"{len(self.malformed)} malformed lines:")
@@ -380,10 +402,11 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         bad_line = data.count(b"\n", 0, error.start) + 1
         raise AuditLogError(f"audit log {path} is not UTF-8 text (line {bad_line})") from None
 
-    from jitchaos._history import Decision  # the proxy imports this module
+    from jitchaos._history import AppliedFault, Decision  # the proxy imports this module
 
     events: list[LedgerEvent] = []
     decisions: list[Decision] = []
+    faults: list[AppliedFault] = []
     malformed: list[MalformedLine] = []
     line_of: dict[int, int] = {}
     for number, line in _numbered_lines(text):
@@ -394,6 +417,12 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
                     decisions.append(Decision.from_json(raw))
                 except (ValueError, TypeError) as error:
                     malformed.append(MalformedLine(number, f"bad decision: {error}"))
+                continue
+            if isinstance(raw, dict) and raw.get("type") == "fault":
+                try:
+                    faults.append(AppliedFault.from_json(raw))
+                except (ValueError, TypeError, InvalidArgument) as error:
+                    malformed.append(MalformedLine(number, f"bad fault record: {error}"))
                 continue
             event = decode_event(raw)
         except json.JSONDecodeError as error:
@@ -434,6 +463,7 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         open_grants=open_grants,
         malformed=tuple(sorted(malformed, key=lambda m: m.line)),
         decisions=tuple(decisions),
+        faults=tuple(faults),
         ledger=ledger,
     )
 

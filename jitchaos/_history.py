@@ -7,11 +7,12 @@ timeline (and the checker) sees them in the order they happened.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from jitchaos._schedule import fault_to_json
+from jitchaos._schedule import fault_from_json, fault_to_json
 from jitchaos.faults import AnyFault
 
 __all__ = ["AppliedFault", "Decision", "History"]
@@ -107,14 +108,41 @@ class AppliedFault:
         fields["fault"] = fault_to_json(self.fault)
         return {"type": "fault", **fields}
 
+    @classmethod
+    def from_json(cls, data: object) -> AppliedFault:
+        """The record :meth:`to_json` wrote; ``ValueError`` naming what is wrong."""
+        if not isinstance(data, dict) or data.get("type") != "fault":
+            raise ValueError("not a fault record")
+        fields = {k: v for k, v in data.items() if k != "type"}
+        expected = {f.name for f in attrs.fields(cls)}
+        if set(fields) != expected:
+            raise ValueError(f"a fault record has the fields {sorted(expected)}")
+        checks: dict[str, type | tuple[type, ...]] = {
+            "seq": int,
+            "step": int,
+            "at": (int, float),
+            "trigger": str,
+            "applied": bool,
+            "detail": str,
+        }
+        for name, kind in checks.items():
+            value = fields[name]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"a fault record's {name} must be a {kind}")
+        fields["fault"] = fault_from_json(fields["fault"])
+        return cls(**fields)
+
 
 class History:
     """Decisions and applied faults, in order. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_fault: Callable[[AppliedFault], None] | None = None) -> None:
+        """``on_fault`` hears every fault record as it is made (the proxy writes each into
+        its audit log)."""
         self._lock = threading.Lock()
         self._entries: list[Decision | AppliedFault] = []
         self._seq = 0
+        self._on_fault = on_fault
 
     @property
     def entries(self) -> tuple[Decision | AppliedFault, ...]:
@@ -142,6 +170,8 @@ class History:
             self._seq += 1
             entry = AppliedFault(seq=self._seq, **fields)
             self._entries.append(entry)
+        if self._on_fault is not None:
+            self._on_fault(entry)
         return entry
 
     def clear(self) -> None:

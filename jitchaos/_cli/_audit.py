@@ -118,6 +118,7 @@ def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any
         "malformed": [{"line": m.line, "reason": m.reason} for m in report.malformed],
         "last_event": encode_event(report.events[-1]) if report.events else None,
         "decisions": len(report.decisions),
+        "faults": [fault.to_json() for fault in report.faults],
         "findings": [
             {"kind": f.kind, "finding": f.sentence}
             for f in (post.findings if post is not None else ())

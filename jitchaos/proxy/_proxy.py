@@ -150,7 +150,7 @@ class ChaosProxy:
         self._own_keys = KeyRing() if self.resign else None
         sink = AuditLog(audit) if isinstance(audit, str | os.PathLike) else audit
         self.ledger = Ledger(self.clock, audit=sink)
-        self.history = History()
+        self.history = History(on_fault=self._audit_fault)
         self.metrics = Metrics()
         self.world = ProxyWorld(
             self.clock, self.ledger, keys=lambda: self.keys, hold_limit=float(hold_limit)
@@ -387,6 +387,13 @@ class ChaosProxy:
         self.engine.reset()
         self.history.clear()
         self.world.forget_delays()
+
+    def _audit_fault(self, applied: AppliedFault) -> None:
+        """Every fault record goes into the audit log beside the ledger's events (a sink
+        that only takes ledger events, such as a test's list, is left as it is)."""
+        write = getattr(self.ledger.audit, "write_fault", None)
+        if write is not None:
+            write(applied)
 
     def _count_fault(self, applied: AppliedFault) -> None:
         if applied.applied:
