@@ -32,7 +32,8 @@ unit: $(BIN)/.installed $(NODE_DEPS)
 	$(BIN)/pytest -n auto
 
 # The embedded IdP, the proxy and a known-bug service: the bug found, its notebook written
-# into notebooks/, then the fixed service cleared. NAME=... picks another (jitchaos demo --list).
+# into .jitchaos/notebooks/ (ignored by git), then the fixed
+# service cleared. NAME=... picks another (jitchaos demo --list).
 demo: $(BIN)/.installed
 	$(BIN)/python -m jitchaos demo $(NAME)
 

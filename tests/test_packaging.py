@@ -44,7 +44,7 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", f"{wheel}[notebook]"],
+        [str(python), "-m", "pip", "install", "--quiet", f"{wheel}[notebook,pytest]"],
         check=True,
         capture_output=True,
         timeout=900,
@@ -99,3 +99,27 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None:
     )
     assert usage.returncode == 0
     assert "introspection_cache" in usage.stdout
+
+    # The README's quickstart and every python block of docs/ run from the wheel too.
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [
+        (page.name, block)
+        for page in pages
+        for block in re.findall(
+            r"```python(?: title=\S+)?\n(.*?)```", page.read_text(), flags=re.DOTALL
+        )
+    ]
+    assert len(blocks) >= 8
+    for number, (page, block) in enumerate(blocks):
+        script = tmp_path / f"snippet_{number}.py"
+        script.write_text(block)
+        ran = subprocess.run(
+            [str(python), str(script)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+        )
+        assert ran.returncode == 0, (page, block[:300], ran.stderr[-2000:])
