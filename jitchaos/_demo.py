@@ -129,10 +129,12 @@ def run_demo(
     if buggy.record is None:
         out(f"\nno violation in {buggy.examples} examples: the planted bug was not found")
     else:
-        out(
-            f"\nfound at example {buggy.to_first_failure} of {buggy.examples} generated "
-            f"({buggy.shrinking} more spent shrinking), shrunk to:\n"
+        where = (
+            f"at example {buggy.to_first_failure} of {buggy.examples} generated"
+            if buggy.to_first_failure is not None
+            else f"among {buggy.examples} generated examples"
         )
+        out(f"\nfound {where} ({buggy.shrinking} more spent shrinking), shrunk to:\n")
         out(story(buggy.record))
         out(f"\nrepro notebook: {buggy.notebook}")
     out(f"\nthe correct twin ({name}, fixed=True):")

@@ -83,10 +83,12 @@ class RunOutcome:
             distinct = len(self.records)
             found = f"{distinct} distinct violations" if distinct > 1 else "violation"
             spent = f", {self.shrinking} more spent shrinking" if self.shrinking else ""
-            head = (
-                f"{found} found at example {self.to_first_failure} of {self.examples} "
-                f"generated{spent}:\n{self.failure}"
+            where = (
+                f"at example {self.to_first_failure} of {self.examples} generated"
+                if self.to_first_failure is not None
+                else f"among {self.examples} generated examples"  # not replayed (Flaky)
             )
+            head = f"{found} found {where}{spent}:\n{self.failure}"
             for notebook in self.notebooks or ((self.notebook,) if self.notebook else ()):
                 head += f"\nrepro notebook: {notebook}"
             if self.persistent:

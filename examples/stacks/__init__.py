@@ -1,8 +1,14 @@
-"""Correct resource servers built on the JWT stacks people use, each run in its own process
-with the library's defaults: PyJWT's ``PyJWKClient``, Authlib's ``ResourceProtector`` and
-Node's jose (``tests/interop/node/jose_service.mjs``). They serve ``GET /read`` (scope
-``read``) and ``POST /write`` (``write``), check signature, ``iss``, ``aud`` and ``exp``, and no
-revocation (stateless JWTs): a 401 for a token they refuse, 503 when they cannot reach the keys.
+"""Resource servers built on the JWT stacks people use, each run in its own process with the
+library's defaults: PyJWT's ``PyJWKClient``, Authlib's ``ResourceProtector`` and Node's jose
+(``tests/interop/node/jose_service.mjs``). They serve ``GET /read`` (scope ``read``) and ``POST
+/write`` (``write``), check signature, ``iss``, ``aud`` and ``exp``, and no revocation
+(stateless JWTs): a 401 for a token they refuse, 503 when they cannot reach the keys. Authlib's
+also introspects opaque tokens (``--introspect``).
+
+Each has a known bug that one option turns on, a setting seen in real services: PyJWT's
+``--leeway`` (a token honoured past ``exp``), Authlib's introspection ``--cache`` (a revoked or
+narrowed token honoured until the answer ages out), jose's ``--permission-cache`` (a subject's
+first scopes kept after a role change). Without it, each is the correct twin.
 
 :func:`running` starts one on a free port for an IdP URL and stops it afterwards;
 :func:`run_catalogue` runs a catalogue scenario against one.
@@ -40,20 +46,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(stack: str, idp_url: str) -> Iterator[str]:
-    """Start the ``stack`` service for ``idp_url`` in its own process; yields its URL."""
+def running(stack: str, idp_url: str, *options: str) -> Iterator[str]:
+    """Start the ``stack`` service for ``idp_url`` in its own process, with command-line
+    ``options`` (``--issuer``, ``--audience``, its bug's option); yields its URL."""
     port = free_port()
     if stack == "jose":
         node = shutil.which("node")
         if node is None or not (NODE_DIR / "node_modules").is_dir():
             raise RuntimeError("the jose service needs node and tests/interop/node/node_modules")
-        command = [node, str(NODE_DIR / "jose_service.mjs"), idp_url, str(port)]
+        command = [node, str(NODE_DIR / "jose_service.mjs"), idp_url, str(port), *options]
     elif stack in STACKS:
         module = f"examples.stacks.{stack}_service"
-        command = [sys.executable, "-m", module, idp_url, str(port)]
+        command = [sys.executable, "-m", module, idp_url, str(port), *options]
     else:
         raise ValueError(f"stack={stack!r} is not one of {STACKS}")
-    # A fixed argument list of ours: the interpreter or node and one of our files.
+    # An argument list of ours: the interpreter or node, one of our files, its options.
     process = subprocess.Popen(command, cwd=Path(__file__).parents[2])  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,11 +1,18 @@
 """A resource server on PyJWT's ``PyJWKClient`` with its defaults (key set cached 300 s, an
-unknown kid refetched at most every 30 s): ``python -m examples.stacks.pyjwt_service IDP PORT``.
+unknown kid refetched at most every 30 s).
+
+Usage: python -m examples.stacks.pyjwt_service IDP PORT [--issuer ISS] [--audience AUD]
+                                               [--leeway SECONDS]
+
+``--leeway`` is the known bug this stack is tested with: a generous ``leeway`` (set "for clock
+skew") honours a token that long after its ``exp``. Without it (PyJWT's default, 0) the service
+is the correct twin.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 
 import jwt
 from aiohttp import web
@@ -13,7 +20,9 @@ from aiohttp import web
 from jitchaos.known_bugs._service import Unavailable, service
 
 
-def make_app(idp_url: str) -> web.Application:
+def make_app(
+    idp_url: str, *, issuer: str | None = None, audience: str = "jitchaos", leeway: float = 0
+) -> web.Application:
     keys = jwt.PyJWKClient(f"{idp_url}/jwks")  # the defaults, as most services use it
 
     async def check(token: str) -> frozenset[str] | None:
@@ -28,8 +37,9 @@ def make_app(idp_url: str) -> web.Application:
                 token,
                 key,
                 algorithms=["RS256"],
-                audience="jitchaos",
-                issuer=idp_url,
+                audience=audience,
+                issuer=issuer if issuer is not None else idp_url,
+                leeway=leeway,
                 options={"require": ["exp", "iat", "sub"]},
             )
         except jwt.PyJWTError:
@@ -44,5 +54,19 @@ def make_app(idp_url: str) -> web.Application:
     return app
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m examples.stacks.pyjwt_service")
+    parser.add_argument("idp", help="the IdP URL its keys come from (/jwks)")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--issuer", help="the tokens' iss (default: IDP)")
+    parser.add_argument("--audience", default="jitchaos", help="the tokens' aud")
+    parser.add_argument("--leeway", type=float, default=0.0, help="the bug: seconds past exp")
+    args = parser.parse_args()
+    app = make_app(
+        args.idp.rstrip("/"), issuer=args.issuer, audience=args.audience, leeway=args.leeway
+    )
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+
+
 if __name__ == "__main__":
-    web.run_app(make_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), print=None)
+    main()

@@ -1,11 +1,28 @@
 // A resource server on panva's jose with its defaults (createRemoteJWKSet: key set kept up to
-// 10 minutes, an unknown kid refetched at most every 30 s): node jose_service.mjs IDP PORT.
+// 10 minutes, an unknown kid refetched at most every 30 s):
+//   node jose_service.mjs IDP PORT [--issuer ISS] [--audience AUD] [--permission-cache SECONDS]
 // GET /read needs scope read, POST /write needs write; 401 for a refused token, 503 when the
 // keys cannot be fetched. No revocation check (stateless JWTs).
+// --permission-cache is the known bug this stack is tested with: the scopes first seen for a
+// subject are remembered that many seconds (to spare a permission lookup), so after a role
+// change the subject's next, narrower token keeps the old scopes and a wider one is refused.
+// Without it the service is the correct twin.
 import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 
-const [idp, port] = process.argv.slice(2);
+const { values: options, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    issuer: { type: 'string' },
+    audience: { type: 'string', default: 'jitchaos' },
+    'permission-cache': { type: 'string', default: '0' },
+  },
+});
+const [idp, port] = positionals;
+const issuer = options.issuer ?? idp;
+const cacheSeconds = Number(options['permission-cache']);
+const permissions = new Map(); // sub -> { at, scopes }
 const keys = jose.createRemoteJWKSet(new URL(`${idp}/jwks`));
 const routes = { 'GET /read': 'read', 'POST /write': 'write' };
 
@@ -24,7 +41,7 @@ createServer(async (req, res) => {
   if (scheme?.toLowerCase() !== 'bearer' || !token) return answer(res, 401, { error: 'invalid_request' });
   let payload;
   try {
-    ({ payload } = await jose.jwtVerify(token, keys, { issuer: idp, audience: 'jitchaos', algorithms: ['RS256'] }));
+    ({ payload } = await jose.jwtVerify(token, keys, { issuer, audience: options.audience, algorithms: ['RS256'] }));
   } catch (error) {
     // The key set could not be had (a failed, slow or broken JWKS answer): not the token's fault.
     const unavailable =
@@ -37,7 +54,13 @@ createServer(async (req, res) => {
     }
     return answer(res, 401, { error: 'invalid_token', code: error.code });
   }
-  const scopes = String(payload.scope ?? '').split(' ');
+  let scopes = String(payload.scope ?? '').split(' ');
+  if (cacheSeconds > 0) {
+    const now = Date.now() / 1000;
+    const known = permissions.get(payload.sub);
+    if (known && now - known.at < cacheSeconds) scopes = known.scopes;
+    else permissions.set(payload.sub, { at: now, scopes });
+  }
   if (!scopes.includes(need)) return answer(res, 403, { error: 'insufficient_scope' });
   return answer(res, 200, { ok: true });
 }).listen(Number(port), '127.0.0.1');
