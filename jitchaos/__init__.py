@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from jitchaos._audit import AuditLog, AuditReport, MalformedLine, read_audit
 from jitchaos._broker import Broker, Credential
-from jitchaos._checker import VIOLATION_KINDS, Violation, check
+from jitchaos._checker import FINDINGS, VIOLATION_KINDS, Forged, Violation, check
 from jitchaos._clock import Clock, ManualClock, OffsetClock, SystemClock
 from jitchaos._failure import Failure
 from jitchaos._history import AppliedFault, Decision, History
@@ -84,6 +84,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "FINDINGS",
     "VIOLATION_KINDS",
     "AppliedFault",
     "AtStep",
@@ -105,6 +106,7 @@ __all__ = [
     "Expired",
     "Failure",
     "Finding",
+    "Forged",
     "Grant",
     "GrantRequest",
     "Granted",

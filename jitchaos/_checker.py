@@ -28,7 +28,7 @@ from jitchaos._records import (
 )
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["VIOLATION_KINDS", "Violation", "check"]
+__all__ = ["FINDINGS", "VIOLATION_KINDS", "Forged", "Violation", "check"]
 
 VIOLATION_KINDS = (
     "revoked-token-accepted",
@@ -37,6 +37,8 @@ VIOLATION_KINDS = (
     "scope-not-enforced",
     "valid-token-rejected",
     "hostile-token-accepted",
+    "confused-token-accepted",
+    "profile-deviation-accepted",
     "removed-key-accepted",
     "refresh-token-accepted",
     "no-recovery-after-revoke",
@@ -45,6 +47,39 @@ VIOLATION_KINDS = (
 )
 
 _REJECTED = frozenset({401, 403})
+
+FINDINGS = ("forgery", "confusion", "profile")
+"""What accepting a hostile token means, by who could have made it:
+
+- ``forgery``: made without the IdP's private keys (alg none, key confusion, a stripped or
+  edited signature, an embedded jwk, jku/x5u, kid injection, an attacker's own key): anyone
+  can, so accepting one is ``hostile-token-accepted``;
+- ``confusion``: a real token of another kind, audience or issuer, or outside its validity
+  (an ID or refresh token, another API's or tenant's token, one past ``exp``): an attacker who
+  holds one can present it, so accepting one is ``confused-token-accepted``;
+- ``profile``: an IdP-signed token that deviates from RFC 9068 (``typ``, ``exp`` missing or at
+  the boundary, ``iat`` in the future, an odd scope or header): only the IdP could sign it, so
+  accepting one is ``profile-deviation-accepted`` only under ``Policy(strict_profile=True)``.
+"""
+
+
+def _finding(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in FINDINGS:
+        raise InvalidArgument(f"finding={value!r} must be one of {', '.join(FINDINGS)}")
+
+
+@attrs.frozen
+class Forged:
+    """What a hostile token a test submitted is: its attack class in the catalogue, the
+    variant, and the finding accepting it makes (one of :data:`FINDINGS`)."""
+
+    attack: str
+    """A class of the catalogue (``alg-none``); empty for a forgery of no named class."""
+    variant: str = ""
+    finding: str = attrs.field(default="forgery", validator=_finding)
+
+    def named(self) -> str:
+        return f"{self.attack}: {self.variant}" if self.variant else self.attack
 
 
 @attrs.frozen
@@ -59,6 +94,14 @@ class Violation:
     evidence: tuple[LedgerEvent, ...] = ()
     origin: float | None = None
     """The run's start (the ledger's first event): the timeline tells instants from it."""
+    attack: str | None = None
+    """For a hostile token accepted: its attack class (a run reports each class apart)."""
+
+    @property
+    def distinct(self) -> str:
+        """What tells this violation apart from others in a run: its kind, and for a hostile
+        token its attack class (``hostile-token-accepted: alg-none``)."""
+        return self.kind if self.attack is None else f"{self.kind}: {self.attack}"
 
     def format(self) -> str:
         """One human sentence, then the timeline of its evidence."""
@@ -86,15 +129,17 @@ def check(
     *,
     policy: Policy | None = None,
     required_scopes: Mapping[str, Collection[str]] | None = None,
-    hostile: Collection[str] = (),
+    hostile: Collection[str] | Mapping[str, Forged] = (),
     clients: Collection[str] = (),
     since: int = 0,
 ) -> tuple[Violation, ...]:
     """Judge every decision that carried a token.
 
     ``required_scopes`` maps ``"METHOD /path"`` (or ``"/path"``) to the scopes the route needs;
-    ``hostile`` holds fingerprints of forged tokens a test submitted (any acceptance of one, or
-    of a token the IdP never issued, is a violation). ``clients`` names the OAuth clients whose
+    ``hostile`` holds the fingerprints of hostile tokens a test submitted, each mapped to what
+    it is (:class:`Forged`; a plain collection: forgeries). Accepting one is a violation of its
+    finding's kind (see :data:`FINDINGS`); accepting a token the IdP never issued is
+    ``hostile-token-accepted``. ``clients`` names the OAuth clients whose
     token handling is under test: their tokens are also checked for recovery after a refusal
     (``no-recovery-after-revoke``) and their grants for refresh storms (in ledger events after
     event ``since``: a stateful test's earlier examples share the ledger).
@@ -108,12 +153,18 @@ def check(
         raise InvalidArgument(f"clients={clients!r} must be a collection of client ids")
     if isinstance(hostile, str) or not isinstance(hostile, Iterable):
         raise InvalidArgument(f"hostile={hostile!r} must be a collection of fingerprints")
+    if isinstance(hostile, Mapping):
+        for fp, what in hostile.items():
+            if not isinstance(what, Forged):
+                raise InvalidArgument(f"hostile[{fp!r}]={what!r} must be a Forged")
+        forged: Mapping[str, Forged] = dict(hostile)
+    else:
+        forged = {fp: Forged("") for fp in hostile}  # forgeries of no named class
     if isinstance(since, bool) or not isinstance(since, int) or since < 0:
         raise InvalidArgument(f"since={since!r} must be a ledger position (an int >= 0)")
     if not isinstance(decisions, Iterable):
         raise InvalidArgument(f"decisions={decisions!r} must be an iterable of Decision")
     required_scopes = route_scopes("required_scopes", required_scopes or {})
-    forged = frozenset(hostile)
     under_test = frozenset(clients)
     events = ledger.events
     # Instants are told from the start of what is judged: a machine's example (``since``),
@@ -127,7 +178,7 @@ def _check(
     decisions: Iterable[Decision],
     policy: Policy,
     required_scopes: Mapping[str, frozenset[str]],
-    forged: frozenset[str],
+    forged: Mapping[str, Forged],
     under_test: frozenset[str],
     since: int,
 ) -> tuple[Violation, ...]:
@@ -160,7 +211,9 @@ def _check(
             violation = _leak(judge_by, violation, served) or violation
         if violation is not None:
             found.append(attrs.evolve(violation, origin=ledger.origin))
-        if decision.fingerprint is not None and decision.accepted:
+        if decision.fingerprint is not None and (decision.accepted or decision.status == 403):
+            # The service read this token's permissions: it let it in, or it authenticated it
+            # and found a scope missing (a permission cache learns from either).
             served.append((decision, judge_by))
         if under_test:
             late = _no_recovery(judge_by, decision, policy, under_test, refused, reported)
@@ -258,8 +311,9 @@ def _leak(
     ledger: Ledger, violation: Violation, served: list[tuple[Decision, Ledger]]
 ) -> Violation | None:
     """Whose permission a token that was allowed a scope its own grant never had was served
-    with. The same principal's earlier, wider token first (a role change: its next token
-    carries fewer scopes, and a service keyed by subject keeps honouring the old ones:
+    with, among the tokens the service read before (allowed, or refused 403 for a scope). The
+    same principal's earlier, wider token first (a role change: its next token carries fewer
+    scopes, and a service keyed by subject keeps honouring the old ones:
     ``narrowed-scope-honoured``); else another principal who held the scope on the same
     service (``cross-principal-leak``); else None (only the scope was not enforced)."""
     decision = violation.decision
@@ -315,7 +369,7 @@ def _judge(
     decision: Decision,
     policy: Policy,
     required: Mapping[str, Collection[str]],
-    forged: frozenset[str],
+    forged: Mapping[str, Forged],
 ) -> Violation | None:
     fp = decision.fingerprint
     if fp is None or decision.status >= 500:
@@ -324,16 +378,33 @@ def _judge(
     route = f"{decision.method} {decision.path}"
     record = ledger.lookup(fp)
     if record is None or fp in forged:
-        if accepted:
-            what = "a forged token" if fp in forged else "a token the IdP never issued"
+        if not accepted:
+            return None
+        allowed = f"{route} at {ledger.when(decision.at)} was allowed ({decision.status})"
+        what = forged.get(fp)
+        if what is None:
             return Violation(
                 "hostile-token-accepted",
                 decision,
-                f"{route} at {ledger.when(decision.at)} was allowed ({decision.status}) "
-                f"with {what} "
-                f"({fp})",
+                f"{allowed} with a token the IdP never issued ({fp})",
             )
-        return None
+        if what.finding == "profile" and not policy.strict_profile:
+            return None  # only the IdP could sign it; the policy does not ask for the profile
+        kind, made = {
+            "forgery": ("hostile-token-accepted", "a forged token, made without the IdP's keys"),
+            "confusion": (
+                "confused-token-accepted",
+                "a real token of another kind, audience or issuer, or outside its validity",
+            ),
+            "profile": (
+                "profile-deviation-accepted",
+                "an IdP-signed token that deviates from the RFC 9068 profile",
+            ),
+        }[what.finding]
+        named = f"{what.named()}; " if what.attack else ""
+        return Violation(
+            kind, decision, f"{allowed} with {made} ({named}{fp})", attack=what.attack or None
+        )
     needed = frozenset(required.get(route, required.get(decision.path, ())))
     verdict = ledger.verdict(
         fp,

@@ -66,10 +66,17 @@ class Step:
 
 @attrs.frozen(kw_only=True)
 class Found:
-    """A violation the failure showed: its kind and its sentence."""
+    """A violation the failure showed: its kind and its sentence (and for a hostile token
+    accepted, its attack class)."""
 
     kind: str
     sentence: str
+    attack: str | None = None
+
+    @property
+    def distinct(self) -> str:
+        """Its kind, and its attack class where it has one (see ``Violation.distinct``)."""
+        return self.kind if self.attack is None else f"{self.kind}: {self.attack}"
 
 
 def _policy(value: Policy | Mapping[str, Any]) -> Policy:
@@ -127,6 +134,11 @@ class Failure:
         """The violation kinds it showed."""
         return frozenset(found.kind for found in self.violations)
 
+    @property
+    def distinct(self) -> frozenset[str]:
+        """What tells its violations apart: kinds, and attack classes of hostile tokens."""
+        return frozenset(found.distinct for found in self.violations)
+
     def with_steps(self, steps: Iterable[Step], violations: Iterable[Found]) -> Failure:
         """The same failure with fewer steps, and what those showed."""
         return attrs.evolve(self, steps=_steps(steps), violations=_found(violations))
@@ -142,7 +154,11 @@ class Failure:
             "policy": attrs.asdict(self.policy),
             "scopes": list(self.scopes),
             "steps": [step.to_json() for step in self.steps],
-            "violations": [{"kind": v.kind, "sentence": v.sentence} for v in self.violations],
+            "violations": [
+                {"kind": v.kind, "sentence": v.sentence}
+                | ({"attack": v.attack} if v.attack is not None else {})
+                for v in self.violations
+            ],
         }
         if self.actions is not None:
             data["actions"] = list(self.actions)
@@ -176,7 +192,12 @@ class Failure:
                 isinstance(violation.get(key), str) for key in ("kind", "sentence")
             ):
                 raise InvalidArgument(f"{where}: violation {n} needs a 'kind' and a 'sentence'")
-            found.append(Found(kind=violation["kind"], sentence=violation["sentence"]))
+            attack = violation.get("attack")
+            if attack is not None and not isinstance(attack, str):
+                raise InvalidArgument(f"{where}: violation {n}'s 'attack' must be a string")
+            found.append(
+                Found(kind=violation["kind"], sentence=violation["sentence"], attack=attack)
+            )
         try:
             return cls(
                 test=data["test"],

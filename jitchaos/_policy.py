@@ -29,6 +29,11 @@ def _positive_count(instance: object, attribute: attrs.Attribute[Any], value: ob
         raise InvalidArgument(f"{attribute.name}={value!r} must be an integer >= 1")
 
 
+def _boolean(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{attribute.name}={value!r} must be True or False")
+
+
 @attrs.frozen(kw_only=True)
 class Policy:
     """What a service under test is allowed: the checker's allowance for each decision."""
@@ -48,3 +53,9 @@ class Policy:
     dead (revoked or expired) before it must have switched to a fresh one."""
     max_refreshes: int = attrs.field(default=1, validator=_positive_count)
     """Refreshes a client under test may make for one access token (a storm is more)."""
+    strict_profile: bool = attrs.field(default=False, validator=_boolean)
+    """Whether the service is held to the strict RFC 9068 profile: accepting an IdP-signed
+    token that deviates from it (``typ`` other than ``at+jwt``, ``exp`` missing or at the
+    boundary, ``iat`` in the future, an odd scope or header) is then a violation
+    (``profile-deviation-accepted``). Off, such tokens are submitted and not judged: only the
+    IdP could sign them, so accepting one is no vulnerability."""

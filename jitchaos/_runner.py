@@ -122,7 +122,7 @@ class Runs:
                 self._first_failed.pop(cls, None)
                 return
             self._first_failed.setdefault(cls, time.monotonic())
-            raised = kind if kind is not None else failure.violations[0].kind
+            raised = kind if kind is not None else failure.violations[0].distinct
             self._failures.setdefault(cls, {})[raised] = failure
             self._last[cls] = failure
 
@@ -309,7 +309,7 @@ def minimize(cls: Machine) -> Failure | None:
 
 
 def _minimized(cls: Machine, failure: Failure) -> Failure:
-    kinds = failure.kinds
+    kinds = failure.distinct
     best = failure
     dropped = True
     while dropped and len(best.steps) > 1:
@@ -324,7 +324,8 @@ def _minimized(cls: Machine, failure: Failure) -> Failure:
 
 def _replayed(cls: Machine, steps: Sequence[Step], kinds: frozenset[str]) -> Failure | None:
     """The failure record of ``steps`` replayed on a fresh example, when it shows one of
-    ``kinds``; None when it does not, or does not run (a token it uses is gone)."""
+    ``kinds`` (kinds, with attack classes: see ``Failure.distinct``); None when it does not,
+    or does not run (a token it uses is gone)."""
     machine = cls()
     try:
         for step in steps:
@@ -334,6 +335,6 @@ def _replayed(cls: Machine, steps: Sequence[Step], kinds: frozenset[str]) -> Fai
         return None
     finally:
         machine.teardown()
-    if not {v.kind for v in found} & kinds:
+    if not {v.distinct for v in found} & kinds:
         return None
     return machine.failure(found)

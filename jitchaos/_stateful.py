@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import threading
 import time
 import unittest
@@ -42,7 +43,7 @@ from hypothesis.stateful import (
 )
 
 from jitchaos import _runner
-from jitchaos._checker import Violation, check
+from jitchaos._checker import Forged, Violation, check
 from jitchaos._checks import address, route_scopes, scope_names
 from jitchaos._clock import ManualClock, OffsetClock
 from jitchaos._failure import Failure, Found, Step, describe_service
@@ -127,9 +128,10 @@ def _action(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 class ViolationFound(AssertionError):
-    """A machine's invariant failed: the checker found a violation. Each violation kind raises
-    its own subclass, so that Hypothesis tells the kinds apart as distinct failures (it tells
-    failures apart by exception type and place) and shrinks and reports each one."""
+    """A machine's invariant failed: the checker found a violation. Each violation kind (and
+    each attack class of a hostile token accepted) raises its own subclass, so that Hypothesis
+    tells them apart as distinct failures (it tells failures apart by exception type and
+    place) and shrinks and reports each one."""
 
     kind: ClassVar[str] = ""
 
@@ -139,10 +141,11 @@ _VIOLATION_ERRORS: dict[str, type[ViolationFound]] = {}
 
 def violation_error(kind: str) -> type[ViolationFound]:
     """The :class:`ViolationFound` subclass of violation ``kind`` (``revoked-token-accepted``
-    raises ``RevokedTokenAccepted``)."""
+    raises ``RevokedTokenAccepted``; ``hostile-token-accepted: alg-none``, a distinct
+    violation with its attack class, ``HostileTokenAcceptedAlgNone``)."""
     error = _VIOLATION_ERRORS.get(kind)
     if error is None:
-        name = "".join(part.capitalize() for part in kind.split("-"))
+        name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", kind) if part)
         error = type(name, (ViolationFound,), {"kind": kind, "__module__": __name__})
         _VIOLATION_ERRORS[kind] = error
     return error
@@ -292,7 +295,8 @@ class _ChaosMachine(RuleBasedStateMachine):
         self.clock = world.clock
         self.proxy.reset()
         world.begin_example(self.proxy.ledger.seq)
-        self.hostile: set[str] = set()
+        self.hostile: dict[str, Forged] = {}
+        """The hostile tokens this example submitted, by fingerprint."""
         self._runners: list[web.AppRunner] = []
         self._connections = Connections()  # keep-alive to the proxy's listeners
         self._first_seq = self.proxy.ledger.seq
@@ -517,7 +521,7 @@ class _ChaosMachine(RuleBasedStateMachine):
         if found:
             # Hypothesis runs each shrunk failure last: the ones remembered at the end.
             RUNS.failed(type(self), self.failure(found))
-            raise violation_error(found[0].kind)("\n".join(v.format() for v in found))
+            raise violation_error(found[0].distinct)("\n".join(v.format() for v in found))
 
     @classmethod
     def run(
@@ -557,7 +561,7 @@ class _ChaosMachine(RuleBasedStateMachine):
             actions=self._actions,
             outage_endpoints=cls.outage_endpoints,
             steps=[Step.from_json(step) for step in self.steps],
-            violations=[Found(kind=v.kind, sentence=v.sentence) for v in found],
+            violations=[Found(kind=v.kind, sentence=v.sentence, attack=v.attack) for v in found],
         )
 
     @classmethod
@@ -822,16 +826,22 @@ class AuthChaosMachine(_ChaosMachine):
         # (Checked, not assumed, so that a replay outside Hypothesis, where it holds, runs.)
         if self.world.signing_keys.get(jwt.get_unverified_header(token.raw)["kid"]) is None:
             reject()
+        strict = type(self).policy.strict_profile
         forged = data.draw(
             hostile_tokens(
                 legitimate=token.raw,
                 keys=self.world.signing_keys,
                 now=self.clock.now(),
                 leeway=type(self).policy.leeway,
-            ).filter(lambda forged: forged.required),  # what any correct service refuses
+            ).filter(lambda forged: forged.required or strict),
             label="hostile",
         )
-        self.hostile.add(fingerprint(forged.token))
+        # The checker judges each by who could have made it, and profile deviations only when
+        # the policy asks for the strict profile; what the RFCs let a correct service accept
+        # (unknown scopes, an iat in the future, ...) is submitted only then.
+        self.hostile[fingerprint(forged.token)] = Forged(
+            forged.attack, forged.variant, forged.finding
+        )
         route = data.draw(st.sampled_from(sorted(type(self).routes)), label="route")
         self._call(route, forged.token)
         self._call(route, token.raw)
@@ -852,7 +862,10 @@ class AuthChaosMachine(_ChaosMachine):
                 now=self.clock.now(),
                 leeway=type(self).policy.leeway,
             ),
-            lambda forged: forged.required and (variant is None or forged.variant == variant),
+            lambda forged: (
+                (forged.required or type(self).policy.strict_profile)
+                and (variant is None or forged.variant == variant)
+            ),
             settings=settings(
                 database=None, derandomize=True, suppress_health_check=list(HealthCheck)
             ),

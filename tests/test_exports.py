@@ -23,6 +23,8 @@ EXPECTED = {
         "RunReport",
         "report",
         "VIOLATION_KINDS",
+        "FINDINGS",
+        "Forged",
         "Violation",
         "check",
         "Broker",
@@ -96,6 +98,7 @@ EXPECTED = {
     },
     "jitchaos.strategies": {
         "ATTACKS",
+        "FORGERIES",
         "HostileToken",
         "alg_none_tokens",
         "audience_confusion_tokens",

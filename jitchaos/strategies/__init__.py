@@ -11,6 +11,7 @@ from jitchaos.strategies._claims import claims, scopes
 from jitchaos.strategies._faults import faults
 from jitchaos.strategies._hostile import (
     ATTACKS,
+    FORGERIES,
     HostileToken,
     alg_none_tokens,
     audience_confusion_tokens,
@@ -32,6 +33,7 @@ from jitchaos.strategies._tokens import grants, principals, signing_keys, tokens
 
 __all__ = [
     "ATTACKS",
+    "FORGERIES",
     "HostileToken",
     "alg_none_tokens",
     "audience_confusion_tokens",

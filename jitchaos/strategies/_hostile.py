@@ -37,6 +37,7 @@ from jitchaos.errors import InvalidArgument
 
 __all__ = [
     "ATTACKS",
+    "FORGERIES",
     "HostileToken",
     "alg_none_tokens",
     "audience_confusion_tokens",
@@ -74,6 +75,19 @@ class HostileToken:
     list that includes ours. A correct service may accept those, so the stateful machines
     do not submit them."""
 
+    @property
+    def finding(self) -> str:
+        """Who could have made it, and so what accepting it means (one of
+        :data:`jitchaos.FINDINGS`): ``forgery`` (no IdP key needed: anyone can),
+        ``confusion`` (a real token of another kind, audience or issuer, or outside its
+        validity: its holder can present it) or ``profile`` (IdP-signed, deviating from RFC
+        9068: only the IdP could sign it)."""
+        if self.attack in FORGERIES:
+            return "forgery"
+        if self.required and (self.attack, self.variant.split(" (")[0]) in _CONFUSIONS:
+            return "confusion"
+        return "profile"
+
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         # Hypothesis prints drawn values with this (it would list every attrs field).
         printer.text(repr(self))
@@ -83,6 +97,37 @@ class HostileToken:
             f"HostileToken(attack={self.attack!r}, variant={self.variant!r}, "
             f"fingerprint={fingerprint(self.token)!r})"
         )
+
+
+FORGERIES = frozenset(
+    {
+        "alg-none",
+        "stripped-signature",
+        "edited-payload",
+        "weak-hmac",
+        "key-confusion",
+        "embedded-jwk",
+        "jku-x5u",
+        "kid-injection",
+    }
+)
+"""The attack classes made without the IdP's private keys: forgeries anyone can make."""
+
+_CONFUSIONS = frozenset(
+    {
+        ("token-type-confusion", "ID token"),
+        ("token-type-confusion", "ID token with the access token's scope"),
+        ("token-type-confusion", "refresh token"),
+        ("token-type-confusion", "refresh token typed as JWT"),
+        ("audience-issuer-confusion", "another audience"),  # another API's token
+        ("audience-issuer-confusion", "another tenant's issuer"),  # one IdP, many tenants
+        ("temporal-edge", "exp in the past"),  # an old token its holder kept
+        ("temporal-edge", "nbf in the future"),  # a token issued for later
+    }
+)
+"""IdP-signed variants that are real tokens of another kind, audience or issuer, or outside
+their validity: their holder can present them. Every other IdP-signed variant deviates from
+the RFC 9068 profile in a way only the IdP itself could sign."""
 
 
 # Building blocks: JOSE by hand.

@@ -15,6 +15,7 @@ import requests
 from jitchaos import (
     ChaosProxy,
     Decision,
+    Forged,
     InvalidArgument,
     Ledger,
     ManualClock,
@@ -143,6 +144,43 @@ def test_hostile_and_unknown_tokens(start: Start) -> None:
     assert "never issued" in found[1].sentence
 
 
+def test_a_hostile_token_is_judged_by_who_could_have_made_it(start: Start) -> None:
+    """A forgery anyone can make; a real token of another kind its holder can present; a
+    profile deviation only the IdP could sign, judged only under the strict profile (issue
+    #18: a correct PyJWT service was reported for a token signed by the IdP with typ JWT)."""
+    proxy = start("jwt")
+    token = client_credentials(proxy, "read")["access_token"]
+    assert call(proxy, token) == 200
+    (decision,) = proxy.history.decisions
+    fps = ["a" * 16, "b" * 16, "c" * 16]
+    accepted = [attrs.evolve(decision, seq=9 + n, fingerprint=fp) for n, fp in enumerate(fps)]
+    hostile = {
+        fps[0]: Forged("alg-none", "alg='none'", "forgery"),
+        fps[1]: Forged("token-type-confusion", "ID token", "confusion"),
+        fps[2]: Forged("header-oddity", "typ JWT", "profile"),
+    }
+    found = check(proxy.ledger, accepted, hostile=hostile)
+    assert [(v.kind, v.attack) for v in found] == [
+        ("hostile-token-accepted", "alg-none"),
+        ("confused-token-accepted", "token-type-confusion"),
+    ]
+    assert "made without the IdP's keys (alg-none: alg='none'; aaaa" in found[0].sentence
+    assert "of another kind" in found[1].sentence
+    assert found[0].distinct == "hostile-token-accepted: alg-none"
+    strict = check(proxy.ledger, accepted, hostile=hostile, policy=Policy(strict_profile=True))
+    assert [v.kind for v in strict][-1] == "profile-deviation-accepted"
+    assert "deviates from the RFC 9068 profile (header-oddity: typ JWT" in strict[-1].sentence
+    # Refused, none of them is anything.
+    refused = [attrs.evolve(d, status=401) for d in accepted]
+    assert check(proxy.ledger, refused, hostile=hostile, policy=Policy(strict_profile=True)) == ()
+    with pytest.raises(InvalidArgument, match=r"hostile\['x'\]='forgery' must be a Forged"):
+        check(proxy.ledger, accepted, hostile={"x": "forgery"})
+    with pytest.raises(InvalidArgument, match="finding='guess' must be one of forgery"):
+        Forged("alg-none", finding="guess")
+    with pytest.raises(InvalidArgument, match="strict_profile='yes' must be True or False"):
+        Policy(strict_profile="yes")  # type: ignore[arg-type]
+
+
 def test_scope_not_enforced(start: Start) -> None:
     proxy = start("jwt")
     token = client_credentials(proxy, "read")["access_token"]
@@ -197,6 +235,29 @@ def test_a_subjects_old_wider_permission_is_no_leak(start: Start) -> None:
     # Without her earlier token, the wider permission came from another principal.
     (leak,) = check(proxy.ledger, decisions[1:], required_scopes=NEEDS)
     assert leak.kind == "cross-principal-leak"
+
+
+def test_a_wider_token_the_service_only_refused_a_route_still_taught_it_the_scopes(
+    start: Start,
+) -> None:
+    """A permission cache learns a subject's scopes from any token it authenticates, a 403
+    for a missing scope included: alice's wider token, refused on one route, still held
+    write; her narrower token later allowed to write honours it (a role change), not a
+    scope the service merely failed to enforce (found with jose behind node-oidc-provider)."""
+    proxy = start("introspect")
+    wide = user_tokens(proxy, "alice", "write")["access_token"]
+    assert call(proxy, wide, "GET /read") == 403  # authenticated, and its scopes read
+    narrow = user_tokens(proxy, "alice", "read")["access_token"]
+    assert call(proxy, narrow, "POST /write") == 403  # a correct service
+    refused, lenient = proxy.history.decisions
+    found = check(
+        proxy.ledger, [refused, attrs.evolve(lenient, status=200)], required_scopes=NEEDS
+    )
+    assert [v.kind for v in found] == ["narrowed-scope-honoured"]
+    # A token the service refused as invalid (401) taught it nothing.
+    unread = attrs.evolve(refused, status=401)
+    found = check(proxy.ledger, [unread, attrs.evolve(lenient, status=200)], required_scopes=NEEDS)
+    assert [v.kind for v in found] == ["scope-not-enforced"]
 
 
 def test_no_recovery_after_revoke_for_clients_under_test(start: Start, clock: ManualClock) -> None:

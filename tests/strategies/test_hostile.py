@@ -20,6 +20,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,13 @@ from jitchaos import (
     mint_access_token,
     verify_access_token,
 )
-from jitchaos.strategies import ATTACKS, HostileToken, hostile_tokens, temporal_edge_tokens
+from jitchaos.strategies import (
+    ATTACKS,
+    FORGERIES,
+    HostileToken,
+    hostile_tokens,
+    temporal_edge_tokens,
+)
 
 RING = KeyRing()
 ISSUER, AUDIENCE, NOW, LEEWAY = "https://idp.example", "api", 1_800_000_000, 5
@@ -391,3 +398,52 @@ def test_only_the_strict_profiles_extras_are_not_required() -> None:
         "repeated scopes",
         "audience list with ours last",
     }
+
+
+def _signed_by_the_idp(token: str) -> bool:
+    """Whether the IdP's key made the token's signature over what it says (compact JWS; the
+    JSON form counts as the compact one it re-serializes). Read by hand: PyJWT refuses to
+    parse some of these headers at all."""
+    if token.startswith("{"):
+        parts = json.loads(token)
+        token = ".".join((parts["protected"], parts["payload"], parts["signature"]))
+    try:
+        encoded, payload, signature = token.split(".")
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except ValueError:
+        return False
+    if not isinstance(header, dict) or header.get("alg") != "RS256":
+        return False
+    assert isinstance(PUBLIC, RSAPublicKey)
+    rsa = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256)
+    return bool(rsa.verify(f"{encoded}.{payload}".encode(), PUBLIC, raw))
+
+
+def test_a_forgery_is_never_signed_by_the_idp_and_the_rest_always_are() -> None:
+    """The three findings keep apart who could have made a token (issue #18): a forgery,
+    made without the IdP's private key, never carries its signature over what it says; a
+    confusion or profile variant always does (only the IdP could make it)."""
+    seen: dict[str, set[str]] = {"forgery": set(), "confusion": set(), "profile": set()}
+
+    @settings(max_examples=600, deadline=None, derandomize=True, database=None)
+    @given(hostile_tokens(legitimate=LEGIT, keys=RING, now=NOW, leeway=LEEWAY))
+    def collect(hostile: HostileToken) -> None:
+        seen[hostile.finding].add(hostile.attack)
+        signed = _signed_by_the_idp(hostile.token)
+        if hostile.finding == "forgery":
+            # Re-signing nothing: an edited payload or a stripped signature keeps at most the
+            # legitimate token's signature over other bytes.
+            assert not signed, (hostile.attack, hostile.variant)
+        else:
+            assert signed, (hostile.attack, hostile.variant)
+
+    collect()
+    assert seen["forgery"] == set(FORGERIES)
+    assert seen["confusion"] == {
+        "token-type-confusion",
+        "audience-issuer-confusion",
+        "temporal-edge",
+    }
+    assert seen["profile"] >= {"temporal-edge", "scope-shape", "header-oddity"}
+    assert set(ATTACKS) == set(FORGERIES) | seen["confusion"] | seen["profile"]
