@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,17 @@ def audit_notebook(
     *,
     holder: str | None,
     policy: Policy,
+    required_scopes: Mapping[str, Collection[str]] | None = None,
 ) -> Any:
     """A notebook that replays an audit failure: the findings, then the evidence and the
-    timeline, computed again from the embedded audit lines when it runs."""
+    timeline, computed again from the embedded audit lines when it runs, under the same
+    ``policy`` and ``required_scopes`` as the test's audit (so a use outside its scopes is
+    found again, and drawn red)."""
+    routes = (
+        {route: sorted(scopes) for route, scopes in required_scopes.items()}
+        if required_scopes is not None
+        else None
+    )
     import nbformat
 
     lines = [encode_event(event) for event in ledger.events]
@@ -58,7 +66,8 @@ def audit_notebook(
         nbformat.v4.new_code_cell(
             f"report = audit_grants(\n    ledger,\n    decisions,\n    at={report.at!r},\n"
             f"    policy={policy!r},\n"
-            f"    holder={holder!r},\n)\nprint(report.format())"
+            f"    holder={holder!r},\n"
+            f"    required_scopes={routes!r},\n)\nprint(report.format())"
         ),
         nbformat.v4.new_code_cell(
             f"plot_timeline(ledger, decisions, findings=report.findings, holder={holder!r});"

@@ -461,5 +461,15 @@ def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, director
         if d.holder == item.nodeid
     ]
     policy = _policy(settings)
-    notebook = audit_notebook(broker.ledger, decisions, report, holder=item.nodeid, policy=policy)
+    routes = settings.get("scopes")
+    if routes is None:
+        routes = item.config.stash.get(_ROUTES, None) or None
+    notebook = audit_notebook(
+        broker.ledger,
+        decisions,
+        report,
+        holder=item.nodeid,
+        policy=policy,
+        required_scopes=routes,
+    )
     return str(write_notebook(notebook, directory, item.nodeid))

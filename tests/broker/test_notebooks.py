@@ -126,3 +126,60 @@ def test_plot_timeline_marks_findings(tmp_path: Path) -> None:
     path = write_notebook(notebook, tmp_path, "tests/x.py::test a")
     assert path.name.startswith("tests-x.py-test-a-")
     assert path.suffix == ".ipynb"
+
+
+def test_the_audit_notebook_finds_a_use_outside_its_scopes_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notebook's audit runs with the routes' scopes the test's audit had (issue #18: it
+    said least privilege kept and drew the offending use green)."""
+    import matplotlib
+
+    from jitchaos import (
+        Decision,
+        GrantRequest,
+        Ledger,
+        ManualClock,
+        Policy,
+        Principal,
+        audit_grants,
+    )
+    from jitchaos.notebook import audit_notebook
+
+    matplotlib.use("Agg")
+    clock = ManualClock(start=1000)
+    ledger = Ledger(clock)
+    granted = GrantRequest(
+        principal=Principal.subject("alice"), client_id="web", scopes={"read"}, lifetime=60
+    ).record(ledger)
+    ledger.lease(granted.grant_id, holder="t", requested_ttl=60, ttl=60)
+    clock.advance(5)
+    write = Decision(
+        seq=1,
+        at=1005,
+        step=0,
+        service="api",
+        method="POST",
+        path="/orders",
+        fingerprint=granted.tokens[0].fingerprint,
+        status=200,
+        holder="t",
+    )
+    clock.advance(2)
+    ledger.revoke(grant=granted.grant_id)  # given back after its use
+    routes = {"POST /orders": {"write"}}
+    report = audit_grants(ledger, [write], at=1010, holder="t", required_scopes=routes)
+    assert [f.kind for f in report.findings] == ["use-outside-scope"]
+    notebook = audit_notebook(
+        ledger, [write], report, holder="t", policy=Policy(), required_scopes=routes
+    )
+    namespace: dict[str, object] = {}
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            exec(cell.source.replace("plot_timeline(", "AX = plot_timeline("), namespace)  # noqa: S102
+    again = namespace["report"]
+    assert [f.kind for f in again.findings] == ["use-outside-scope"]  # type: ignore[attr-defined]
+    ax = namespace["AX"]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]  # type: ignore[attr-defined]
+    assert len(crosses) == 1  # the offending use is a red cross, not a green dot
+    assert all(line.get_color() != "green" for line in ax.get_lines())  # type: ignore[attr-defined]
