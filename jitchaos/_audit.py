@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ import attrs
 
 from jitchaos._clock import instant
 from jitchaos._ledger import Ledger
+from jitchaos._policy import Policy
 from jitchaos._records import (
     EVENT_TYPES,
     Expired,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditLog",
     "AuditReport",
+    "Judging",
     "MalformedLine",
     "decode_event",
     "encode_event",
@@ -134,6 +136,14 @@ class AuditLog:
         if not isinstance(applied, AppliedFault):
             raise InvalidArgument(f"{applied!r} is not an AppliedFault")
         self._append(json.dumps(applied.to_json(), separators=(",", ":")))
+
+    def write_judging(self, judging: Judging) -> None:
+        """Append how uses are judged (``{"type": "judging", ...}``): the policy and the
+        routes' required scopes, for one holder (a test) or, with none, for the whole run;
+        so ``jitchaos audit`` on the file finds what the run's own audit found."""
+        if not isinstance(judging, Judging):
+            raise InvalidArgument(f"{judging!r} is not a Judging")
+        self._append(json.dumps(judging.to_json(), separators=(",", ":")))
 
     def __enter__(self) -> AuditLog:
         return self
@@ -309,6 +319,49 @@ def _tokens(raw: object) -> tuple[IssuedToken, ...]:
 
 
 @attrs.frozen
+class Judging:
+    """How a run (``holder`` None) or one test (its node id) judges uses: its policy and the
+    scopes each route needs (None: uses are checked against their window only)."""
+
+    holder: str | None
+    policy: Policy
+    routes: Mapping[str, frozenset[str]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "judging",
+            "holder": self.holder,
+            "policy": attrs.asdict(self.policy),
+            "routes": (
+                {route: sorted(scopes) for route, scopes in self.routes.items()}
+                if self.routes is not None
+                else None
+            ),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Judging:
+        """The record :meth:`to_json` wrote; :class:`ValueError` naming what is wrong."""
+        holder, policy, routes = raw.get("holder"), raw.get("policy"), raw.get("routes")
+        if holder is not None and not isinstance(holder, str):
+            raise ValueError("'holder' must be a string or null")
+        if not isinstance(policy, dict):
+            raise ValueError("'policy' must be an object of Policy fields")
+        try:
+            parsed = Policy(**policy)
+        except (TypeError, InvalidArgument) as error:
+            raise ValueError(f"'policy': {error}") from None
+        if routes is None:
+            return cls(holder, parsed)
+        if not isinstance(routes, dict) or not all(
+            isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)
+            for scopes in routes.values()
+        ):
+            raise ValueError("'routes' must map each route to a list of scopes")
+        return cls(holder, parsed, {str(r): frozenset(v) for r, v in routes.items()})
+
+
+@attrs.frozen
 class MalformedLine:
     """A line of an audit log that is not a well-formed event, or that does not fit the ones
     before it."""
@@ -331,6 +384,8 @@ class AuditReport:
     """Decisions a proxy's service side wrote into the same log."""
     faults: tuple[AppliedFault, ...] = ()
     """Faults the proxy applied (or could not), as it wrote them into the same log."""
+    judging: tuple[Judging, ...] = ()
+    """How the run and its tests judged uses, as they wrote it into the same log."""
     ledger: Ledger | None = attrs.field(default=None, eq=False, repr=False)
     """The ledger the events replay into (for the post-test audit)."""
 
@@ -407,6 +462,7 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
     events: list[LedgerEvent] = []
     decisions: list[Decision] = []
     faults: list[AppliedFault] = []
+    judging: list[Judging] = []
     malformed: list[MalformedLine] = []
     line_of: dict[int, int] = {}
     for number, line in _numbered_lines(text):
@@ -417,6 +473,12 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
                     decisions.append(Decision.from_json(raw))
                 except (ValueError, TypeError) as error:
                     malformed.append(MalformedLine(number, f"bad decision: {error}"))
+                continue
+            if isinstance(raw, dict) and raw.get("type") == "judging":
+                try:
+                    judging.append(Judging.from_json(raw))
+                except ValueError as error:
+                    malformed.append(MalformedLine(number, f"bad judging record: {error}"))
                 continue
             if isinstance(raw, dict) and raw.get("type") == "fault":
                 try:
@@ -464,6 +526,7 @@ def read_audit(path: str | os.PathLike[str], *, at: float | None = None) -> Audi
         malformed=tuple(sorted(malformed, key=lambda m: m.line)),
         decisions=tuple(decisions),
         faults=tuple(faults),
+        judging=tuple(judging),
         ledger=ledger,
     )
 

@@ -242,7 +242,13 @@ def _jitchaos_broker(
     else:
         clients = {}
         client_id, secret = _CLIENT, _jitchaos_secret
+    from jitchaos._audit import Judging
+    from jitchaos._policy import Policy
+
     log = AuditLog(_audit_path(request.config, tmp_path_factory))
+    # How this run judges uses, before any grant: `jitchaos audit` on the file alone then finds
+    # what each test's audit found (a test's own marker adds its record when it is audited).
+    log.write_judging(Judging(None, Policy(), request.config.stash.get(_ROUTES, None) or None))
     broker = Broker(
         jitchaos_proxy, client_id=client_id, client_secret=secret, audit=log, clients=clients
     )
@@ -431,6 +437,12 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
     routes = settings.get("scopes")
     if routes is None:
         routes = item.config.stash.get(_ROUTES, None) or None
+    judge = getattr(broker.ledger.audit, "write_judging", None)
+    if judge is not None:
+        from jitchaos._audit import Judging
+        from jitchaos._checks import route_scopes
+
+        judge(Judging(item.nodeid, policy, route_scopes("scopes", routes) if routes else None))
     if routes is None and any(d.holder == item.nodeid for d in decisions):
         item.warn(
             JitchaosConfigWarning(

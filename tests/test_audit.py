@@ -253,6 +253,26 @@ def test_empty_log_is_clean(tmp_path: Path) -> None:
     assert report.events == ()
 
 
+def test_judging_records_round_trip_and_bad_ones_are_named(tmp_path: Path) -> None:
+    from jitchaos import Policy
+    from jitchaos._audit import Judging
+
+    path = tmp_path / "judged.jsonl"
+    judged = Judging("t.py::test", Policy(staleness=5), {"GET /read": frozenset({"read"})})
+    with AuditLog(path) as log:
+        log.write_judging(Judging(None, Policy()))
+        log.write_judging(judged)
+        with pytest.raises(InvalidArgument, match="is not a Judging"):
+            log.write_judging({"policy": {}})  # type: ignore[arg-type]
+    report = read_audit(path)
+    assert report.judging == (Judging(None, Policy()), judged)
+    assert report.ok
+    with path.open("a") as raw:
+        raw.write('{"type":"judging","holder":null,"policy":{"staleness":-1},"routes":null}\n')
+    with pytest.raises(AuditLogError, match=r"line 3: bad judging record: 'policy': staleness"):
+        read_audit(path)  # a log of judging records alone, one of them bad
+
+
 def test_what_is_not_an_event_or_a_path_is_named_and_nothing_is_written(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="path=None must be a file path"):
         AuditLog(None)  # type: ignore[arg-type]

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from jitchaos._audit import encode_event, read_audit
 from jitchaos._cli._args import (
     UsageError,
@@ -41,17 +43,18 @@ def add(commands: Commands) -> None:
     audit.add_argument(
         "--staleness",
         type=seconds_arg,
-        default=0.0,
-        help="seconds a use may lag a revocation or narrowing (the services' policy)",
+        default=None,
+        help="seconds a use may lag a revocation or narrowing (the services' policy; "
+        "default: as the log's judging records say, else 0)",
     )
     audit.add_argument(
         "--key-staleness",
         type=seconds_arg,
-        default=0.0,
+        default=None,
         help="seconds the services' key caches may lag the JWKS (rotations, removals)",
     )
     audit.add_argument(
-        "--leeway", type=seconds_arg, default=0.0, help="clock leeway around exp and nbf"
+        "--leeway", type=seconds_arg, default=None, help="clock leeway around exp and nbf"
     )
 
 
@@ -82,6 +85,49 @@ def run(args: argparse.Namespace) -> int:
     return max(code for code, _, _ in results)
 
 
+def _judged(report: Any, given: dict[str, float], audit_grants: Any, Policy: Any) -> Any:
+    """The post-test audit of ``report``'s log as the run judged it: each test (lease
+    holder) with the policy and routes its judging record gives, or the run's record, with
+    the policy fields ``given`` on the command line overriding them all."""
+    run = next((j for j in report.judging if j.holder is None), None)
+    per_test = {j.holder: j for j in report.judging if j.holder is not None}
+    holders = sorted({lease.holder for lease in report.ledger.leases.values()})
+
+    def policy(judging: Any) -> Any:
+        base = judging.policy if judging is not None else Policy()
+        return attrs.evolve(base, **given)
+
+    if not report.judging or not holders:
+        return audit_grants(
+            report.ledger,
+            report.decisions,
+            at=report.at,
+            policy=policy(run),
+            required_scopes=run.routes if run is not None else None,
+        )
+    audits = []
+    for holder in holders:
+        judging = per_test.get(holder, run)
+        audits.append(
+            audit_grants(
+                report.ledger,
+                report.decisions,  # all of them, as the test's own audit had
+                at=report.at,
+                policy=policy(judging),
+                holder=holder,
+                required_scopes=judging.routes if judging is not None else None,
+            )
+        )
+    first = audits[0]
+    return attrs.evolve(
+        first,
+        grants=sum(a.grants for a in audits),
+        decisions=sum(a.decisions for a in audits),
+        findings=tuple(f for a in audits for f in a.findings),
+        notes=tuple(n for a in audits for n in a.notes),
+    )
+
+
 def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any], str]:
     """Audit one log: (exit code, the JSON document, the text report)."""
     from jitchaos._policy import Policy
@@ -93,14 +139,16 @@ def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any
         raise UsageError(str(error)) from None
     post = None
     if report.ledger is not None and report.at is not None:
-        post = audit_grants(
-            report.ledger,
-            report.decisions,
-            at=report.at,
-            policy=Policy(
-                staleness=args.staleness, leeway=args.leeway, key_staleness=args.key_staleness
-            ),
-        )
+        given = {
+            name: value
+            for name, value in (
+                ("staleness", args.staleness),
+                ("leeway", args.leeway),
+                ("key_staleness", args.key_staleness),
+            )
+            if value is not None
+        }
+        post = _judged(report, given, audit_grants, Policy)
     document = {
         "path": report.path,
         "at": report.at,
