@@ -211,14 +211,21 @@ def test_asks_less_than_the_idp_gives(jit):
     with EmbeddedIdP(config, clock=clock).in_thread() as real:
         monkeypatch.setenv("JITCHAOS_CLIENT_ID", "suite")
         monkeypatch.setenv("JITCHAOS_CLIENT_SECRET", "suite-secret")
+        log = pytester.path / "real.jsonl"
         result = pytester.runpytest_subprocess(
-            "--jitchaos-upstream", real.url, "-p", "no:cacheprovider"
+            "--jitchaos-upstream", real.url, "-p", "no:cacheprovider", "--jitchaos-audit", log
         )
         result.assert_outcomes(passed=1, failed=1)
         # The real IdP issues its own 300 s: a lease that asked 60 s is told so.
         result.stdout.fnmatch_lines(
             ["*[[]lifetime-beyond-request[]] grant g*: asked 60s, the IdP issued 300s*"]
         )
+        # And the file alone says it again.
+        from tests.common.cli import run_cli
+
+        offline = run_cli("audit", str(log))
+        assert offline.returncode == 1, offline.stdout
+        assert "asked 60s, the IdP issued 300s" in offline.stdout
         kinds = [type(e).__name__ for e in real.ledger.events]
         assert kinds == ["Granted", "Revoked", "Granted", "Revoked"]
     monkeypatch.delenv("JITCHAOS_CLIENT_ID")
