@@ -63,6 +63,20 @@ FINDINGS = ("forgery", "confusion", "profile")
 """
 
 
+_HOSTILE_KINDS = {
+    "forgery": ("hostile-token-accepted", "a forged token, made without the IdP's keys"),
+    "confusion": (
+        "confused-token-accepted",
+        "a real token of another kind, audience or issuer, or outside its validity",
+    ),
+    "profile": (
+        "profile-deviation-accepted",
+        "an IdP-signed token that deviates from the RFC 9068 profile",
+    ),
+}
+"""Finding -> (violation kind, what the token was, in words)."""
+
+
 def _finding(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if value not in FINDINGS:
         raise InvalidArgument(f"finding={value!r} must be one of {', '.join(FINDINGS)}")
@@ -390,17 +404,7 @@ def _judge(
             )
         if what.finding == "profile" and not policy.strict_profile:
             return None  # only the IdP could sign it; the policy does not ask for the profile
-        kind, made = {
-            "forgery": ("hostile-token-accepted", "a forged token, made without the IdP's keys"),
-            "confusion": (
-                "confused-token-accepted",
-                "a real token of another kind, audience or issuer, or outside its validity",
-            ),
-            "profile": (
-                "profile-deviation-accepted",
-                "an IdP-signed token that deviates from the RFC 9068 profile",
-            ),
-        }[what.finding]
+        kind, made = _HOSTILE_KINDS[what.finding]
         named = f"{what.named()}; " if what.attack else ""
         return Violation(
             kind, decision, f"{allowed} with {made} ({named}{fp})", attack=what.attack or None

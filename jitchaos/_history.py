@@ -18,6 +18,31 @@ from jitchaos.faults import AnyFault
 __all__ = ["AppliedFault", "Decision", "History"]
 
 
+def _record_fields(
+    data: object,
+    record: str,
+    cls: type,
+    required: set[str],
+    checks: dict[str, type | tuple[type, ...]],
+) -> dict[str, Any]:
+    """The fields of a ``{"type": record, ...}`` line for ``cls``: no unknown field, the
+    ``required`` ones present, each in ``checks`` of its type (a bool is no number);
+    ``ValueError`` naming what is wrong."""
+    if not isinstance(data, dict) or data.get("type") != record:
+        raise ValueError(f"not a {record} record")
+    fields = {k: v for k, v in data.items() if k != "type"}
+    expected = {f.name for f in attrs.fields(cls)}
+    if set(fields) - expected or required - set(fields):
+        raise ValueError(f"a {record} record has the fields {sorted(expected)}")
+    for name, kind in checks.items():
+        value = fields.get(name)
+        if name in fields and (
+            (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind)
+        ):
+            raise ValueError(f"{record} field {name}={value!r} has the wrong type")
+    return fields
+
+
 @attrs.frozen(kw_only=True)
 class Decision:
     """What a service answered to one request that went through the proxy."""
@@ -57,28 +82,23 @@ class Decision:
     @classmethod
     def from_json(cls, data: object) -> Decision:
         """The decision :meth:`to_json` wrote; ``ValueError`` naming what is wrong."""
-        if not isinstance(data, dict) or data.get("type") != "decision":
-            raise ValueError("not a decision record")
-        fields = {k: v for k, v in data.items() if k != "type"}
-        expected = {f.name for f in attrs.fields(cls)}
-        if set(fields) - expected or {"seq", "at", "status", "method", "path"} - set(fields):
-            raise ValueError(f"a decision has the fields {sorted(expected)}")
-        checks: dict[str, type | tuple[type, ...]] = {
-            "seq": int,
-            "step": int,
-            "status": int,
-            "ledger_seq": int,
-            "at": (int, float),
-            "latency": (int, float),
-            "service": str,
-            "method": str,
-            "path": str,
-        }
-        for name, kind in checks.items():
-            if name in fields and (
-                isinstance(fields[name], bool) or not isinstance(fields[name], kind)
-            ):
-                raise ValueError(f"decision field {name}={fields[name]!r} has the wrong type")
+        fields = _record_fields(
+            data,
+            "decision",
+            cls,
+            {"seq", "at", "status", "method", "path"},
+            {
+                "seq": int,
+                "step": int,
+                "status": int,
+                "ledger_seq": int,
+                "at": (int, float),
+                "latency": (int, float),
+                "service": str,
+                "method": str,
+                "path": str,
+            },
+        )
         for name in ("fingerprint", "holder"):
             if fields.get(name) is not None and not isinstance(fields[name], str):
                 raise ValueError(f"decision field {name}={fields[name]!r} is not a string")
@@ -111,24 +131,21 @@ class AppliedFault:
     @classmethod
     def from_json(cls, data: object) -> AppliedFault:
         """The record :meth:`to_json` wrote; ``ValueError`` naming what is wrong."""
-        if not isinstance(data, dict) or data.get("type") != "fault":
-            raise ValueError("not a fault record")
-        fields = {k: v for k, v in data.items() if k != "type"}
         expected = {f.name for f in attrs.fields(cls)}
-        if set(fields) != expected:
-            raise ValueError(f"a fault record has the fields {sorted(expected)}")
-        checks: dict[str, type | tuple[type, ...]] = {
-            "seq": int,
-            "step": int,
-            "at": (int, float),
-            "trigger": str,
-            "applied": bool,
-            "detail": str,
-        }
-        for name, kind in checks.items():
-            value = fields[name]
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"a fault record's {name} must be a {kind}")
+        fields = _record_fields(
+            data,
+            "fault",
+            cls,
+            expected,
+            {
+                "seq": int,
+                "step": int,
+                "at": (int, float),
+                "trigger": str,
+                "applied": bool,
+                "detail": str,
+            },
+        )
         fields["fault"] = fault_from_json(fields["fault"])
         return cls(**fields)
 

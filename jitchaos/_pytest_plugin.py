@@ -421,6 +421,12 @@ def _vacuous(item: pytest.Item) -> str | None:
     return all_5xx(calls)
 
 
+def _test_routes(item: pytest.Item, settings: dict[str, Any]) -> Any:
+    """The scopes a test's routes need: its marker's, else the ini's, else None."""
+    routes = settings.get("scopes")
+    return routes if routes is not None else item.config.stash.get(_ROUTES, None) or None
+
+
 def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
     from jitchaos._post_audit import audit_grants
 
@@ -434,9 +440,7 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
         for decision in decisions:
             if decision.holder == item.nodeid:
                 write(decision)
-    routes = settings.get("scopes")
-    if routes is None:
-        routes = item.config.stash.get(_ROUTES, None) or None
+    routes = _test_routes(item, settings)
     judge = getattr(broker.ledger.audit, "write_judging", None)
     if judge is not None:
         from jitchaos._audit import Judging
@@ -473,9 +477,7 @@ def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, director
         if d.holder == item.nodeid
     ]
     policy = _policy(settings)
-    routes = settings.get("scopes")
-    if routes is None:
-        routes = item.config.stash.get(_ROUTES, None) or None
+    routes = _test_routes(item, settings)
     notebook = audit_notebook(
         broker.ledger,
         decisions,

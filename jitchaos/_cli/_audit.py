@@ -19,7 +19,9 @@ from jitchaos._cli._args import (
 from jitchaos.errors import AuditLogError
 
 if TYPE_CHECKING:
+    from jitchaos._audit import AuditReport
     from jitchaos._cli._args import Commands
+    from jitchaos._post_audit import PostTestAudit
 
 
 def add(commands: Commands) -> None:
@@ -85,15 +87,21 @@ def run(args: argparse.Namespace) -> int:
     return max(code for code, _, _ in results)
 
 
-def _judged(report: Any, given: dict[str, float], audit_grants: Any, Policy: Any) -> Any:
+def _judged(report: AuditReport, given: dict[str, Any]) -> PostTestAudit:
     """The post-test audit of ``report``'s log as the run judged it: each test (lease
     holder) with the policy and routes its judging record gives, or the run's record, with
     the policy fields ``given`` on the command line overriding them all."""
+    from jitchaos._audit import Judging
+    from jitchaos._policy import Policy
+    from jitchaos._post_audit import audit_grants
+
+    assert report.ledger is not None
+    assert report.at is not None
     run = next((j for j in report.judging if j.holder is None), None)
     per_test = {j.holder: j for j in report.judging if j.holder is not None}
     holders = sorted({lease.holder for lease in report.ledger.leases.values()})
 
-    def policy(judging: Any) -> Any:
+    def policy(judging: Judging | None) -> Policy:
         base = judging.policy if judging is not None else Policy()
         return attrs.evolve(base, **given)
 
@@ -130,8 +138,6 @@ def _judged(report: Any, given: dict[str, float], audit_grants: Any, Policy: Any
 
 def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any], str]:
     """Audit one log: (exit code, the JSON document, the text report)."""
-    from jitchaos._policy import Policy
-    from jitchaos._post_audit import audit_grants
 
     try:
         report = read_audit(path, at=args.at)
@@ -148,7 +154,7 @@ def _audit_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any
             )
             if value is not None
         }
-        post = _judged(report, given, audit_grants, Policy)
+        post = _judged(report, given)
     document = {
         "path": report.path,
         "at": report.at,
