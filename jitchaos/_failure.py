@@ -15,7 +15,6 @@ import functools
 import importlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,17 @@ from jitchaos._checks import read_json_file
 from jitchaos._policy import Policy
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["FORMAT", "Failure", "Found", "Step", "describe_service", "resolve", "write_repro"]
+__all__ = [
+    "FORMAT",
+    "Failure",
+    "Found",
+    "Step",
+    "describe_service",
+    "resolve",
+    "told",
+    "write_ready_repro",
+    "write_repro",
+]
 
 FORMAT = "jitchaos-failure/1"
 """The on-disk format and its version; a record of another format is refused."""
@@ -333,30 +342,40 @@ def write_repro(
     failure = Failure.load(failure)
     notebook = repro_notebook(failure)
     if execute:
-        try:
-            from jupyter_client.manager import KernelManager
-            from nbclient import NotebookClient
-            from nbclient.exceptions import CellExecutionError
-        except ImportError:
-            raise InvalidArgument(
-                "executing a notebook needs a Jupyter kernel: pip install 'jitchaos[notebook]'"
-            ) from None
+        from jitchaos._notebook import CellFailed, execute_notebook
 
-        # IPC sockets in a private directory: no TCP port, nothing reachable from elsewhere.
-        with tempfile.TemporaryDirectory(prefix="jitchaos-kernel-") as sockets:
-            manager = KernelManager(
-                kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel")
-            )
-            try:
-                # We own the kernel's client too: close its sockets when done.
-                NotebookClient(notebook, timeout=timeout, km=manager).execute(cleanup_kc=True)
-            except CellExecutionError as error:
-                raise InvalidArgument(_cell_failed(error)) from None
-            finally:
-                if manager.has_kernel:
-                    manager.shutdown_kernel(now=True)
+        try:
+            execute_notebook(notebook, timeout=timeout)
+        except CellFailed as failed:
+            raise InvalidArgument(_cell_failed(failed.error)) from None
     path = write_notebook(notebook, Path(directory), failure.test)
     path.with_suffix(".json").write_text(
         json.dumps(failure.to_json(), indent=2) + "\n", encoding="utf-8"
     )
     return path
+
+
+def write_ready_repro(
+    failure: Failure | Mapping[str, Any],
+    directory: str | os.PathLike[str],
+    *,
+    timeout: float = 120,
+) -> tuple[Path, str | None]:
+    """:func:`write_repro`, run first on a Jupyter kernel when one is available, so the
+    notebook opens with its outputs and plot: ``(path, None)``; else the notebook as written
+    and why it was not run: ``(path, reason)``."""
+    try:
+        return write_repro(failure, directory, execute=True, timeout=timeout), None
+    except InvalidArgument as why:
+        reason = str(why).removeprefix("executing a notebook needs a Jupyter kernel: ")
+        return write_repro(failure, directory), reason
+
+
+def told(path: Path, why_not_run: str | None) -> str:
+    """How a failure's notebook is named to the user: run, or why not and how to run it."""
+    if why_not_run is None:
+        return f"{path} (run: outputs and timeline inside)"
+    return (
+        f"{path} (not run: {why_not_run}; `jitchaos repro {path.with_suffix('.json')} "
+        f"--out {path.parent} --execute` runs it)"
+    )

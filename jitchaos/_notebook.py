@@ -21,9 +21,17 @@ from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
 from jitchaos._post_audit import PostTestAudit
 from jitchaos._records import KeyWithdrawn, Revoked
-from jitchaos.errors import AuditLogError
+from jitchaos.errors import AuditLogError, InvalidArgument
 
-__all__ = ["audit_notebook", "plot_timeline", "replay_lines", "write_notebook"]
+__all__ = [
+    "audit_notebook",
+    "execute_notebook",
+    "kernel_missing",
+    "plot_timeline",
+    "ready_notebook",
+    "replay_lines",
+    "write_notebook",
+]
 
 
 def audit_notebook(
@@ -87,6 +95,74 @@ def python_notebook(cells: list[Any]) -> Any:
         "language": "python",
     }
     return notebook
+
+
+def kernel_missing() -> str | None:
+    """Why no notebook can be run on a Jupyter kernel here; None when one can."""
+    try:
+        import nbclient  # noqa: F401
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    except ImportError:
+        return "no Jupyter kernel here (pip install 'jitchaos[notebook]')"
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        return "no python3 Jupyter kernel is installed (pip install ipykernel)"
+    return None
+
+
+class CellFailed(InvalidArgument):
+    """A notebook stopped in a cell; ``error`` is nbclient's CellExecutionError."""
+
+    def __init__(self, message: str, error: Any) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def execute_notebook(notebook: Any, *, timeout: float = 120) -> None:
+    """Run ``notebook`` on a fresh ``python3`` Jupyter kernel, in place, so it carries its
+    outputs and plots. InvalidArgument when there is no kernel; :class:`CellFailed` when a
+    cell raised (the kernel is shut down either way)."""
+    missing = kernel_missing()
+    if missing is not None:
+        raise InvalidArgument(f"executing a notebook needs a Jupyter kernel: {missing}")
+    import os
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    # IPC sockets in a private directory: no TCP port, nothing reachable from elsewhere.
+    with tempfile.TemporaryDirectory(prefix="jitchaos-kernel-") as sockets:
+        manager = KernelManager(
+            kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel")
+        )
+        try:
+            # We own the kernel's client too: close its sockets when done.
+            NotebookClient(notebook, timeout=timeout, km=manager).execute(cleanup_kc=True)
+        except CellExecutionError as error:
+            name = getattr(error, "ename", "Error")
+            value = str(getattr(error, "evalue", "")).strip()
+            first = value.splitlines()[0] if value else name
+            stopped = f"the notebook stopped in a cell with {name}: {first}"
+            raise CellFailed(stopped, error) from None
+        except (CellTimeoutError, DeadKernelError) as error:
+            raise CellFailed(f"the notebook's kernel gave up: {error}", error) from None
+        finally:
+            if manager.has_kernel:
+                manager.shutdown_kernel(now=True)
+
+
+def ready_notebook(notebook: Any, *, timeout: float = 120) -> str | None:
+    """Run ``notebook`` in place when a Jupyter kernel is available, so a failure's notebook
+    opens with its outputs and plot; returns None when it ran, else why it did not (no
+    kernel, or the cell that stopped it), for the caller to say plainly."""
+    try:
+        execute_notebook(notebook, timeout=timeout)
+    except InvalidArgument as error:
+        return str(error).removeprefix("executing a notebook needs a Jupyter kernel: ")
+    return None
 
 
 def replay_lines(lines: Iterable[Any]) -> tuple[Ledger, list[Decision]]:

@@ -466,7 +466,7 @@ def _audit(item: pytest.Item, broker: Broker) -> PostTestAudit:
 
 
 def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, directory: str) -> str:
-    from jitchaos._notebook import audit_notebook, write_notebook
+    from jitchaos._notebook import audit_notebook, ready_notebook, write_notebook
 
     marker = item.get_closest_marker("jitchaos_policy")
     settings: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -486,4 +486,8 @@ def _notebook(item: pytest.Item, broker: Broker, report: PostTestAudit, director
         policy=policy,
         required_scopes=routes,
     )
-    return str(write_notebook(notebook, directory, item.nodeid))
+    why_not = ready_notebook(notebook)  # opens with its findings and timeline drawn
+    path = write_notebook(notebook, directory, item.nodeid)
+    if why_not is not None:
+        return f"{path} (not run: {why_not})"
+    return f"{path} (run: outputs and timeline inside)"

@@ -21,7 +21,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 from hypothesis.statistics import collector
 
-from jitchaos._failure import Failure, Step, write_repro
+from jitchaos._failure import Failure, Step, told, write_ready_repro, write_repro
 from jitchaos._report import RunReport
 from jitchaos._vacuity import VacuousRun, check_names, vacuity
 
@@ -195,14 +195,14 @@ def run(
                 )
             if notebooks is not None:
                 try:
-                    path = write_repro(failure, notebooks)
+                    if cls.execute_notebooks:
+                        path, why_not = write_ready_repro(failure, notebooks)
+                    else:
+                        path, why_not = write_repro(failure, notebooks), "execute_notebooks off"
                 except (OSError, ImportError) as problem:
                     error.add_note(f"jitchaos: could not write a repro notebook: {problem}")
                 else:
-                    error.add_note(
-                        f"jitchaos: {kind}: repro notebook {path} "
-                        f"(failure {path.with_suffix('.json')})"
-                    )
+                    error.add_note(f"jitchaos: {kind}: repro notebook {told(path, why_not)}")
         raise
     # No verdict without evidence: a clean run must have judged something.
     suppressed = check_names(f"{cls.__name__}.suppress_vacuity", cls.suppress_vacuity)

@@ -223,6 +223,11 @@ class _ChaosMachine(RuleBasedStateMachine):
     clean run fails when it judged nothing (see :mod:`jitchaos._vacuity`), as Hypothesis's
     health checks fail a test that cannot be trusted; name one here to accept that."""
 
+    execute_notebooks: ClassVar[bool] = True
+    """Run a failure's repro notebook on a Jupyter kernel before writing it, when one is
+    available, so it opens with its outputs and timeline (the note naming it says when it
+    was not run, and why)."""
+
     _fronted: ClassVar[str] = "service"
     """The proxy's service listener that ``service_listen`` pins."""
 

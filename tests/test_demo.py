@@ -132,7 +132,12 @@ def test_a_failing_test_case_writes_its_notebook(tmp_path: Path) -> None:
     assert paths
     for path in paths:
         assert path.name.startswith("Leaky-")
-        assert f"repro notebook {path}" in notes
+        # Run before it was written (a kernel is here): it opens with its outputs and plot.
+        assert f"repro notebook {path} (run: outputs and timeline inside)" in notes
+        ran = nbformat.read(path, as_version=4)
+        outputs = [o for cell in ran.cells if cell.cell_type == "code" for o in cell.outputs]
+        assert any("image/png" in o.get("data", {}) for o in outputs)
+        assert "[" in "".join(o.get("text", "") for o in outputs)  # the checker's finding
     path = paths[0]
     failure = Failure.load(path.with_suffix(".json"))
     assert failure.service == {
@@ -144,6 +149,27 @@ def test_a_failing_test_case_writes_its_notebook(tmp_path: Path) -> None:
     assert cells[0].cell_type == "markdown"
     assert failure.violations[0].kind in cells[0].source
     assert len(cells) == 2 + len(failure.steps) + 2  # set-up, steps, checker, plot
+    # The timeline's axis spans the failure: from the first event of its evidence to the
+    # offending use, each violation drawn as a red cross inside the axis.
+    from jitchaos.notebook import Repro
+
+    repro = Repro(failure)
+    try:
+        for step in failure.steps:
+            repro.step(step)
+        found = repro.machine.violations()
+        ax = repro.plot()
+    finally:
+        repro.close()
+    assert found
+    low, high = ax.get_xlim()
+    crosses = [x for line in ax.lines if line.get_marker() == "x" for x in line.get_xdata()]
+    assert crosses
+    assert all(low < x < high for x in crosses)
+    span = max(
+        v.decision.at - min(e.at for e in v.evidence) for v in found if v.decision and v.evidence
+    )
+    assert high - low >= span
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -41,15 +42,25 @@ def test_keeps_it_and_uses_it_late(jit, jitchaos_proxy, jitchaos_clock):
     result.assert_outcomes(failed=1)
     (path,) = notebooks.glob("*.ipynb")
     assert path.name.startswith("test_leaky.py-test_keeps_it_and_uses_it_late-")
-    result.stdout.fnmatch_lines([f"*notebook: {path}*"])
+    result.stdout.fnmatch_lines([f"*notebook: {path} (run: outputs and timeline inside)*"])
     text = path.read_text()
-    # Written unexecuted, it states the finding in its first cell.
+    # It states the finding in its first cell, and was run before it was written: it opens
+    # with the audit's output and the timeline drawn.
     assert "- **open-grant**: grant g1 (subject:alice, read) granted to test_leaky.py::" in text
-    assert '"execution_count": null' in text
+    assert '"execution_count": null' not in text
+    _assert_ran(nbformat.read(path, as_version=4))
+    # And it reruns anywhere, from the audit lines it carries.
     notebook = nbformat.read(path, as_version=4)
     # Jupyter's own deprecation notices are not ours to fix.
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    _assert_ran(notebook)
+    # No raw token anywhere in the notebook, before or after it ran.
+    assert not re.search(r"eyJ[\w-]{20,}\.[\w-]{20,}", nbformat.writes(notebook))
+    assert not re.search(r"eyJ[\w-]{20,}\.[\w-]{20,}", text)
+
+
+def _assert_ran(notebook: Any) -> None:
     printed = "".join(
         output.get("text", "")
         for cell in notebook.cells
@@ -65,9 +76,26 @@ def test_keeps_it_and_uses_it_late(jit, jitchaos_proxy, jitchaos_clock):
         if "image/png" in output.get("data", {})
     ]
     assert images, "the timeline plot is drawn"
-    # No raw token anywhere in the notebook, before or after it ran.
-    assert not re.search(r"eyJ[\w-]{20,}\.[\w-]{20,}", nbformat.writes(notebook))
-    assert not re.search(r"eyJ[\w-]{20,}\.[\w-]{20,}", text)
+
+
+def test_without_a_kernel_the_notebook_says_it_was_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no Jupyter kernel can run, the notebook is written as it is and the reason said;
+    a cell that fails is named, not raised."""
+    import jitchaos._notebook as notebooks
+    from jitchaos._notebook import python_notebook, ready_notebook
+
+    monkeypatch.setattr(notebooks, "kernel_missing", lambda: "no Jupyter kernel here")
+    notebook = python_notebook([nbformat.v4.new_code_cell("print('hello')")])
+    assert ready_notebook(notebook) == "no Jupyter kernel here"
+    assert notebook.cells[0].outputs == []
+    monkeypatch.undo()
+    failing = python_notebook([nbformat.v4.new_code_cell("raise KeyError('gone')")])
+    assert ready_notebook(failing) == "the notebook stopped in a cell with KeyError: 'gone'"
+    ran = python_notebook([nbformat.v4.new_code_cell("print('hello')")])
+    assert ready_notebook(ran) is None
+    assert ran.cells[0].outputs[0]["text"] == "hello\n"
 
 
 def test_plot_timeline_marks_findings(tmp_path: Path) -> None:
