@@ -298,6 +298,14 @@ def repro_notebook(failure: Failure | Mapping[str, Any]) -> Any:
         )
     cells.append(nbformat.v4.new_code_cell("violations = repro.check()"))
     cells.append(nbformat.v4.new_code_cell("repro.plot();"))
+    cells.append(
+        nbformat.v4.new_markdown_cell(
+            "What this replay exercised: its uses per token state and the fault that last "
+            "acted on each, judged (a number) or inside the policy's windows (+N); an empty "
+            "cell is a combination the failure never reached."
+        )
+    )
+    cells.append(nbformat.v4.new_code_cell("repro.coverage().plot();"))
     from jitchaos._notebook import python_notebook
 
     return python_notebook(cells)

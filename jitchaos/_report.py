@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
+from jitchaos._coverage import Coverage, coverage
 from jitchaos._history import AppliedFault, Decision
 from jitchaos._ledger import Ledger
 from jitchaos._policy import Policy
 from jitchaos._records import Expired, KeyWithdrawn, LedgerEvent, Narrowed, Outcome, Revoked
 from jitchaos.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from jitchaos._checker import Forged
 
 __all__ = ["RunReport", "report"]
 
@@ -38,11 +43,13 @@ class RunReport:
     """Per route (``"GET /read"``): how many calls with a token got each status."""
     judged: int = 0
     """Decisions the checker could judge: determinate (must-allow or must-deny under the
-    policy) and answered (not 5xx)."""
+    policy, a hostile token must-deny) and answered (not 5xx)."""
     faults: int = 0
     """Faults applied."""
     faults_followed: int = 0
     """Faults followed by at least one decision about what they changed."""
+    coverage: Coverage = attrs.field(factory=Coverage)
+    """What the run exercised: uses per route, token state and fault, judged or not."""
 
     def merge(self, other: RunReport) -> RunReport:
         """This report and ``other`` together (a stateful test sums its examples)."""
@@ -65,6 +72,7 @@ class RunReport:
             self.judged + other.judged,
             self.faults + other.faults,
             self.faults_followed + other.faults_followed,
+            self.coverage.merge(other.coverage),
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -81,10 +89,15 @@ class RunReport:
                 "recovery_max_s": max(times) if times else None,
                 "latency_after_ms": _quantiles(self.after.get(kind, ())),
             }
-        return {"faults": rows, "latency_baseline_ms": _quantiles(self.baseline)}
+        return {
+            "faults": rows,
+            "latency_baseline_ms": _quantiles(self.baseline),
+            "judged": self.judged,
+            "coverage": self.coverage.to_json(),
+        }
 
     def format(self) -> str:
-        """A small table, one line per fault kind."""
+        """A small table, one line per fault kind; then the coverage table."""
         data = self.as_dict()
         base = data["latency_baseline_ms"]
         assert isinstance(base, dict)
@@ -104,7 +117,7 @@ class RunReport:
                 f"{kind:<14} {row['faults']:>6}  {row['recovered']:>9}  {recovery:>23}  "
                 f"{_pair(row['latency_after_ms'])}"
             )
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n\n" + self.coverage.format()
 
 
 def _quantiles(seconds: Iterable[float]) -> dict[str, float | None]:
@@ -131,11 +144,13 @@ def report(
     *,
     policy: Policy | None = None,
     required_scopes: Mapping[str, Collection[str]] | None = None,
+    hostile: Mapping[str, Forged] | Collection[str] = (),
     since: int = 0,
 ) -> RunReport:
     """The report for one run's history (``proxy.history.entries``) and ledger; faults act on
     ledger events after event ``since`` (a stateful test's earlier examples share the
-    ledger)."""
+    ledger). ``hostile`` names the hostile tokens the run submitted, as :func:`check` takes
+    them (their uses are judged by what accepting them would mean)."""
     if not isinstance(ledger, Ledger):
         raise InvalidArgument(f"ledger={ledger!r} must be a Ledger")
     policy = policy if policy is not None else Policy()
@@ -164,42 +179,34 @@ def report(
         paid.update(d.seq for d in cost)
     baseline = tuple(d.latency for d in decisions if d.seq not in paid)
     calls: dict[str, dict[int, int]] = {}
-    judged = 0
     for decision in decisions:
         route = f"{decision.method} {decision.path}"
         statuses = calls.setdefault(route, {})
         statuses[decision.status] = statuses.get(decision.status, 0) + 1
-        judged += _determinate(ledger, decision, policy, needs)
+    findings = (
+        {fp: what.finding for fp, what in hostile.items()}
+        if isinstance(hostile, Mapping)
+        else dict.fromkeys(hostile, "forgery")
+    )
+    covered = coverage(
+        ledger,
+        decisions,
+        [e for e in ordered if isinstance(e, AppliedFault)],
+        policy=policy,
+        needs=needs,
+        hostile=findings,
+        since=since,
+    )
     return RunReport(
         {k: tuple(v) for k, v in recovery.items()},
         {k: tuple(v) for k, v in after.items()},
         baseline,
         calls,
-        judged,
+        covered.judged,
         faults,
         followed,
+        covered,
     )
-
-
-def _determinate(
-    ledger: Ledger, decision: Decision, policy: Policy, needs: Mapping[str, Collection[str]]
-) -> bool:
-    """Whether the checker could judge the decision: answered (not 5xx), about a token the
-    ledger knows, and must-allow or must-deny under the policy's windows."""
-    assert decision.fingerprint is not None
-    if decision.status >= 500 or ledger.lookup(decision.fingerprint) is None:
-        return False
-    route = f"{decision.method} {decision.path}"
-    needed = frozenset(needs.get(route, needs.get(decision.path, ())))
-    verdict = ledger.verdict(
-        decision.fingerprint,
-        at=decision.at,
-        scopes=needed,
-        staleness=policy.staleness,
-        leeway=policy.leeway,
-        key_staleness=policy.key_staleness,
-    )
-    return verdict.outcome is not Outcome.EITHER
 
 
 def _changes_by_time(events: Iterable[LedgerEvent]) -> dict[float, list[str]]:

@@ -17,6 +17,7 @@ from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from jitchaos._checker import Violation
+    from jitchaos._coverage import Coverage
     from jitchaos._history import AppliedFault, Decision
 
 __all__ = ["Repro", "load_failure", "machine_from_failure"]
@@ -117,6 +118,13 @@ class Repro:
             findings=self.machine.violations(),
             faults=history.faults,
         )
+
+    def coverage(self) -> Coverage:
+        """What the replay exercised: its uses per route, token state and fault, judged or
+        inside the policy's windows; prints the table."""
+        covered = self.machine.example_report().coverage
+        print(covered.format())
+        return covered
 
     def close(self) -> None:
         self.machine.teardown()

@@ -20,6 +20,7 @@ import attrs
 from hypothesis import HealthCheck, Phase, settings
 
 from jitchaos._checks import address, read_json_file
+from jitchaos._coverage import CoverageCell
 from jitchaos._failure import Failure
 from jitchaos._oauth_client import exchange
 from jitchaos._policy import Policy
@@ -70,6 +71,30 @@ class RunOutcome:
     vacuous: bool = False
     """The run found no violation but judged nothing a clean verdict could rest on
     (:attr:`failure` says why)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as data: counts, each distinct violation, the notebooks, and the run
+        report with its coverage (what ``jitchaos run --report FILE`` writes)."""
+        return {
+            "world": self.world,
+            "examples": self.examples,
+            "shrinking": self.shrinking,
+            "to_first_failure": self.to_first_failure,
+            "faults": self.faults,
+            "seconds": round(self.seconds, 3),
+            "verdict": "no verdict"
+            if self.vacuous
+            else ("violation" if self.failure is not None else "no violation"),
+            "failure": self.failure,
+            "violations": [
+                {"kind": found.kind, "attack": found.attack, "sentence": found.sentence}
+                for record in self.records
+                for found in record.violations
+            ],
+            "notebooks": [str(path) for path in self.notebooks],
+            "revocations": dict(self.revocations),
+            "report": self.report.as_dict(),
+        }
 
     def format(self) -> str:
         if self.vacuous:
@@ -178,6 +203,7 @@ def run_scenario(
     seed: int | None = None,
     wiring: Mapping[str, Any] | None = None,
     allow_origins: Sequence[str] = (),
+    require_coverage: Sequence[str] = (),
 ) -> RunOutcome:
     """Run ``scenario`` against ``service`` (a URL: it must answer, and use the proxy's IdP
     side at ``listen`` as its IdP; ``control_listen`` and ``service_listen`` pin the proxy's
@@ -193,6 +219,8 @@ def run_scenario(
     every time). ``suppress`` names vacuity checks not to run (:mod:`jitchaos._vacuity`).
     ``max_wait`` caps one wall-clock wait and ``shrink_budget`` the seconds spent shrinking
     on the wall clock (defaults: the scenario's ``max_wait`` and ``shrink_budget``).
+    ``require_coverage`` names coverage cells (``STATE[:FAULT[:ROUTE]]``) a clean run must
+    have judged a use in, beside the scenario's own (:mod:`jitchaos._coverage`).
     ``wiring`` overrides the scenario's wiring settings of the embedded world, by name
     (``audience``, ``access_ttl``, ``refresh_ttl``, ``grant_client``, ``introspection_client``,
     ``app_client``, ``users``: see :class:`~jitchaos._worlds.Wiring`)."""
@@ -214,6 +242,10 @@ def run_scenario(
         wiring["users"] = dict(wiring["users"])
 
     parsed_clients = [TestClient.parse(text) for text in clients]
+    if isinstance(require_coverage, str):
+        raise InvalidArgument(f"require_coverage={require_coverage!r} must be a list of cells")
+    for cell in require_coverage:
+        CoverageCell.parse(cell)
     if upstream is not None and not isinstance(upstream, str):
         raise InvalidArgument(f"upstream={upstream!r} must be the URL of an OpenID provider")
     for name, seconds in (("max_wait", max_wait), ("shrink_budget", shrink_budget)):
@@ -279,6 +311,7 @@ def run_scenario(
         "test_clients": parsed_clients,
         "allow_origins": tuple(allow_origins),
         "suppress_vacuity": check_names("suppress", suppress) | set(scenario.suppress_vacuity),
+        "require_coverage": (*scenario.require_coverage, *require_coverage),
         "max_wait": float(max_wait) if max_wait is not None else scenario.max_wait,
         "shrink_budget": (
             float(shrink_budget) if shrink_budget is not None else scenario.shrink_budget

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +21,11 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 from hypothesis.statistics import collector
 
+from jitchaos._coverage import CoverageCell
 from jitchaos._failure import Failure, Step, told, write_ready_repro, write_repro
 from jitchaos._report import RunReport
-from jitchaos._vacuity import VacuousRun, check_names, vacuity
+from jitchaos._vacuity import VacuousRun, check_names, uncovered, vacuity
+from jitchaos.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from jitchaos._stateful import _ChaosMachine
@@ -168,6 +170,7 @@ def run(
     RUNS.failed(cls, None)
     # Started before Hypothesis runs: a world that cannot start (a provider that is none, a
     # refused client, a busy port) is the user's error, not an example to shrink.
+    required = [CoverageCell.parse(text) for text in _cells(cls)]
     world = cls.world_of()
 
     def counted(stats: Any) -> None:
@@ -206,11 +209,21 @@ def run(
         raise
     # No verdict without evidence: a clean run must have judged something.
     suppressed = check_names(f"{cls.__name__}.suppress_vacuity", cls.suppress_vacuity)
-    why = vacuity(RUNS.report(cls), suppressed)
+    why = vacuity(RUNS.report(cls), suppressed) or uncovered(RUNS.report(cls), required)
     if why is not None:
         raise VacuousRun(f"{cls.__name__}: no verdict: {why}")
     if not quiet:
         print(f"{cls.__name__}: no violation\n{RUNS.report(cls).format()}")
+
+
+def _cells(cls: Machine) -> Collection[str]:
+    cells = cls.require_coverage
+    if isinstance(cells, str) or not isinstance(cells, Collection):
+        raise InvalidArgument(
+            f"{cls.__name__}.require_coverage={cells!r} must be a collection of cells "
+            "('STATE[:FAULT[:ROUTE]]')"
+        )
+    return cells
 
 
 def _unflaky(cls: Machine, settings: Settings | None) -> None:

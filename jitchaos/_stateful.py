@@ -223,6 +223,11 @@ class _ChaosMachine(RuleBasedStateMachine):
     clean run fails when it judged nothing (see :mod:`jitchaos._vacuity`), as Hypothesis's
     health checks fail a test that cannot be trusted; name one here to accept that."""
 
+    require_coverage: ClassVar[Collection[str]] = ()
+    """Coverage cells (``STATE[:FAULT[:ROUTE]]``, ``*`` for any: ``revoked``,
+    ``revoked:revoke``, ``rotated-key:*:GET /read``) a clean run must have judged at least one
+    use in; a run that left one empty fails (see :mod:`jitchaos._coverage`)."""
+
     execute_notebooks: ClassVar[bool] = True
     """Run a failure's repro notebook on a Jupyter kernel before writing it, when one is
     available, so it opens with its outputs and timeline (the note naming it says when it
@@ -590,6 +595,7 @@ class _ChaosMachine(RuleBasedStateMachine):
             self.proxy.history.entries,
             policy=type(self).policy,
             required_scopes=type(self).routes,
+            hostile=self.hostile,
             since=self._first_seq,
         )
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from jitchaos._coverage import CoverageCell
 from jitchaos._report import RunReport
 from jitchaos.errors import InvalidArgument
 
-__all__ = ["CHECKS", "VacuousRun", "all_5xx", "check_names", "vacuity"]
+__all__ = ["CHECKS", "VacuousRun", "all_5xx", "check_names", "uncovered", "vacuity"]
 
 CHECKS = ("all-5xx", "none-determinate", "faults-unused")
 
@@ -85,3 +86,18 @@ def vacuity(report: RunReport, suppress: Collection[str] = ()) -> str | None:
             "rules that use tokens after a change, exercise them (suppress: faults-unused)"
         )
     return None
+
+
+def uncovered(report: RunReport, required: Collection[CoverageCell]) -> str | None:
+    """One sentence naming the required coverage cells ``report``'s run judged no use in;
+    None when it judged one in each."""
+    missing = report.coverage.missing(required)
+    if not missing:
+        return None
+    never = report.coverage.unexercised()
+    return (
+        f"no use was judged in the required coverage cell{'s' if len(missing) > 1 else ''} "
+        f"{', '.join(str(cell) for cell in missing)} (state:fault:route); the run "
+        + (f"judged no use of a {', '.join(never)} token; " if never else "")
+        + "more examples or steps, or rules that reach those states, cover them"
+    )

@@ -136,7 +136,8 @@ def test_a_failing_test_case_writes_its_notebook(tmp_path: Path) -> None:
         assert f"repro notebook {path} (run: outputs and timeline inside)" in notes
         ran = nbformat.read(path, as_version=4)
         outputs = [o for cell in ran.cells if cell.cell_type == "code" for o in cell.outputs]
-        assert any("image/png" in o.get("data", {}) for o in outputs)
+        # The timeline and the coverage heat map.
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
         assert "[" in "".join(o.get("text", "") for o in outputs)  # the checker's finding
     path = paths[0]
     failure = Failure.load(path.with_suffix(".json"))
@@ -148,7 +149,8 @@ def test_a_failing_test_case_writes_its_notebook(tmp_path: Path) -> None:
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown"
     assert failure.violations[0].kind in cells[0].source
-    assert len(cells) == 2 + len(failure.steps) + 2  # set-up, steps, checker, plot
+    # set-up, steps, checker, timeline, coverage (its words and its plot)
+    assert len(cells) == 2 + len(failure.steps) + 4
     # The timeline's axis spans the failure: from the first event of its evidence to the
     # offending use, each violation drawn as a red cross inside the axis.
     from jitchaos.notebook import Repro

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jitchaos._cli._args import (
@@ -116,6 +118,20 @@ def add(commands: Commands) -> None:
         help="a vacuity check not to run: all-5xx, none-determinate or faults-unused "
         "(repeatable); a run that judged nothing otherwise fails (exit 1)",
     )
+    run.add_argument(
+        "--require-coverage",
+        action="append",
+        default=[],
+        metavar="STATE[:FAULT[:ROUTE]]",
+        help="a coverage cell the run must judge at least one use in (repeatable; * for any "
+        "part: 'revoked', 'revoked:revoke', 'rotated-key:*:GET /read'); a run that leaves one "
+        "empty fails (exit 1)",
+    )
+    run.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the outcome, the run report and its coverage as JSON to FILE",
+    )
     run.add_argument("--examples", type=positive_int, default=100, help="examples to run")
     run.add_argument("--steps", type=positive_int, default=10, help="steps per example")
     wiring = run.add_argument_group(
@@ -169,6 +185,9 @@ def add(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from jitchaos._run import load_policy, load_scenario, parse_route, run_scenario
 
+    folder = Path(args.report).parent if args.report is not None else None
+    if folder is not None and not folder.is_dir():
+        raise UsageError(f"--report {args.report!r}: there is no directory {str(folder)!r}")
     try:
         scenario = load_scenario(args.scenario)
         routes = dict(parse_route(text) for text in args.route) or None
@@ -192,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             shrink_budget=args.shrink_budget,
             suppress=args.suppress,
             allow_origins=args.allow_origin,
+            require_coverage=args.require_coverage,
             wiring={
                 name: value
                 for name in (
@@ -213,4 +233,9 @@ def run(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(outcome.format())
+    if args.report is not None:
+        try:
+            Path(args.report).write_text(json.dumps(outcome.to_json(), indent=2) + "\n")
+        except OSError as error:
+            raise UsageError(f"cannot write --report {args.report!r}: {error}") from None
     return 0 if outcome.failure is None else 1
