@@ -523,6 +523,21 @@ def test_b_uses_it(jit, jitchaos_proxy):
     answered(jitchaos_proxy, SHARED["credential"], "GET /read", status=401)
 
 
+@pytest.mark.jitchaos_policy(max_ttl=60)
+def test_renewed_past_its_cap(jit, jitchaos_clock):
+    from jitchaos import IssuedToken, TokenKind, fingerprint
+
+    with jit.lease("subject:alice", {"read"}, ttl=30) as credential:
+        jitchaos_clock.advance(25)
+        now = jitchaos_clock.now()
+        # What an IdP that ignores the lifetime asked answers a renewal: 300 s more.
+        renewed = IssuedToken(
+            fingerprint="f" * 16, kind=TokenKind.ACCESS, issued_at=now, expires_at=now + 300,
+            scopes={"read"},
+        )
+        jit.ledger.refresh(fingerprint(credential.refresh_token), tokens=[renewed])
+
+
 def test_clean(jit, jitchaos_proxy):
     with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
         answered(jitchaos_proxy, credential, "GET /read")
@@ -546,9 +561,10 @@ def test_clean(jit, jitchaos_proxy):
         "[use-after-return]",
         "[use-after-window]",
         "[credential-shared]",
+        "[renewal-beyond-cap]",
     }, result.stdout.str()
     # Every finding a test's own audit made, word for word, the file alone makes again.
     assert in_test == findings(offline.stdout), offline.stdout
     assert "POST /admin" in offline.stdout  # judged by the routes of that test's marker
     assert "test_clean" not in offline.stdout
-    result.assert_outcomes(passed=2, failed=5)
+    result.assert_outcomes(passed=2, failed=6)
