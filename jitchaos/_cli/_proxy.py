@@ -28,6 +28,7 @@ from jitchaos.errors import AuditError, ConfigError, InvalidArgument
 from jitchaos.idp import IdPConfig, parse_client, parse_user
 
 if TYPE_CHECKING:
+    from jitchaos._audit import Judging
     from jitchaos._cli._args import Commands
     from jitchaos.proxy import ChaosProxy
 
@@ -129,6 +130,20 @@ def add(commands: Commands) -> None:
         help="append the proxy ledger's events to this JSON Lines audit log",
     )
     proxy.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="'METHOD /path=SCOPES'",
+        help="with --audit: a route and the scopes it needs (repeatable), written into the log "
+        "so jitchaos audit judges each use by them",
+    )
+    proxy.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="with --audit: a JSON object of Policy fields (staleness, leeway, ...) written into "
+        "the log for jitchaos audit (default: every window 0)",
+    )
+    proxy.add_argument(
         "--client",
         action="append",
         default=[],
@@ -152,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from jitchaos.proxy import ChaosProxy
 
     schedule = _proxy_schedule(args)
+    judging = _judging(args)
     upstream: str | IdPConfig = args.upstream
     if args.upstream == "embedded":
         if not args.client:
@@ -195,6 +211,14 @@ def run(args: argparse.Namespace) -> int:
             upstream_timeout=args.upstream_timeout,
             allow_origins=args.allow_origin,
         )
+        if judging is not None:
+            # How the run judges uses, first in the log: jitchaos audit on the file alone
+            # then judges them as the driver's own checks would.
+            from jitchaos._audit import AuditLog
+
+            log = proxy.ledger.audit
+            assert isinstance(log, AuditLog)  # --audit FILE gives the ledger one
+            log.write_judging(judging)
     except (InvalidArgument, AuditError) as error:
         raise UsageError(f"{error}") from None
     host, port = args.listen
@@ -202,6 +226,24 @@ def run(args: argparse.Namespace) -> int:
     return run_loop(
         _serve_proxy(proxy, host, port, args.control, ports, server_tls, generated=not secret)
     )
+
+
+def _judging(args: argparse.Namespace) -> Judging | None:
+    """The judging record ``--route`` and ``--policy`` describe, for the ``--audit`` log."""
+    from jitchaos._audit import Judging
+    from jitchaos._policy import Policy
+    from jitchaos._run import load_policy, parse_route
+
+    if args.audit is None:
+        if args.route or args.policy is not None:
+            raise UsageError("--route and --policy are written into the --audit log: give --audit")
+        return None
+    try:
+        routes = dict(parse_route(text) for text in args.route) or None
+        policy = load_policy(args.policy, base=Policy()) if args.policy is not None else Policy()
+    except InvalidArgument as error:
+        raise UsageError(str(error)) from None
+    return Judging(None, policy, routes)
 
 
 def _proxy_schedule(args: argparse.Namespace) -> Schedule | None:

@@ -223,3 +223,75 @@ def test_faults_lists_every_kind() -> None:
         "clock_skew",
         "hold_refresh",
     ]
+
+
+def test_the_audit_log_says_how_uses_are_judged(service: ResourceService, tmp_path: Path) -> None:
+    """#18 point 3: `jitchaos proxy --audit` writes the routes' scopes and the policy into its
+    log as it starts, so `jitchaos audit FILE` judges each use by them: a use the routes say
+    needs a scope the token lacks is found from the file alone, and not without them."""
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"staleness": 7}')
+    found = {}
+    for label, judging in (
+        ("routes", ["--route", "GET /read=admin", "--policy", str(policy)]),
+        ("none", []),
+    ):
+        log = tmp_path / f"{label}.jsonl"
+        with serving_proxy(
+            *EMBEDDED,
+            "--client",
+            "api:api-secret:",
+            "--service",
+            f"api={service.url}",
+            "--audit",
+            str(log),
+            *judging,
+        ) as (process, said):
+            idp = said["idp"].split()[0]
+            service.point_at(idp, issuer=idp)
+            token = requests.post(
+                idp + "/token",
+                data={"grant_type": "client_credentials", "scope": "read"},
+                auth=("svc", "svc-secret"),
+                timeout=10,
+            ).json()["access_token"]
+            front = said["service api"].split(" -> ")[0]
+            answer = requests.get(
+                front + "/read", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
+            assert answer.status_code == 200  # the service needs read; the routes say admin
+            ProxyClient(said["control"], said["secret"]).apply(Revoke(target="grant:g1"))
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=20)
+        found[label] = run_cli("audit", str(log), "--json")
+        first = json.loads(log.read_text().splitlines()[0])
+        if label == "routes":
+            assert first == {
+                "type": "judging",
+                "holder": None,
+                "policy": {**first["policy"], "staleness": 7},
+                "routes": {"GET /read": ["admin"]},
+            }
+    judged = json.loads(found["routes"].stdout)
+    assert found["routes"].returncode == 1, found["routes"].stdout
+    assert [f["kind"] for f in judged["findings"]] == ["use-outside-scope"]
+    assert "GET /read" in judged["findings"][0]["finding"]
+    assert found["none"].returncode == 0, found["none"].stdout
+    assert json.loads(found["none"].stdout)["findings"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--route", "GET /read=read"], "--route and --policy are written into the --audit log"),
+        (["--audit", "{log}", "--route", "read"], "must look like"),
+        (["--audit", "{log}", "--policy", "/nonexistent.json"], "policy file"),
+    ],
+)
+def test_bad_judging_options_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    log = str(tmp_path / "audit.jsonl")
+    result = run_cli("proxy", *EMBEDDED, *[a.replace("{log}", log) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "audit.jsonl").exists() or not (tmp_path / "audit.jsonl").read_text()
