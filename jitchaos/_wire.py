@@ -9,16 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
+from aiohttp.web_protocol import RequestPayloadError
 
 __all__ = [
     "MAX_FORM_FIELDS",
     "NO_STORE",
+    "UNREADABLE_BODY",
     "FormError",
     "basic_credentials",
     "bearer_token",
@@ -27,8 +31,10 @@ __all__ = [
     "oauth_error",
     "oauth_response",
     "problem",
+    "quiet_client_mistakes",
     "resolve_dot_segments",
     "single_values",
+    "unreadable_body",
 ]
 
 # RFC 6749 §5.2: error_description is printable ASCII without '"' or '\'.
@@ -40,6 +46,58 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 MAX_FORM_FIELDS = 64
 """An OAuth request has a handful of parameters; a body with more is refused."""
+
+
+UNREADABLE_BODY = (HttpProcessingError, RequestPayloadError)
+"""What aiohttp raises reading a request body the client garbled (an undecodable
+``Content-Encoding``, broken chunked framing): the client's fault, answered 400."""
+
+
+_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")  # what could be a token, in a log line
+
+
+class _ClientMistakes(logging.Filter):
+    """aiohttp logs a request it cannot parse (no Host, garbage, a bad header) at ERROR with
+    its traceback, and a body it could not read after the answer (an undecodable
+    Content-Encoding) as an "Unhandled exception"; both are a client's mistake, answered with
+    a 400, so each becomes one warning line naming it (no traceback, nothing token-like)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            # aiohttp's message quotes the offending line after a colon, or is the request
+            # target itself (InvalidURLError); either may carry a token.
+            reason = type(error).__name__
+            if not isinstance(error, InvalidURLError) and error.message:
+                reason = _TOKENISH.sub("...", error.message.split(":", 1)[0].strip())[:100]
+            record.msg = "a client sent a request that is not valid HTTP (answered %s): %s"
+            record.args = (error.code, reason)
+        elif isinstance(error, RequestPayloadError):
+            # aiohttp's own words ("Can not decode content-encoding: gzip"): no client data.
+            why = unreadable_body(error).removeprefix("the request body cannot be read: ")
+            record.msg = "a client sent a body that cannot be read (answered 400): %s"
+            record.args = (why[:100],)
+        else:
+            return True
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_client_mistakes(name: str) -> logging.Logger:
+    """The logger ``name`` for an aiohttp server, its clients' mistakes told in one line."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _ClientMistakes) for f in logger.filters):
+        logger.addFilter(_ClientMistakes())
+    return logger
+
+
+def unreadable_body(error: BaseException) -> str:
+    """The sentence for a body aiohttp could not read (one of :data:`UNREADABLE_BODY`)."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    why = lines[-1].removeprefix("400, message:").strip() if lines else type(error).__name__
+    return f"the request body cannot be read: {why}"
 
 
 def oauth_error(error: str, description: str, **extra: str) -> dict[str, str]:

@@ -74,3 +74,10 @@ def test_false_alarm_soak_runs_clean() -> None:
     result = bench("false_alarms.py", "--only", "jwks_wiped", "--seeds", "1", "--examples", "60")
     assert "jwks_wiped seed 0: clean" in result.stdout
     assert "0 false alarm(s)" in result.stdout
+
+
+def test_fuzz_bench_runs() -> None:
+    result = bench("fuzz.py", "--requests", "30")
+    assert "goal: no 5xx and no unanswered request on any listener: met" in result.stdout
+    for listener in ("IdP side", "service side", "control API"):
+        assert listener in result.stdout

@@ -50,13 +50,16 @@ from jitchaos._tokens import (
 )
 from jitchaos._wire import (
     NO_STORE,
+    UNREADABLE_BODY,
     FormError,
     basic_credentials,
     bearer_token,
     form_fields,
     oauth_error,
     oauth_response,
+    quiet_client_mistakes,
     single_values,
+    unreadable_body,
 )
 from jitchaos.errors import AuditError, InvalidArgument, InvalidToken, LedgerError
 from jitchaos.idp._config import ClientConfig, IdPConfig
@@ -121,6 +124,8 @@ async def _json_errors(
         return await handler(request)
     except _OAuthError as error:
         return error.response()
+    except UNREADABLE_BODY as error:  # a body the client garbled (bad Content-Encoding)
+        return _error("invalid_request", unreadable_body(error), 400)
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -233,7 +238,12 @@ class EmbeddedIdP:
         return the base URL."""
         if self._runner is not None:
             raise RuntimeError("the IdP is already being served")
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            logger=quiet_client_mistakes("jitchaos.idp.server"),
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()

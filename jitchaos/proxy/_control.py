@@ -31,6 +31,7 @@ from yarl import URL
 from jitchaos._audit import encode_event
 from jitchaos._checks import finite_number
 from jitchaos._schedule import Schedule, fault_from_json, fault_to_json
+from jitchaos._wire import UNREADABLE_BODY, unreadable_body
 from jitchaos._wire import problem as _problem
 from jitchaos.errors import ControlError, InvalidArgument
 from jitchaos.faults import FAULTS, AnyFault
@@ -62,6 +63,8 @@ def control_app(proxy: ChaosProxy) -> web.Application:
             return await handler(request)
         except InvalidArgument as error:
             return _problem(400, str(error))
+        except UNREADABLE_BODY as error:  # a body the client garbled
+            return _problem(400, unreadable_body(error))
         except web.HTTPException as error:
             if error.status >= 400:
                 allow = error.headers.get("Allow")  # a 405 says what the path answers

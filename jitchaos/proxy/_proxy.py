@@ -27,10 +27,12 @@ from jitchaos._ledger import Ledger
 from jitchaos._loop import BackgroundLoop
 from jitchaos._records import AuditSink
 from jitchaos._schedule import Schedule
+from jitchaos._wire import quiet_client_mistakes
 from jitchaos.errors import InvalidArgument
 from jitchaos.faults import FAULTS, AnyFault
 from jitchaos.idp import EmbeddedIdP, IdPConfig
 from jitchaos.proxy._engine import FaultEngine
+from jitchaos.proxy._framing import GuardedAppRunner
 from jitchaos.proxy._http import base_url, service_target
 from jitchaos.proxy._idp_side import IdPSide
 from jitchaos.proxy._metrics import Metrics
@@ -307,7 +309,12 @@ class ChaosProxy:
         """Serve ``app`` (the control API) or a runner (a service side's, whose request bodies
         are streamed to the service)."""
         runner = (
-            web.AppRunner(app, access_log=None, handle_signals=False)
+            GuardedAppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                logger=quiet_client_mistakes("jitchaos.proxy.control"),
+            )
             if isinstance(app, web.Application)
             else app
         )

@@ -38,6 +38,8 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
+from jitchaos.proxy._framing import keep_tail, open_chunk_size
+
 __all__ = ["LeanServer", "Request"]
 
 log = logging.getLogger("jitchaos.proxy")
@@ -48,6 +50,10 @@ Refusal = Callable[[int, str], web.Response]
 
 _KEEPALIVE = 75.0  # seconds an idle connection stays open (aiohttp's default)
 _MAX_HEADER_BYTES = 64 * 1024
+_MAX_FIELD_BYTES = 8190
+"""One header field (name and value) or the request target: aiohttp's servers (the embedded
+IdP's, many upstreams') refuse a longer line with plain text and close; the proxy refuses it
+first, in the caller's words (OAuth JSON on the IdP side)."""
 _MAX_PIPELINED = 16  # requests waiting on one connection before reading pauses
 _EMPTY_BODY = frozenset({204, 304})
 _OWN_FIELDS = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -164,6 +170,8 @@ class _Connection(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._closing = False
+        self._chunk_begun = False  # a chunk's size line was read in the piece being parsed
+        self._tail = b""  # the last bytes of the previous piece: a size line may straddle
         self._new_message()
 
     # asyncio.Protocol
@@ -178,12 +186,25 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        self._chunk_begun = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._closing_after_queue()  # CONNECT or Upgrade: answer what came, then close
         except httptools.HttpParserError as error:
             self._refuse(400, f"malformed HTTP request: {error}")
+        else:
+            if self._chunk_begun and self._chunk_open and not self._closing:
+                self._check_chunk(data)
+        self._tail = keep_tail(self._tail, data)
+
+    def _check_chunk(self, data: bytes) -> None:
+        """llhttp takes any chunk size up to 2**64 and waits for its bytes: a client that
+        declared more than the body limit is refused now (:mod:`._framing`)."""
+        size = open_chunk_size(self._tail, data, self._chunk_bytes)
+        limit = self._server.client_max_size
+        if size is not None and self._body_bytes - self._chunk_bytes + size > limit:
+            self._refuse(413, f"a chunk of {size} bytes makes the body over {limit} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -223,16 +244,22 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._refused: tuple[int, str] | None = None
+        self._chunk_open = False  # a chunk's size line was read, its bytes are still coming
+        self._chunk_bytes = 0  # of those, delivered so far
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > _MAX_HEADER_BYTES:
-            self._refused = (414, f"the request target is over {_MAX_HEADER_BYTES} bytes")
+        if len(self._url) > _MAX_FIELD_BYTES - 32:  # with the method and version: one line
+            self._refused = (414, f"the request target is over {_MAX_FIELD_BYTES - 32} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > _MAX_HEADER_BYTES:
             self._refused = (431, f"the header section is over {_MAX_HEADER_BYTES} bytes")
+            return
+        if len(name) + len(value) > _MAX_FIELD_BYTES:
+            field = name.decode("ascii", "replace")[:40]
+            self._refused = (431, f"header field {field} is over {_MAX_FIELD_BYTES} bytes")
             return
         text = value.decode("utf-8", "surrogateescape")
         self._headers.append((name.decode("utf-8", "surrogateescape"), text))
@@ -271,9 +298,16 @@ class _Connection(asyncio.Protocol):
         ):
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def on_chunk_header(self) -> None:
+        self._chunk_open, self._chunk_bytes, self._chunk_begun = True, 0, True
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_open = False
+
     def on_body(self, body: bytes) -> None:
         if self._closing:
             return
+        self._chunk_bytes += len(body)
         self._body_bytes += len(body)
         limit = self._server.client_max_size
         if self._body_bytes > limit:  # chunked, so no Content-Length said so in advance

@@ -17,14 +17,23 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 from yarl import URL
 
 from jitchaos._history import History
 from jitchaos._ledger import Ledger
 from jitchaos._tokens import fingerprint
-from jitchaos._wire import FormError, bearer_token, form_pairs, problem, resolve_dot_segments
+from jitchaos._wire import (
+    UNREADABLE_BODY,
+    FormError,
+    bearer_token,
+    form_pairs,
+    problem,
+    quiet_client_mistakes,
+    resolve_dot_segments,
+    unreadable_body,
+)
 from jitchaos.proxy._engine import FaultEngine
+from jitchaos.proxy._framing import GuardedServer
 from jitchaos.proxy._http import Handler, end_to_end, foreign_target, request_headers
 from jitchaos.proxy._metrics import Metrics
 
@@ -32,36 +41,17 @@ __all__ = ["ServiceSide"]
 
 log = logging.getLogger("jitchaos.proxy")
 
-_TOKENISH = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")  # what could be a token, in a log line
-
-
-class _ClientMistakes(logging.Filter):
-    """aiohttp logs a request it cannot parse (no Host, garbage, a bad header) at ERROR with
-    its traceback; on the service side that is a client's mistake, answered with a 400, so
-    it becomes one warning line naming it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
-            # aiohttp's message quotes the offending line after a colon, or is the request
-            # target itself (InvalidURLError); either may carry a token.
-            reason = type(error).__name__
-            if not isinstance(error, InvalidURLError) and error.message:
-                reason = _TOKENISH.sub("...", error.message.split(":", 1)[0].strip())[:100]
-            record.msg = "a client sent a request that is not valid HTTP (answered %s): %s"
-            record.args = (error.code, reason)
-            record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-_service_log = logging.getLogger("jitchaos.proxy.service")
-_service_log.addFilter(_ClientMistakes())
+_service_log = quiet_client_mistakes("jitchaos.proxy.service")
 
 
 # A service path may keep these as they came; anything else (non-ASCII) is percent-encoded.
 _PATH_SAFE = "/%;:@!$&'()*+,=-._~"
 _BUFFER_LIMIT = 1024 * 1024  # service answers up to this size are read whole, larger streamed
+
+
+_ABSURD_CHUNK = 1 << 40
+"""A chunk larger than this (1 TiB) is refused at once: the service side streams bodies of
+any size, but no client sends a terabyte in one chunk; llhttp would wait for it."""
 
 
 class ServiceSide:
@@ -111,7 +101,12 @@ class ServiceSide:
         """A runner for service ``name``'s listener: aiohttp's low-level server, one handler and
         no router or middleware chain (about 10 us a request less on the hot path)."""
         return web.ServerRunner(
-            web.Server(self._handler(name), access_log=None, logger=_service_log),
+            GuardedServer(
+                self._handler(name),
+                chunk_limit=_ABSURD_CHUNK,
+                access_log=None,
+                logger=_service_log,
+            ),
             handle_signals=False,
         )
 
@@ -153,6 +148,7 @@ class ServiceSide:
         )
         token = fingerprint(raw) if raw else None
         response: web.StreamResponse | None = None
+        upload = _Upload()
         try:
             # Until the service answers, silence is bounded by a watchdog that each piece of
             # an upload pushes back (a slow upload is no timeout; a service that stops reading
@@ -161,7 +157,7 @@ class ServiceSide:
                 headers = request_headers(request)
                 data: bytes | AsyncIterator[bytes] | None = None
                 if token is None and _may_carry_form_token(request):
-                    data = await request.read()  # small: read whole for its token, sent on
+                    data = await upload.whole(request)  # small: read for its token, sent on
                     raw = _form_token(data)
                     token = fingerprint(raw) if raw else None
                 elif request.body_exists:
@@ -169,7 +165,7 @@ class ServiceSide:
                         headers.popall("Content-Encoding")  # aiohttp has decoded the body
                     elif request.content_length is not None:
                         headers["Content-Length"] = str(request.content_length)  # not chunked
-                    data = _progress(request.content, watchdog, self._upstream_timeout)
+                    data = upload.pieces(request.content, watchdog, self._upstream_timeout)
                 if token is not None:
                     self.engine.offer_token(token)
                 async with self._session.request(
@@ -198,7 +194,20 @@ class ServiceSide:
                         async for chunk in upstream.content.iter_chunked(64 * 1024):
                             await response.write(chunk)
                         await response.write_eof()
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
+        except (aiohttp.ClientError, TimeoutError, ConnectionError, *UNREADABLE_BODY) as error:
+            if upload.broken is not None or upload.waiting:
+                # The client's body could not be read, or stopped coming while the service
+                # waited for it: the service was never asked a whole request, so it made no
+                # decision to record or blame.
+                why = upload.broken or (
+                    f"the request body stopped arriving ({upload.received} bytes in, then "
+                    f"nothing for {self._upstream_timeout:g}s)"
+                    if isinstance(error, TimeoutError)
+                    else "the client went away while sending the request body"
+                )
+                refused = problem(400 if upload.broken else 408, why)
+                refused.force_close()  # where the body ends is unknown: nothing can follow
+                return refused
             if response is not None and response.prepared:
                 # Its status line and part of its body are out: a second answer would land
                 # inside the first. The client sees the connection end short of the body.
@@ -273,14 +282,44 @@ def _form_token(body: bytes) -> str | None:
         return None
 
 
-async def _progress(
-    content: aiohttp.StreamReader, watchdog: asyncio.Timeout, seconds: float
-) -> AsyncIterator[bytes]:
-    """The request body as it comes, each piece the service takes pushing the watchdog back."""
-    loop = asyncio.get_running_loop()
-    async for chunk in content.iter_any():
-        watchdog.reschedule(loop.time() + seconds)
-        yield chunk
+class _Upload:
+    """The client's request body on its way to the service, and how its reading went: a body
+    the client garbled (an undecodable Content-Encoding) or stopped sending is the client's
+    fault, answered as such, never the service's."""
+
+    def __init__(self) -> None:
+        self.waiting = False
+        """Waiting for the client's next piece (not for the service to take the last)."""
+        self.received = 0
+        self.broken: str | None = None
+
+    async def whole(self, request: web.BaseRequest) -> bytes:
+        self.waiting = True
+        try:
+            body = await request.read()
+        except UNREADABLE_BODY as error:
+            self.broken = unreadable_body(error)
+            raise
+        self.received, self.waiting = len(body), False
+        return body
+
+    async def pieces(
+        self, content: aiohttp.StreamReader, watchdog: asyncio.Timeout, seconds: float
+    ) -> AsyncIterator[bytes]:
+        """The body as it comes, each piece the service takes pushing the watchdog back."""
+        loop = asyncio.get_running_loop()
+        self.waiting = True
+        try:
+            async for chunk in content.iter_any():
+                self.waiting = False
+                watchdog.reschedule(loop.time() + seconds)
+                self.received += len(chunk)
+                yield chunk
+                self.waiting = True
+        except UNREADABLE_BODY as error:
+            self.broken = unreadable_body(error)
+            raise
+        self.waiting = False
 
 
 def _may_carry_form_token(request: web.BaseRequest) -> bool:

@@ -105,16 +105,23 @@ class ResourceService:
     def in_thread(self) -> Iterator[ResourceService]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        with BackgroundLoop(name="resource-service") as loop:
+        with serve_app(app) as self.url:
+            yield self
 
-            async def start() -> str:
-                await runner.setup()
-                await web.TCPSite(runner, "127.0.0.1", 0).start()
-                return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
-            self.url = loop.run(start())
-            try:
-                yield self
-            finally:
-                loop.run(runner.cleanup())
+@contextmanager
+def serve_app(app: web.Application) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 in a background thread; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    with BackgroundLoop(name="resource-service") as loop:
+
+        async def start() -> str:
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+        url = loop.run(start())
+        try:
+            yield url
+        finally:
+            loop.run(runner.cleanup())
