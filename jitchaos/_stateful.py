@@ -426,7 +426,8 @@ class _ChaosMachine(RuleBasedStateMachine):
         """On the wall clock, the waits (seconds from now, to 0.1 s) that take this example
         just past an edge that matters: the policy's staleness after each revocation,
         narrowing or expiry, ``exp`` + leeway of each token granted, the key staleness after a
-        rotation, the recovery window after an outage ends. Independent lifecycles overlap:
+        rotation, the recovery window after an outage ends (and, for a client under test,
+        after the refusal that follows a revocation or expiry). Independent lifecycles overlap:
         one wait past an edge judges every change whose edge it also passes. The nearest edge
         comes first, the simplest draw: shrinking, which waits for real on every attempt,
         tries the shortest wait first. An edge already passed waits nothing.
@@ -459,6 +460,15 @@ class _ChaosMachine(RuleBasedStateMachine):
                     at, window = record.token.expires_at, policy.leeway
             if window is not None and window <= limit:
                 ends.append(at + window)
+                if (
+                    self._system == "client"
+                    and rule in ("revoke", "expire")
+                    and window + policy.recovery <= limit
+                ):
+                    # A client refused just past the window must have recovered within
+                    # policy.recovery of that refusal: the edge where presenting the dead
+                    # token again is judged.
+                    ends.append(at + window + self._EDGE_MARGIN + policy.recovery)
         now = self.clock.now()
         return [
             min(limit, max(0.0, round(end + self._EDGE_MARGIN - now + 0.05, 1)))
