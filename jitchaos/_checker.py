@@ -180,10 +180,10 @@ def check(
         raise InvalidArgument(f"decisions={decisions!r} must be an iterable of Decision")
     required_scopes = route_scopes("required_scopes", required_scopes or {})
     under_test = frozenset(clients)
-    events = ledger.events
+    judged = ledger.events_since(since)
     # Instants are told from the start of what is judged: a machine's example (``since``),
     # or the whole run.
-    with ledger.told_from(events[since].at if since < len(events) else None):
+    with ledger.told_from(judged[0].at if judged else None):
         return _check(ledger, decisions, policy, required_scopes, forged, under_test, since)
 
 
@@ -197,7 +197,6 @@ def _check(
     since: int,
 ) -> tuple[Violation, ...]:
     found: list[Violation] = []
-    events = ledger.events
     as_of: dict[tuple[int, str], Ledger] = {}
     refused: dict[str, Decision] = {}  # dead token -> the first decision that refused it
     reported: set[str] = set()
@@ -209,11 +208,8 @@ def _check(
         record = ledger.lookup(decision.fingerprint) if decision.fingerprint else None
         # Events are in time order (the clock never goes back): only the first event recorded
         # after the answer can share its instant.
-        if (
-            record is not None
-            and 0 < decision.ledger_seq < len(events)
-            and events[decision.ledger_seq].at <= decision.at
-        ):
+        after = ledger.next_event(decision.ledger_seq) if decision.ledger_seq > 0 else None
+        if record is not None and after is not None and after.at <= decision.at:
             # Events of the same instant recorded after the service answered: judge the
             # decision by the token's grant as it stood then.
             key = (decision.ledger_seq, record.grant_id)
@@ -291,7 +287,7 @@ def _storms(
     presented the refresh token the grant spent last)."""
     attempts: dict[tuple[str, str], list[LedgerEvent]] = {}
     last_spent: dict[str, str] = {}
-    for event in ledger.events[since:]:
+    for event in ledger.events_since(since):
         if isinstance(event, Refreshed):
             last_spent[event.grant_id] = event.spent
             attempts.setdefault((event.grant_id, event.spent), []).append(event)

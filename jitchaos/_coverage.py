@@ -246,7 +246,7 @@ def coverage(
     """The coverage of ``decisions`` (uses with a token) under ``faults`` (applied ones), in
     ``ledger`` from event ``since``; ``hostile`` maps a submitted hostile token's fingerprint
     to its finding (``forgery``, ``confusion`` or ``profile``)."""
-    events = ledger.events[since:]
+    events = ledger.events_since(since)
     refreshed = {t.fingerprint for e in events if isinstance(e, Refreshed) for t in e.tokens}
     widened: dict[str, float] = {}  # grant -> when it was first widened
     taken: list[tuple[float, Any, str, frozenset[str]]] = []  # (when, whose, grant, scopes)

@@ -191,6 +191,15 @@ class History:
             self._on_fault(entry)
         return entry
 
+    def forget(self, before: float) -> int:
+        """Let go of the entries recorded before time ``before`` (an audit log keeps them);
+        sequence numbers go on. Returns how many went."""
+        with self._lock:
+            kept = [e for e in self._entries if e.at >= before]
+            gone = len(self._entries) - len(kept)
+            self._entries = kept
+        return gone
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -11,6 +11,7 @@ Tokens appear only as fingerprints; the ledger never sees a raw token.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import typing
@@ -68,6 +69,15 @@ class Ledger:
         self.audit = audit
         self._lock = threading.RLock()
         self._events: list[LedgerEvent] = []
+        # Each kept event's position: how many events were recorded before it. Positions
+        # count every event ever recorded, kept or forgotten (forget_closed), so a position
+        # (an example's start, a decision's ledger_seq) keeps meaning the same instant.
+        self._positions: list[int] = []
+        self._count = 0
+        self._granted = 0  # grants ever made, kept or forgotten: the next grant's id
+        self._first_at: float | None = None
+        self._forgotten = 0  # grants forgotten
+        self._forgot_before: float | None = None
         self._grants: dict[str, Grant] = {}
         self._leases: dict[str, Leased] = {}
         self._returns: dict[str, Returned] = {}
@@ -91,8 +101,7 @@ class Ledger:
             return told
         if self._origin is not None:
             return self._origin
-        with self._lock:
-            return self._events[0].at if self._events else None
+        return self._first_at
 
     @contextmanager
     def told_from(self, origin: float | None) -> Iterator[None]:
@@ -140,14 +149,77 @@ class Ledger:
 
     @property
     def events(self) -> tuple[LedgerEvent, ...]:
-        """Every event, in order."""
+        """Every event in memory, in order: all of them, unless :meth:`forget_closed` let
+        closed grants go (their events stay in the audit log)."""
         with self._lock:
             return tuple(self._events)
 
+    def events_since(self, position: int) -> tuple[LedgerEvent, ...]:
+        """The events in memory recorded after the first ``position`` (a :attr:`seq` read
+        earlier: what happened since then)."""
+        with self._lock:
+            return tuple(self._events[bisect.bisect_left(self._positions, position) :])
+
+    def next_event(self, position: int) -> LedgerEvent | None:
+        """The first event in memory recorded after the first ``position`` ones."""
+        with self._lock:
+            index = bisect.bisect_left(self._positions, position)
+            return self._events[index] if index < len(self._events) else None
+
     @property
     def seq(self) -> int:
-        """How many events have been recorded (the seq of the latest)."""
-        return len(self._events)
+        """How many events have been recorded (the seq of the latest), forgotten or not."""
+        return self._count
+
+    @property
+    def forgotten(self) -> int:
+        """How many closed grants :meth:`forget_closed` let go."""
+        return self._forgotten
+
+    def forget_closed(self, before: float) -> int:
+        """Let go of every grant closed before ``before``: each of its tokens past its ``exp``
+        by then (see :meth:`_closed_at`). Its tokens, its events and its lease leave
+        memory (an audit log keeps them: ``jitchaos audit`` reads them back). What a long
+        run's memory holds is then bounded by what is open or recently closed. A verdict on a
+        forgotten token is still right: a closed grant's tokens must be denied, as are tokens
+        never issued, and it says it may have been forgotten. Returns how many grants went."""
+        if isinstance(before, bool) or not isinstance(before, int | float):
+            raise InvalidArgument(f"before={before!r} must be a time (seconds)")
+        with self._lock:
+            gone = {
+                grant_id
+                for grant_id, grant in self._grants.items()
+                if self._closed_at(grant) <= before
+            }
+            if not gone:
+                return 0
+            for grant_id in gone:
+                for fp in self._grants.pop(grant_id).fingerprints:
+                    self._tokens.pop(fp, None)
+                    self._by_token.pop(fp, None)
+                self._by_grant.pop(grant_id, None)
+                self._leases.pop(grant_id, None)
+                self._returns.pop(grant_id, None)
+            kept = [
+                (position, event)
+                for position, event in zip(self._positions, self._events, strict=True)
+                if not _only_about(event, gone)
+            ]
+            self._positions = [position for position, _ in kept]
+            self._events = [event for _, event in kept]
+            self._forgotten += len(gone)
+            self._forgot_before = max(before, self._forgot_before or before)
+            return len(gone)
+
+    def _closed_at(self, grant: Grant) -> float:
+        """When the last of the grant's tokens reached its ``exp``. A revocation or early
+        expiry does not close it sooner: until ``exp`` the IdP that issued the token may still
+        call it active (it never heard of a revocation the proxy applied), and only the
+        ledger's record keeps it dead."""
+        return max(
+            (self._tokens[fp].token.expires_at for fp in grant.fingerprints),
+            default=grant.issued_at,
+        )
 
     @property
     def leases(self) -> dict[str, Leased]:
@@ -212,7 +284,7 @@ class Ledger:
                 lambda seq, at: Granted(
                     seq=seq,
                     at=at,
-                    grant_id=f"g{len(self._grants) + 1}",
+                    grant_id=f"g{self._granted + 1}",
                     principal=principal,
                     client_id=client_id,
                     scopes=scope_set,
@@ -456,6 +528,12 @@ class Ledger:
         with self._lock:
             record = self._tokens.get(fingerprint)
             if record is None:
+                if self._forgot_before is not None:
+                    return Verdict(
+                        Outcome.MUST_DENY,
+                        "the token was never issued, or its grant closed before "
+                        f"{self.when(self._forgot_before)} and was forgotten",
+                    )
                 return Verdict(Outcome.MUST_DENY, "the token was never issued")
             grant = self._grants[record.grant_id]
             evidence = self._evidence(record, at)
@@ -563,7 +641,7 @@ class Ledger:
     # Internals.
 
     def _commit(self, build: Callable[[int, float], _E]) -> _E:
-        event = build(len(self._events) + 1, self.clock.now())
+        event = build(self._count + 1, self.clock.now())
         if self.audit is not None:
             self.audit.write(event)  # raises AuditError: nothing below happens
         self._apply(event)
@@ -571,8 +649,12 @@ class Ledger:
         return event
 
     def _append(self, event: LedgerEvent) -> None:
-        entry = (len(self._events), event)
+        entry = (self._count, event)
         self._events.append(event)
+        self._positions.append(self._count)
+        self._count += 1
+        if self._first_at is None:
+            self._first_at = event.at
         match event:
             case Granted() | Refreshed():
                 for token in event.tokens:
@@ -588,6 +670,7 @@ class Ledger:
     def _apply(self, event: LedgerEvent) -> None:
         match event:
             case Granted():
+                self._granted += 1
                 self._grants[event.grant_id] = Grant(
                     grant_id=event.grant_id,
                     principal=event.principal,
@@ -781,6 +864,16 @@ class Ledger:
         )
         entries.sort(key=lambda entry: entry[0])
         return tuple(event for _, event in entries if event.at <= at)
+
+
+def _only_about(event: LedgerEvent, grants: Collection[str]) -> bool:
+    """Whether ``event`` concerns forgotten ``grants`` only (key events concern keys)."""
+    if isinstance(event, KeyPublished | KeyWithdrawn):
+        return False
+    ids = getattr(event, "grant_ids", None)
+    if ids is not None:
+        return all(grant_id in grants for grant_id in ids)
+    return getattr(event, "grant_id", None) in grants
 
 
 def _deny_reason(

@@ -420,7 +420,7 @@ class GrantRequest:
         """Grant it now in ``ledger``; the tokens' fingerprints follow from the ledger's state,
         so replaying the same requests gives the same fingerprints."""
         now = ledger.clock.now()
-        seed = f"{len(ledger.events)}|{self!r}"
+        seed = f"{ledger.seq}|{self!r}"
         tokens = [
             IssuedToken(
                 fingerprint=hashlib.sha256(f"{seed}|access".encode()).hexdigest()[:16],

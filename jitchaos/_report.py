@@ -160,7 +160,7 @@ def report(
     recovery: dict[str, list[float | None]] = {}
     after: dict[str, list[float]] = {}
     paid: set[int] = set()
-    changes = _changes_by_time(ledger.events[since:])
+    changes = _changes_by_time(ledger.events_since(since))
     faults = followed = 0
     for fault in (e for e in ordered if isinstance(e, AppliedFault) and e.applied):
         kind = fault.fault.kind

@@ -1000,7 +1000,7 @@ class ClientChaosMachine(_ChaosMachine):
         since = self._first_seq if type(self)._in_process() else 0
         mine = [
             e.grant_id
-            for e in ledger.events[since:]
+            for e in ledger.events_since(since)
             if isinstance(e, Granted) and e.client_id == self.world.wiring.app_client[0]
         ]
         if not mine:

@@ -439,3 +439,71 @@ def test_grants_and_leases_refuse_what_the_audit_could_not_read_back() -> None:
     )
     with pytest.raises(LedgerError, match="already issued"):
         Ledger.replay([doubled])
+
+
+@given(st.data())
+def test_forgetting_closed_grants_keeps_every_verdict_past_the_horizon(
+    data: st.DataObject,
+) -> None:
+    """A long run lets closed grants go (#20 point 1). Past the horizon plus the policy's
+    windows, every verdict is what the whole ledger says: kept tokens' word for word, and a
+    forgotten token's a denial, as it must be; positions keep their meaning."""
+    ledger = data.draw(histories())
+    whole = Ledger.replay(ledger.events)
+    horizon = float(data.draw(st.integers(900, 6000)))
+    gone = ledger.forget_closed(horizon)
+    assert ledger.forgotten == gone
+    assert ledger.seq == whole.seq
+    assert ledger.origin == whole.origin
+    kept_grants = {g.grant_id for g in ledger.grants}
+    assert len(kept_grants) + gone == len(whole.grants)
+    for grant in whole.grants:
+        if grant.grant_id not in kept_grants:
+            assert all(ledger.lookup(fp) is None for fp in grant.fingerprints)
+    position = data.draw(st.integers(0, whole.seq))
+    assert set(ledger.events_since(position)) <= set(whole.events[position:])
+    staleness = data.draw(st.integers(0, 100))
+    later = data.draw(st.integers(0, 3000))
+    scopes = data.draw(st.frozensets(st.sampled_from(SCOPES)))
+    for fp in (fp for grant in whole.grants for fp in grant.fingerprints):
+        for at in (horizon + staleness, horizon + staleness + later):
+            truth = whole.verdict(fp, at=at, scopes=scopes, staleness=staleness)
+            said = ledger.verdict(fp, at=at, scopes=scopes, staleness=staleness)
+            if ledger.lookup(fp) is None:
+                assert truth.outcome is Outcome.MUST_DENY
+                assert said.outcome is Outcome.MUST_DENY
+                assert "forgotten" in said.reason
+            else:
+                assert (said.outcome, said.reason) == (truth.outcome, truth.reason)
+
+
+def test_a_forgotten_grant_leaves_its_events_and_a_shared_event_stays(ledger: Ledger) -> None:
+    clock: ManualClock = ledger.clock  # type: ignore[assignment]
+    first, _, _ = new_grant(ledger, Principal.subject("a"))
+    ledger.revoke(grant=first.grant_id)
+    assert ledger.forget_closed(clock.now() + 60) == 0  # revoked, but not yet past its exp
+    clock.advance(3600)  # its refresh token's exp
+    second, kept, _ = new_grant(ledger, Principal.subject("a"))
+    position = ledger.seq
+    clock.advance(10)
+    third, _, _ = new_grant(ledger, Principal.subject("b"))
+    assert ledger.forget_closed(clock.now()) == 1
+    assert [g.grant_id for g in ledger.grants] == [second.grant_id, third.grant_id]
+    assert first not in ledger.events
+    assert ledger.events_since(position) == (ledger.events[-1],)
+    assert ledger.next_event(position) == ledger.events[-1]
+    assert ledger.forget_closed(clock.now()) == 0  # nothing else has closed
+    ledger.revoke(principal=Principal.subject("a"))  # one event for the kept grant
+    assert ledger.verdict(kept, at=clock.now()).outcome is Outcome.MUST_DENY
+    with pytest.raises(InvalidArgument):
+        ledger.forget_closed("soon")  # type: ignore[arg-type]
+
+
+def test_grant_ids_are_never_reused_after_forgetting(ledger: Ledger) -> None:
+    clock: ManualClock = ledger.clock  # type: ignore[assignment]
+    first, _, _ = new_grant(ledger)
+    clock.advance(4000)
+    assert ledger.forget_closed(clock.now()) == 1
+    second, _, _ = new_grant(ledger)
+    assert second.grant_id != first.grant_id
+    assert Ledger.replay([first, second]).grants[-1].grant_id == second.grant_id

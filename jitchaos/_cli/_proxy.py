@@ -130,6 +130,13 @@ def add(commands: Commands) -> None:
         help="append the proxy ledger's events to this JSON Lines audit log",
     )
     proxy.add_argument(
+        "--horizon",
+        type=time_arg,
+        metavar="SECONDS",
+        help="with --audit: let grants closed that long ago, and decisions and faults that old, "
+        "leave memory (the log keeps them), so a proxy can run for days",
+    )
+    proxy.add_argument(
         "--route",
         action="append",
         default=[],
@@ -168,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
     schedule = _proxy_schedule(args)
     judging = _judging(args)
+    if args.horizon is not None and args.audit is None:
+        raise UsageError("--horizon lets what the --audit log keeps leave memory: give --audit")
     upstream: str | IdPConfig = args.upstream
     if args.upstream == "embedded":
         if not args.client:
@@ -210,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             ca_bundle=args.ca_bundle,
             upstream_timeout=args.upstream_timeout,
             allow_origins=args.allow_origin,
+            horizon=args.horizon,
         )
         if judging is not None:
             # How the run judges uses, first in the log: jitchaos audit on the file alone

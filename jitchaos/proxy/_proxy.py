@@ -76,6 +76,9 @@ class ChaosProxy:
     504 after it). ``reuse_detection`` says the upstream revokes a whole
     grant when a spent refresh token is presented again (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2;
     the embedded IdP does): when it refuses such a reuse, the ledger records that revocation.
+    ``horizon`` (seconds, with an ``audit`` log) bounds memory for long runs: a grant closed
+    that long ago, and decisions and faults that old, leave memory (:meth:`forget`, run every
+    so often while serving); the audit log keeps them for ``jitchaos audit``.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class ChaosProxy:
         hold_limit: float = 10.0,
         reuse_detection: bool = True,
         allow_origins: Collection[str] = (),
+        horizon: float | None = None,
     ) -> None:
         self._own_idp: EmbeddedIdP | None = None
         self._idp_config: IdPConfig | None = None
@@ -151,6 +155,18 @@ class ChaosProxy:
         self.resign = bool(resign)
         self._own_keys = KeyRing() if self.resign else None
         sink = AuditLog(audit) if isinstance(audit, str | os.PathLike) else audit
+        if horizon is not None:
+            if isinstance(horizon, bool) or not (
+                isinstance(horizon, int | float) and 0 < horizon < float("inf")
+            ):
+                raise InvalidArgument(f"horizon={horizon!r} must be seconds > 0")
+            if not isinstance(sink, AuditLog):
+                raise InvalidArgument(
+                    "horizon lets closed grants leave memory: their record must stay in an "
+                    "audit log (give audit=PATH)"
+                )
+        self.horizon = float(horizon) if horizon is not None else None
+        self._sweeper: asyncio.Task[None] | None = None
         self.ledger = Ledger(self.clock, audit=sink)
         self.history = History(on_fault=self._audit_fault)
         self.metrics = Metrics()
@@ -295,6 +311,8 @@ class ChaosProxy:
         except BaseException:
             await self.stop()
             raise
+        if self.horizon is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return idp_url
 
     async def _serve(
@@ -326,6 +344,10 @@ class ChaosProxy:
 
     async def stop(self) -> None:
         """Stop every listener (and the embedded IdP the proxy started)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -387,6 +409,28 @@ class ChaosProxy:
                 f"url={url!r} must be an http(s) URL with a host and no query or fragment"
             )
         self.services[name] = parsed
+
+    def forget(self) -> int:
+        """Let go of what is older than the :attr:`horizon`: grants closed before it (in the
+        proxy's ledger and the embedded IdP's it started), decisions and faults recorded
+        before it. What stays answers as before; a forgotten token is denied, and its verdict
+        says it may have been forgotten. Returns how many grants went."""
+        if self.horizon is None:
+            raise InvalidArgument("this proxy has no horizon: it keeps everything")
+        before = self.clock.now() - self.horizon
+        gone = self.ledger.forget_closed(before)
+        if self._own_idp is not None:
+            self._own_idp.ledger.forget_closed(before)
+        self.history.forget(before)
+        return gone
+
+    async def _sweep(self) -> None:
+        """:meth:`forget`, every so often (real seconds), while serving."""
+        assert self.horizon is not None
+        every = min(60.0, max(1.0, self.horizon / 4))
+        while True:
+            await asyncio.sleep(every)
+            self.forget()
 
     def reset(self) -> None:
         """Forget the schedule, lasting effects and history (the ledger, like the audit log,
