@@ -81,3 +81,9 @@ def test_fuzz_bench_runs() -> None:
     assert "goal: no 5xx and no unanswered request on any listener: met" in result.stdout
     for listener in ("IdP side", "service side", "control API"):
         assert listener in result.stdout
+
+
+def test_memory_bench_runs() -> None:
+    result = bench("memory.py", "--minutes", "0.05", "--every", "1", "--no-horizon")
+    assert "RSS after the first minute" in result.stdout
+    assert "bytes per token since" in result.stdout
