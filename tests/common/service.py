@@ -105,19 +105,20 @@ class ResourceService:
     def in_thread(self) -> Iterator[ResourceService]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        with serve_app(app) as self.url:
+        with served(app) as self.url:
             yield self
 
 
 @contextmanager
-def serve_app(app: web.Application) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 in a background thread; yields its base URL."""
+def served(app: web.Application, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (``port``, 0 for a free one) in a background thread; yields
+    its base URL."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    with BackgroundLoop(name="resource-service") as loop:
+    with BackgroundLoop(name="served-app") as loop:
 
         async def start() -> str:
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
             return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
         url = loop.run(start())

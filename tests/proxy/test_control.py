@@ -19,8 +19,8 @@ from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy, ProxyClient
 from jitchaos.proxy._metrics import Metrics
 from tests.common.idp import client_credentials
+from tests.common.service import served
 from tests.proxy.conftest import Front
-from tests.proxy.test_idp_side import served
 
 ROUTES = [
     ("GET", "/status"),

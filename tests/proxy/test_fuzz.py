@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from jitchaos import ManualClock
 from jitchaos.proxy import ChaosProxy
 from tests.common.idp import standard_config
-from tests.common.service import serve_app
+from tests.common.service import served
 
 _TOKEN_CHARS = "!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-"
 _PATHS = [
@@ -135,7 +135,7 @@ def listening() -> Iterator[dict[str, Any]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", healthy)
-    with serve_app(app) as service_url:
+    with served(app) as service_url:
         proxy = ChaosProxy(standard_config(), services={"api": service_url}, clock=ManualClock())
         with proxy.in_thread():
             yield {

@@ -18,7 +18,6 @@ from authlib.integrations.requests_client import OAuth2Session
 from yarl import URL
 
 from jitchaos import ManualClock, fingerprint
-from jitchaos._loop import BackgroundLoop
 from jitchaos.faults import Expire, Narrow, Revoke
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
@@ -31,6 +30,7 @@ from tests.common.idp import (
     user_tokens,
     web_session,
 )
+from tests.common.service import served
 from tests.proxy.conftest import Front
 
 
@@ -149,23 +149,6 @@ def test_userinfo_through_the_proxy_refuses_a_revoked_token(front: Front) -> Non
     answer = requests.get(f"{proxy.url}/userinfo", headers=headers, timeout=10)
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_token"
-
-
-@contextmanager
-def served(app: web.Application, port: int = 0) -> Iterator[str]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    with BackgroundLoop() as loop:
-
-        async def start() -> str:
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-        url = loop.run(start())
-        try:
-            yield url
-        finally:
-            loop.run(runner.cleanup())
 
 
 def free_port() -> int:

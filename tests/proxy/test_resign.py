@@ -16,8 +16,7 @@ from jitchaos.faults import Expire, Narrow, RotateKeys
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
 from tests.common.idp import client_credentials, introspect, standard_config, user_tokens
-from tests.common.service import ResourceService
-from tests.proxy.test_idp_side import served
+from tests.common.service import ResourceService, served
 
 
 @pytest.fixture

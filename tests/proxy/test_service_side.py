@@ -21,7 +21,8 @@ from jitchaos import ManualClock, fingerprint
 from jitchaos._loop import BackgroundLoop
 from jitchaos.idp import EmbeddedIdP
 from jitchaos.proxy import ChaosProxy
-from tests.proxy.test_idp_side import raw_request, served
+from tests.common.service import served
+from tests.proxy.test_idp_side import raw_request
 
 BIG = 3 * 1024 * 1024  # over the proxy's 1 MiB buffering limit: streamed
 
