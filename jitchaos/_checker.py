@@ -180,10 +180,10 @@ def check(
         raise InvalidArgument(f"decisions={decisions!r} must be an iterable of Decision")
     required_scopes = route_scopes("required_scopes", required_scopes or {})
     under_test = frozenset(clients)
-    judged = ledger.events_since(since)
+    judged = ledger.events_since(since) if since else ()
     # Instants are told from the start of what is judged: a machine's example (``since``),
-    # or the whole run.
-    with ledger.told_from(judged[0].at if judged else None):
+    # or the whole run (its first event, forgotten or not).
+    with ledger.told_from(judged[0].at if judged else ledger.origin):
         return _check(ledger, decisions, policy, required_scopes, forged, under_test, since)
 
 
@@ -393,11 +393,12 @@ def _judge(
         allowed = f"{route} at {ledger.when(decision.at)} was allowed ({decision.status})"
         what = forged.get(fp)
         if what is None:
-            return Violation(
-                "hostile-token-accepted",
-                decision,
-                f"{allowed} with a token the IdP never issued ({fp})",
+            never = "a token the IdP never issued" + (
+                ", or one whose grant had closed and was forgotten past the proxy's horizon"
+                if ledger.forgotten
+                else ""
             )
+            return Violation("hostile-token-accepted", decision, f"{allowed} with {never} ({fp})")
         if what.finding == "profile" and not policy.strict_profile:
             return None  # only the IdP could sign it; the policy does not ask for the profile
         kind, made = _HOSTILE_KINDS[what.finding]

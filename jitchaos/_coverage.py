@@ -291,7 +291,8 @@ def _acted(
     events: Sequence[LedgerEvent], faults: Iterable[AppliedFault]
 ) -> list[tuple[int, str, frozenset[str] | None]]:
     """Per applied fault, in order: its history position, kind, and the grants it acted on
-    (the grants of the ledger events of its kind at its instant); None: every token."""
+    (the grants of the ledger events it recorded; for a record that does not say which,
+    those of its kind at its instant); None: every token."""
     out: list[tuple[int, str, frozenset[str] | None]] = []
     for fault in faults:
         if not fault.applied:
@@ -300,7 +301,13 @@ def _acted(
         grants: frozenset[str] | None = None
         event_type = _TARGETED.get(kind)
         if event_type is not None:
-            changed = [e for e in events if isinstance(e, event_type) and e.at == fault.at]
+            span = fault.ledger_span
+            changed = [
+                e
+                for e in events
+                if isinstance(e, event_type)
+                and (span[0] < e.seq <= span[1] if span is not None else e.at == fault.at)
+            ]
             ids = {g for e in changed for g in _grants_of(e)}
             if ids or kind != "rotate_keys":
                 grants = frozenset(ids)

@@ -122,16 +122,23 @@ class AppliedFault:
     applied: bool
     detail: str
     """One line: what changed (fingerprints and grant ids, never raw tokens), or why not."""
+    ledger_span: tuple[int, int] | None = None
+    """The ledger positions its events took, ``(first, end)``: the events recorded after the
+    first ``first`` and up to ``end`` (None where not known: a record written before)."""
 
     def to_json(self) -> dict[str, Any]:
         fields = attrs.asdict(self, recurse=False)
         fields["fault"] = fault_to_json(self.fault)
+        if self.ledger_span is None:
+            del fields["ledger_span"]
+        else:
+            fields["ledger_span"] = list(self.ledger_span)
         return {"type": "fault", **fields}
 
     @classmethod
     def from_json(cls, data: object) -> AppliedFault:
         """The record :meth:`to_json` wrote; ``ValueError`` naming what is wrong."""
-        expected = {f.name for f in attrs.fields(cls)}
+        expected = {f.name for f in attrs.fields(cls)} - {"ledger_span"}
         fields = _record_fields(
             data,
             "fault",
@@ -147,6 +154,15 @@ class AppliedFault:
             },
         )
         fields["fault"] = fault_from_json(fields["fault"])
+        span = fields.get("ledger_span")
+        if span is not None:
+            if not (
+                isinstance(span, list)
+                and len(span) == 2
+                and all(isinstance(n, int) and not isinstance(n, bool) for n in span)
+            ):
+                raise ValueError(f"fault field ledger_span={span!r} must be [first, end]")
+            fields["ledger_span"] = (span[0], span[1])
         return cls(**fields)
 
 

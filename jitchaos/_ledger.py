@@ -176,20 +176,23 @@ class Ledger:
         """How many closed grants :meth:`forget_closed` let go."""
         return self._forgotten
 
-    def forget_closed(self, before: float) -> int:
+    def forget_closed(self, before: float, *, keep: Collection[str] = ()) -> int:
         """Let go of every grant closed before ``before``: each of its tokens past its ``exp``
         by then (see :meth:`_closed_at`). Its tokens, its events and its lease leave
         memory (an audit log keeps them: ``jitchaos audit`` reads them back). What a long
         run's memory holds is then bounded by what is open or recently closed. A verdict on a
         forgotten token is still right: a closed grant's tokens must be denied, as are tokens
-        never issued, and it says it may have been forgotten. Returns how many grants went."""
+        never issued, and it says it may have been forgotten. A grant with a token in ``keep``
+        (the fingerprints of decisions still in memory, to be judged) stays. Returns how many
+        grants went."""
         if isinstance(before, bool) or not isinstance(before, int | float):
             raise InvalidArgument(f"before={before!r} must be a time (seconds)")
         with self._lock:
+            held = frozenset(keep)
             gone = {
                 grant_id
                 for grant_id, grant in self._grants.items()
-                if self._closed_at(grant) <= before
+                if self._closed_at(grant) <= before and held.isdisjoint(grant.fingerprints)
             }
             if not gone:
                 return 0

@@ -149,9 +149,36 @@ def execute_notebook(notebook: Any, *, timeout: float = 120) -> None:
             raise CellFailed(stopped, error) from None
         except (CellTimeoutError, DeadKernelError) as error:
             raise CellFailed(f"the notebook's kernel gave up: {error}", error) from None
+        except Exception as error:  # a kernel that would not start, a broken install
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            why = f"{type(error).__name__}: {first}" if first else type(error).__name__
+            raise CellFailed(f"no kernel could run the notebook ({why})", error) from None
         finally:
             if manager.has_kernel:
                 manager.shutdown_kernel(now=True)
+            _scrub(notebook)
+
+
+_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
+
+
+def _scrub(notebook: Any) -> None:
+    """Tokens a service printed while the notebook ran (a debug log of a bearer header) leave
+    its outputs as fingerprints: a notebook is shared, a token is a credential."""
+    from jitchaos._tokens import fingerprint
+
+    def clean(text: str) -> str:
+        return _JWT.sub(lambda m: f"<token {fingerprint(m.group(0))}>", text)
+
+    for cell in notebook.cells:
+        for output in cell.get("outputs", ()):
+            if isinstance(output.get("text"), str):
+                output["text"] = clean(output["text"])
+            data = output.get("data", {})
+            if isinstance(data.get("text/plain"), str):
+                data["text/plain"] = clean(data["text/plain"])
+            if "traceback" in output:
+                output["traceback"] = [clean(line) for line in output["traceback"]]
 
 
 def ready_notebook(notebook: Any, *, timeout: float = 120) -> str | None:

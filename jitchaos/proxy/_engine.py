@@ -198,6 +198,8 @@ class FaultEngine:
 
     def _fire(self, fault: AnyFault, trigger: str) -> AppliedFault:
         with self._lock:
+            ledger = getattr(self._world, "ledger", None)
+            first = ledger.seq if ledger is not None else None
             try:
                 detail, effect = fault.fire(self._world)
                 applied = True
@@ -210,6 +212,9 @@ class FaultEngine:
                 trigger=trigger,
                 applied=applied,
                 detail=detail,
+                ledger_span=(first, ledger.seq)
+                if ledger is not None and first is not None
+                else None,
             )
             if effect is not None:
                 self._effects.append((effect, record))

@@ -25,23 +25,27 @@ __all__ = [
     "open_chunk_size",
 ]
 
-TAIL = 64
-"""Bytes of the stream before a piece to keep: a chunk-size line may straddle pieces."""
+TAIL = 256
+"""How much of a line not yet ended to keep, from its start: a chunk-size line may straddle
+pieces, and its size is its first hex digits (extensions, a signature, may follow)."""
 
 
 def keep_tail(tail: bytes, data: bytes) -> bytes:
-    """The last :data:`TAIL` bytes of the stream once ``data`` follows ``tail``."""
-    return data[-TAIL:] if len(data) >= TAIL else (tail + data)[-TAIL:]
+    """The start (up to :data:`TAIL` bytes) of the line that ``data`` leaves unended."""
+    cut = data.rfind(b"\n")
+    if cut >= 0:
+        return data[cut + 1 : cut + 1 + TAIL]
+    return tail if len(tail) >= TAIL else (tail + data)[:TAIL]
 
 
 def open_chunk_size(tail: bytes, data: bytes, delivered: int) -> int | None:
     """The size of the chunk whose size line ended in ``data`` and whose bytes ``delivered``
     so far close ``data``; None when the line is not where it should be (then llhttp, which
     read it, judges the framing)."""
-    stream = tail + data
+    stream = tail + data  # tail: the line's start when it began in an earlier piece
     end = len(stream) - delivered - 2  # the line's CRLF
     start = stream.rfind(b"\n", 0, max(end, 0)) + 1
-    digits = stream[start:end].split(b";", 1)[0].strip()
+    digits = stream[start : max(end, start)].split(b";", 1)[0].split(b"\r", 1)[0].strip()
     try:
         return int(digits, 16)
     except ValueError:
@@ -113,7 +117,7 @@ class _GuardedHandler(RequestHandler):
             self._reading = self._messages[-1][1]  # appended just now: the newest request
         if why is not None:
             self._tripped = True
-            self._keepalive = False
+            self.close()  # once the answer is out: the stream cannot be read on
             if self._reading is not None:
                 self._reading.set_exception(RequestPayloadError(why))
                 self._reading.feed_eof()

@@ -418,10 +418,13 @@ class ChaosProxy:
         if self.horizon is None:
             raise InvalidArgument("this proxy has no horizon: it keeps everything")
         before = self.clock.now() - self.horizon
-        gone = self.ledger.forget_closed(before)
+        # Decisions first, and a grant stays while a decision in memory is about it: a use
+        # judged later (inside a leeway past exp) finds its token, never "never issued".
+        self.history.forget(before)
+        judged = {d.fingerprint for d in self.history.decisions if d.fingerprint is not None}
+        gone = self.ledger.forget_closed(before, keep=judged)
         if self._own_idp is not None:
             self._own_idp.ledger.forget_closed(before)
-        self.history.forget(before)
         return gone
 
     async def _sweep(self) -> None:
@@ -433,8 +436,8 @@ class ChaosProxy:
             self.forget()
 
     def reset(self) -> None:
-        """Forget the schedule, lasting effects and history (the ledger, like the audit log,
-        only grows)."""
+        """Forget the schedule, lasting effects and history (the ledger stays, like the
+        audit log; only a :attr:`horizon` lets its closed grants go)."""
         self.engine.reset()
         self.history.clear()
         self.world.forget_delays()

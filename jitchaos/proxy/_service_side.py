@@ -195,15 +195,14 @@ class ServiceSide:
                             await response.write(chunk)
                         await response.write_eof()
         except (aiohttp.ClientError, TimeoutError, ConnectionError, *UNREADABLE_BODY) as error:
-            if upload.broken is not None or upload.waiting:
+            stalled = isinstance(error, TimeoutError) and upload.waiting
+            if (response is None or not response.prepared) and (upload.broken or stalled):
                 # The client's body could not be read, or stopped coming while the service
                 # waited for it: the service was never asked a whole request, so it made no
                 # decision to record or blame.
                 why = upload.broken or (
                     f"the request body stopped arriving ({upload.received} bytes in, then "
                     f"nothing for {self._upstream_timeout:g}s)"
-                    if isinstance(error, TimeoutError)
-                    else "the client went away while sending the request body"
                 )
                 refused = problem(400 if upload.broken else 408, why)
                 refused.force_close()  # where the body ends is unknown: nothing can follow
@@ -300,6 +299,9 @@ class _Upload:
         except UNREADABLE_BODY as error:
             self.broken = unreadable_body(error)
             raise
+        except (ConnectionError, aiohttp.ClientError) as error:
+            self.broken = f"the client went away while sending the request body ({error})"
+            raise
         self.received, self.waiting = len(body), False
         return body
 
@@ -318,6 +320,9 @@ class _Upload:
                 self.waiting = True
         except UNREADABLE_BODY as error:
             self.broken = unreadable_body(error)
+            raise
+        except (ConnectionError, aiohttp.ClientError) as error:
+            self.broken = f"the client went away while sending the request body ({error})"
             raise
         self.waiting = False
 

@@ -96,6 +96,13 @@ def test_without_a_kernel_the_notebook_says_it_was_not_run(
     ran = python_notebook([nbformat.v4.new_code_cell("print('hello')")])
     assert ready_notebook(ran) is None
     assert ran.cells[0].outputs[0]["text"] == "hello\n"
+    # What a service prints while the notebook runs leaves it with tokens as fingerprints.
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"
+    leaky = python_notebook([nbformat.v4.new_code_cell(f"print('Bearer {token}')")])
+    assert ready_notebook(leaky) is None
+    from jitchaos import fingerprint
+
+    assert leaky.cells[0].outputs[0]["text"] == f"Bearer <token {fingerprint(token)}>\n"
 
 
 def test_plot_timeline_marks_findings(tmp_path: Path) -> None:

@@ -252,3 +252,37 @@ def test_a_chunk_size_line_split_anywhere_is_read() -> None:
         assert guard.feed(sane[cut:]) is None
     one_by_one = ChunkGuard(1 << 40)
     assert any(one_by_one.feed(raw[i : i + 1]) for i in range(len(raw)))
+
+
+def test_a_long_chunk_extension_split_anywhere_is_read_from_the_lines_start() -> None:
+    """AWS-style chunk signatures make size lines far longer than a size: split across
+    reads, the size is still read from the line's start, not from what came last."""
+    from jitchaos.proxy._framing import ChunkGuard
+
+    head = b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    signed = head + b"3;chunk-signature=" + b"ab" * 40 + b"\r\nabc\r\n0\r\n\r\n"
+    absurd = head + b"FFFFFFFFFFFFFFFF;n=" + b"z" * 300 + b"\r\nabc\r\n0\r\n\r\n"
+    for cut in range(1, len(signed)):
+        guard = ChunkGuard(1 << 40)
+        assert guard.feed(signed[:cut]) is None, cut
+        assert guard.feed(signed[cut:]) is None, cut
+    for cut in range(1, len(absurd)):
+        guard = ChunkGuard(1 << 40)
+        assert any([guard.feed(absurd[:cut]), guard.feed(absurd[cut:])]), cut
+
+
+def test_after_an_absurd_chunk_the_connection_closes(listeners: dict[str, Any]) -> None:
+    """Kept alive, the connection would sit with a stream nobody can read on: it closes once
+    the refusal is out, on every listener."""
+    for listener in WELL_FORMED:
+        port = listeners[listener]
+        auth = f"Authorization: Bearer {listeners['secret']}\r\n".encode()
+        raw = (
+            b"POST /faults HTTP/1.1\r\nHost: {host}\r\n" + auth + b"Transfer-Encoding: chunked\r\n"
+            b"\r\nFFFFFFFFFFFFFFFF\r\nabc\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(raw.replace(b"{host}", b"127.0.0.1:%d" % port))
+            answer = b"".join(iter(lambda: sock.recv(65536), b""))  # ends: it was closed
+        status = int(answer.split(b"\r\n", 1)[0].split()[1])
+        assert status in (400, 413), (listener, answer[:200])

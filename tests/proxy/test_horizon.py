@@ -108,3 +108,34 @@ def test_a_horizon_needs_an_audit_log_and_seconds(tmp_path: Path) -> None:
     result = run_cli(*base, "--horizon", "-1", "--audit", str(tmp_path / "b.jsonl"))
     assert result.returncode == 2
     assert "horizon=-1.0 must be seconds > 0" in result.stderr
+
+
+def test_a_grant_stays_while_a_decision_about_it_is_in_memory(tmp_path: Path) -> None:
+    """A use just past exp (inside a policy's leeway) is judged later than the grant closed:
+    the grant stays until that decision leaves memory too, so the checker never reads its
+    token as one the IdP never issued."""
+    from jitchaos import check, fingerprint
+
+    clock = ManualClock()
+    with ResourceService("introspect").in_thread() as service:
+        proxy = ChaosProxy(
+            standard_config(),
+            services={"api": service.url},
+            clock=clock,
+            audit=tmp_path / "a.jsonl",
+            horizon=60,
+        )
+        with proxy.in_thread():
+            service.point_at(proxy.url, issuer=proxy.url)
+            token = _token(proxy)
+            clock.advance(305)  # 5 s past exp
+            late = requests.get(
+                proxy.service_url("api") + "/read", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert late.status_code == 401
+            clock.advance(56)  # the grant closed 61 s ago; the decision is 56 s old
+            assert proxy.forget() == 0
+            assert proxy.ledger.lookup(fingerprint(token)) is not None
+            assert check(proxy.ledger, proxy.history.decisions) == ()
+            clock.advance(5)
+            assert proxy.forget() == 1

@@ -206,3 +206,46 @@ def test_bad_coverage_options_are_one_line_and_exit_2(args: list[str], message: 
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_fault_is_credited_by_the_ledger_events_it_recorded_not_by_their_instant() -> None:
+    """On the wall clock the fault's record and its ledger event read the clock apart (3e-5 s):
+    matching them by instant credited no revoke to any use (a revoked:revoke cell could never
+    fill). The fault's record says which ledger events it made."""
+    from jitchaos import Decision, GrantRequest, Ledger, ManualClock, Principal
+    from jitchaos._coverage import coverage
+    from jitchaos._history import AppliedFault
+    from jitchaos.faults import Revoke
+
+    ledger = Ledger(ManualClock(start=1000))
+    granted = GrantRequest(
+        principal=Principal.client("c"), client_id="c", scopes={"read"}, lifetime=300
+    ).record(ledger)
+    fp = granted.tokens[0].fingerprint
+    first = ledger.seq
+    revoked = ledger.revoke(token=fp)
+    assert revoked is not None
+    fault = AppliedFault(
+        seq=1,
+        at=revoked.at + 3e-5,
+        step=0,
+        fault=Revoke(target=f"token:{fp}"),
+        trigger="now",
+        applied=True,
+        detail="",
+        ledger_span=(first, ledger.seq),
+    )
+    use = Decision(
+        seq=2,
+        at=revoked.at + 1,
+        step=0,
+        service="api",
+        method="GET",
+        path="/read",
+        fingerprint=fp,
+        status=401,
+        ledger_seq=ledger.seq,
+    )
+    covered = coverage(ledger, [use], [fault], policy=Policy(), needs=ROUTES, hostile={})
+    assert covered.cells == {("GET /read", "revoked", "revoke"): (1, 0, 0)}
+    assert AppliedFault.from_json(fault.to_json()) == fault
