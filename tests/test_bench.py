@@ -87,3 +87,31 @@ def test_memory_bench_runs() -> None:
     result = bench("memory.py", "--minutes", "0.05", "--every", "1", "--no-horizon")
     assert "RSS after the first minute" in result.stdout
     assert "bytes per token since" in result.stdout
+
+
+@pytest.mark.slow
+def test_soak_bench_runs() -> None:
+    result = bench(
+        "soak.py",
+        "--clients",
+        "2",
+        "--seconds",
+        "2",
+        "--fuzz",
+        "20",
+        "--seeds",
+        "3",
+        "--memory-minutes",
+        "0",
+    )
+    for figure in (
+        "proxy 5xx",
+        "ledger events lost",
+        "fuzz control API",
+        "framing cases",
+        "discovery naming another host",
+        "raw secrets",
+        "seeded schedules",
+    ):
+        assert figure in result.stdout
+    assert "| NO |" not in result.stdout
