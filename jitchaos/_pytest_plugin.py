@@ -396,29 +396,50 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             if directory:
                 message += f"\nnotebook: {_notebook(item, broker, report, directory)}"
             raise JitchaosAuditFailure(message)
-        vacuous = _vacuous(item)
+        vacuous = _vacuous(item, broker)
         if vacuous is not None:
             raise JitchaosAuditFailure(f"jitchaos: no verdict on this test's uses: {vacuous}")
     return outcome
 
 
-def _vacuous(item: pytest.Item) -> str | None:
+def _vacuous(item: pytest.Item, broker: Broker) -> str | None:
     """No verdict without evidence: when every call this test made through the proxy to a
-    route answered 5xx, the audit judged none of them (``@pytest.mark.jitchaos_policy(
-    suppress=["all-5xx"])`` accepts that)."""
+    route answered 5xx, or none of its uses was determinate (each inside the policy's
+    windows), the audit judged nothing (``@pytest.mark.jitchaos_policy(suppress=[...])``
+    accepts that, by check name). A test that made no call is judged by its grants alone."""
+    from jitchaos._report import report
     from jitchaos._vacuity import all_5xx, check_names
 
     marker = item.get_closest_marker("jitchaos_policy")
     settings: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    if "all-5xx" in check_names("jitchaos_policy(suppress=...)", settings.get("suppress", ())):
-        return None
+    suppressed = check_names("jitchaos_policy(suppress=...)", settings.get("suppress", ()))
     proxy = getattr(item, "funcargs", {}).get("jitchaos_proxy")
+    uses = [
+        d
+        for d in (proxy.history.decisions if proxy is not None else ())
+        if d.holder == item.nodeid and d.fingerprint is not None
+    ]
+    if not uses:
+        return None
     calls: dict[str, dict[int, int]] = {}
-    for decision in proxy.history.decisions if proxy is not None else ():
-        if decision.holder == item.nodeid and decision.fingerprint is not None:
-            statuses = calls.setdefault(f"{decision.method} {decision.path}", {})
-            statuses[decision.status] = statuses.get(decision.status, 0) + 1
-    return all_5xx(calls)
+    for decision in uses:
+        statuses = calls.setdefault(f"{decision.method} {decision.path}", {})
+        statuses[decision.status] = statuses.get(decision.status, 0) + 1
+    if "all-5xx" not in suppressed:
+        found = all_5xx(calls)
+        if found is not None:
+            return found
+    if "none-determinate" in suppressed:
+        return None
+    routes = _test_routes(item, settings)
+    judged = report(broker.ledger, uses, policy=_policy(settings), required_scopes=routes).judged
+    if judged:
+        return None
+    return (
+        f"none of the {len(uses)} uses through the proxy was determinate (must-allow or "
+        "must-deny): each fell inside the policy's windows or answered 5xx, so the audit "
+        "judged nothing (suppress: none-determinate)"
+    )
 
 
 def _test_routes(item: pytest.Item, settings: dict[str, Any]) -> Any:

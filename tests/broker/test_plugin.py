@@ -112,11 +112,73 @@ def test_uses_a_returned_credential(jit, jitchaos_proxy, jitchaos_clock):
     result.stdout.fnmatch_lines(["*[[]use-after-window[]] GET /x at * was answered 200*revoked*"])
 
 
+def test_a_test_whose_every_use_fell_inside_its_windows_gets_no_verdict(
+    pytester: pytest.Pytester,
+) -> None:
+    """#18 point 1 for the plugin's audit: uses that are all indeterminate (inside the
+    leeway the policy allows around exp) judge nothing; the check is suppressed by
+    name, and a test with a determinate use passes."""
+    pytester.makeini(
+        """
+        [pytest]
+        jitchaos_services = api=http://127.0.0.1:9
+        """
+    )
+    pytester.makepyfile(
+        test_windows="""
+import pytest
+import requests
+
+
+def answered(proxy, credential, status=200):
+    # What a service with a 30 s cache answered (nothing listens at :9).
+    requests.get(proxy.service_url("api") + "/read", headers=credential.headers)
+    decision = proxy.history.decisions[-1]
+    proxy.history.decision(**{
+        **{f: getattr(decision, f) for f in ("at", "step", "service", "method", "path")},
+        "fingerprint": credential.fingerprint, "status": status, "holder": decision.holder,
+    })
+
+
+def uses_it_near_its_exp(jit, proxy, clock):
+    with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
+        clock.advance(55)  # 5 s before exp: inside the 30 s leeway, either answer is right
+        answered(proxy, credential)
+
+
+@pytest.mark.jitchaos_policy(leeway=30, suppress=["all-5xx"])
+def test_only_inside_the_window(jit, jitchaos_proxy, jitchaos_clock):
+    uses_it_near_its_exp(jit, jitchaos_proxy, jitchaos_clock)
+
+
+@pytest.mark.jitchaos_policy(leeway=30, suppress=["all-5xx", "none-determinate"])
+def test_knows_it(jit, jitchaos_proxy, jitchaos_clock):
+    uses_it_near_its_exp(jit, jitchaos_proxy, jitchaos_clock)
+
+
+@pytest.mark.jitchaos_policy(suppress=["all-5xx"])
+def test_judged(jit, jitchaos_proxy):
+    with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
+        answered(jitchaos_proxy, credential)
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_only_inside_the_window*",
+            "*no verdict on this test's uses: none of the 2 uses through the proxy was "
+            "determinate*(suppress: none-determinate)*",
+        ]
+    )
+
+
 def test_a_test_whose_every_call_answered_5xx_gets_no_verdict(
     pytester: pytest.Pytester,
 ) -> None:
     # Nothing listens behind the service: the proxy answers 502 to every call, so the audit
-    # judged none of them; the marker's suppress accepts that, by name.
+    # judged none of them; the marker's suppress accepts that, by name (both checks that
+    # would speak: every call 5xx, and so no use determinate).
     pytester.makeini(
         """
         [pytest]
@@ -135,7 +197,7 @@ def test_calls_a_dead_service(jit, jitchaos_proxy):
             requests.get(jitchaos_proxy.service_url("api") + "/read", headers=credential.headers)
 
 
-@pytest.mark.jitchaos_policy(suppress=["all-5xx"])
+@pytest.mark.jitchaos_policy(suppress=["all-5xx", "none-determinate"])
 def test_knows_it_is_dead(jit, jitchaos_proxy):
     with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
         requests.get(jitchaos_proxy.service_url("api") + "/read", headers=credential.headers)
