@@ -49,6 +49,7 @@ __all__ = ["JitchaosAuditFailure", "JitchaosConfigWarning"]
 _CLIENT = "jitchaos"
 _BROKER = pytest.StashKey[object]()
 _ROUTES = pytest.StashKey[dict[str, frozenset[str]]]()
+_SINCE = pytest.StashKey[int]()  # the proxy's history seq when a test began: its faults follow
 
 
 class JitchaosAuditFailure(AssertionError):
@@ -376,6 +377,8 @@ def jit(
     _jitchaos_broker.holder = request.node.nodeid
     _jitchaos_broker.max_ttl = settings.get("max_ttl")
     jitchaos_proxy.holder = request.node.nodeid
+    entries = jitchaos_proxy.history.entries
+    request.node.stash[_SINCE] = entries[-1].seq if entries else 0
     try:
         yield _jitchaos_broker
     finally:
@@ -404,9 +407,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 def _vacuous(item: pytest.Item, broker: Broker) -> str | None:
     """No verdict without evidence: when every call this test made through the proxy to a
-    route answered 5xx, or none of its uses was determinate (each inside the policy's
-    windows), the audit judged nothing (``@pytest.mark.jitchaos_policy(suppress=[...])``
-    accepts that, by check name). A test that made no call is judged by its grants alone."""
+    route answered 5xx, none of its uses was determinate (each inside the policy's windows),
+    or no fault it applied was followed by a use of what it changed, the audit judged nothing
+    (``@pytest.mark.jitchaos_policy(suppress=[...])`` accepts that, by check name). A test
+    that made no call is judged by its grants alone."""
     from jitchaos._report import report
     from jitchaos._vacuity import all_5xx, check_names
 
@@ -429,17 +433,28 @@ def _vacuous(item: pytest.Item, broker: Broker) -> str | None:
         found = all_5xx(calls)
         if found is not None:
             return found
-    if "none-determinate" in suppressed:
-        return None
+    since = item.stash.get(_SINCE, 0)
+    faults = [f for f in (proxy.history.faults if proxy is not None else ()) if f.seq > since]
     routes = _test_routes(item, settings)
-    judged = report(broker.ledger, uses, policy=_policy(settings), required_scopes=routes).judged
-    if judged:
-        return None
-    return (
-        f"none of the {len(uses)} uses through the proxy was determinate (must-allow or "
-        "must-deny): each fell inside the policy's windows or answered 5xx, so the audit "
-        "judged nothing (suppress: none-determinate)"
+    judged = report(
+        broker.ledger,
+        sorted([*uses, *faults], key=lambda entry: entry.seq),
+        policy=_policy(settings),
+        required_scopes=routes,
     )
+    if "none-determinate" not in suppressed and not judged.judged:
+        return (
+            f"none of the {len(uses)} uses through the proxy was determinate (must-allow or "
+            "must-deny): each fell inside the policy's windows or answered 5xx, so the audit "
+            "judged nothing (suppress: none-determinate)"
+        )
+    if "faults-unused" not in suppressed and judged.faults and not judged.faults_followed:
+        return (
+            f"none of the {judged.faults} faults this test applied was followed by a use of "
+            "what it changed: the test never saw the service handle one (suppress: "
+            "faults-unused)"
+        )
+    return None
 
 
 def _test_routes(item: pytest.Item, settings: dict[str, Any]) -> Any:

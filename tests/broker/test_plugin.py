@@ -116,8 +116,8 @@ def test_a_test_whose_every_use_fell_inside_its_windows_gets_no_verdict(
     pytester: pytest.Pytester,
 ) -> None:
     """#18 point 1 for the plugin's audit: uses that are all indeterminate (inside the
-    leeway the policy allows around exp) judge nothing; the check is suppressed by
-    name, and a test with a determinate use passes."""
+    leeway the policy allows around exp) judge nothing, and so does a fault no use followed;
+    each check is suppressed by name, and a test with a determinate use passes."""
     pytester.makeini(
         """
         [pytest]
@@ -160,15 +160,29 @@ def test_knows_it(jit, jitchaos_proxy, jitchaos_clock):
 def test_judged(jit, jitchaos_proxy):
     with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
         answered(jitchaos_proxy, credential)
+
+
+@pytest.mark.jitchaos_policy(suppress=["all-5xx"])
+def test_a_fault_nothing_followed(jit, jitchaos_proxy):
+    from jitchaos.faults import Latency
+
+    with jit.lease("client:jitchaos", {"read"}, ttl=60) as credential:
+        answered(jitchaos_proxy, credential)
+        jitchaos_proxy.apply(Latency(seconds=0.01))  # and no use after it
 """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1, passed=2)
+    result.assert_outcomes(failed=2, passed=2)
     result.stdout.fnmatch_lines(
         [
-            "*test_only_inside_the_window*",
             "*no verdict on this test's uses: none of the 2 uses through the proxy was "
             "determinate*(suppress: none-determinate)*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*no verdict on this test's uses: none of the 1 faults this test applied was "
+            "followed by a use of what it changed*(suppress: faults-unused)*",
         ]
     )
 
