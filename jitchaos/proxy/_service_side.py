@@ -296,11 +296,8 @@ class _Upload:
         self.waiting = True
         try:
             body = await request.read()
-        except UNREADABLE_BODY as error:
-            self.broken = unreadable_body(error)
-            raise
-        except (ConnectionError, aiohttp.ClientError) as error:
-            self.broken = f"the client went away while sending the request body ({error})"
+        except (*UNREADABLE_BODY, ConnectionError, aiohttp.ClientError) as error:
+            self._failed(error)
             raise
         self.received, self.waiting = len(body), False
         return body
@@ -318,13 +315,17 @@ class _Upload:
                 self.received += len(chunk)
                 yield chunk
                 self.waiting = True
-        except UNREADABLE_BODY as error:
-            self.broken = unreadable_body(error)
-            raise
-        except (ConnectionError, aiohttp.ClientError) as error:
-            self.broken = f"the client went away while sending the request body ({error})"
+        except (*UNREADABLE_BODY, ConnectionError, aiohttp.ClientError) as error:
+            self._failed(error)
             raise
         self.waiting = False
+
+    def _failed(self, error: BaseException) -> None:
+        """Reading the client's body failed: say why, as the client's fault."""
+        if isinstance(error, UNREADABLE_BODY):
+            self.broken = unreadable_body(error)
+        else:
+            self.broken = f"the client went away while sending the request body ({error})"
 
 
 def _may_carry_form_token(request: web.BaseRequest) -> bool:
