@@ -14,17 +14,14 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -34,54 +31,16 @@ from bench.fuzz import _fuzz
 from examples.stacks import free_port
 from jitchaos import Schedule, read_audit
 from jitchaos.proxy import ProxyClient
-from tests.common.cli import serving_proxy
-from tests.common.service import served
+from tests.common.cli import serving_idp, serving_proxy
+from tests.common.service import healthy_app, served
 from tests.proxy.test_framing import CASES
 from tests.proxy.test_fuzz import WELL_FORMED, listening
 
 ROOT = Path(__file__).resolve().parent.parent
 BASIC = "Basic " + base64.b64encode(b"svc:svc-secret").decode()
 FAULT_KINDS = "revoke,expire,narrow,latency,rotate_keys"
+IDP = ("--client", "svc:svc-secret:read,write")
 Row = tuple[str, str, str, bool]
-
-
-def _healthy() -> web.Application:
-    async def answer(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    return app
-
-
-@contextmanager
-def _idp(port: int) -> Iterator[subprocess.Popen[str]]:
-    """``jitchaos idp`` on ``port`` until the block ends (or it is killed)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jitchaos",
-            "idp",
-            "--client",
-            "svc:svc-secret:read,write",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        if "issuer" not in process.stdout.readline():
-            raise RuntimeError("jitchaos idp did not start")
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
 
 
 def load(args: argparse.Namespace, folder: Path) -> tuple[list[Row], list[str], list[Path]]:
@@ -91,7 +50,7 @@ def load(args: argparse.Namespace, folder: Path) -> tuple[list[Row], list[str], 
     tokens: list[str] = []
     counts = {"requests": 0, "5xx": 0, "other": 0}
     with (
-        served(_healthy()) as service,
+        served(healthy_app()) as service,
         serving_proxy(
             "--upstream",
             "embedded",
@@ -186,7 +145,7 @@ def kill_and_restart() -> list[Row]:
     the proxy answers a clear 5xx meanwhile and serves again as soon as it is back."""
     port = free_port()
     with (
-        _idp(port) as first,
+        serving_idp(*IDP, "--port", str(port)) as (first, _),
         serving_proxy("--upstream", f"http://127.0.0.1:{port}") as (proxy, said),
     ):
         url = said["idp"].split()[0] + "/token"
@@ -206,7 +165,7 @@ def kill_and_restart() -> list[Row]:
         first.kill()
         first.wait(timeout=10)
         down = status()
-        with _idp(port):
+        with serving_idp(*IDP, "--port", str(port)):
             back = time.monotonic()
             while status() != 200 and time.monotonic() - back < 30:
                 time.sleep(0.01)
@@ -279,7 +238,7 @@ def ssrf() -> list[Row]:
 
     provider = web.Application()
     provider.router.add_get("/.well-known/openid-configuration", discovery)
-    with served(provider) as upstream, _served_on(elsewhere, "127.0.0.2", other_port):
+    with served(provider) as upstream, served(elsewhere, other_port, "127.0.0.2"):
         result = subprocess.run(
             [sys.executable, "-m", "jitchaos", "proxy", "--upstream", upstream],
             capture_output=True,
@@ -297,23 +256,6 @@ def ssrf() -> list[Row]:
         ),
         ("requests that reached the other host", f"{len(seen)}", "0", not seen),
     ]
-
-
-@contextmanager
-def _served_on(app: web.Application, host: str, port: int) -> Iterator[None]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, host, port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
 
 
 def secrets_in(artifacts: list[Path], secrets: list[str]) -> list[Row]:

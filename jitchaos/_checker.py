@@ -208,7 +208,11 @@ def _check(
         record = ledger.lookup(decision.fingerprint) if decision.fingerprint else None
         # Events are in time order (the clock never goes back): only the first event recorded
         # after the answer can share its instant.
-        after = ledger.next_event(decision.ledger_seq) if decision.ledger_seq > 0 else None
+        after = (
+            ledger.next_event(decision.ledger_seq)
+            if record is not None and decision.ledger_seq > 0
+            else None
+        )
         if record is not None and after is not None and after.at <= decision.at:
             # Events of the same instant recorded after the service answered: judge the
             # decision by the token's grant as it stood then.

@@ -345,22 +345,13 @@ def write_repro(
 ) -> Path:
     """Write ``DIRECTORY/<test>-<hash>.ipynb`` (and the failure as ``.json`` beside it); with
     ``execute``, run it on a Jupyter kernel first so it carries its outputs and the plot."""
-    from jitchaos._notebook import write_notebook
-
     failure = Failure.load(failure)
     notebook = repro_notebook(failure)
     if execute:
-        from jitchaos._notebook import CellFailed, execute_notebook
-
-        try:
-            execute_notebook(notebook, timeout=timeout)
-        except CellFailed as failed:
-            raise InvalidArgument(_cell_failed(failed.error)) from None
-    path = write_notebook(notebook, Path(directory), failure.test)
-    path.with_suffix(".json").write_text(
-        json.dumps(failure.to_json(), indent=2) + "\n", encoding="utf-8"
-    )
-    return path
+        why = _run(notebook, timeout)
+        if why is not None:
+            raise InvalidArgument(why)
+    return _write(failure, notebook, directory)
 
 
 def write_ready_repro(
@@ -372,11 +363,37 @@ def write_ready_repro(
     """:func:`write_repro`, run first on a Jupyter kernel when one is available, so the
     notebook opens with its outputs and plot: ``(path, None)``; else the notebook as written
     and why it was not run: ``(path, reason)``."""
+    failure = Failure.load(failure)
+    notebook = repro_notebook(failure)
+    why = _run(notebook, timeout)
+    if why is not None:
+        notebook = repro_notebook(failure)  # without the outputs of a run that stopped
+        why = why.removeprefix("executing a notebook needs a Jupyter kernel: ")
+    return _write(failure, notebook, directory), why
+
+
+def _run(notebook: Any, timeout: float) -> str | None:
+    """Run ``notebook`` in place on a kernel; None when it ran, else why not (a cell that
+    stopped it is told in words that say what to import)."""
+    from jitchaos._notebook import CellFailed, execute_notebook
+
     try:
-        return write_repro(failure, directory, execute=True, timeout=timeout), None
+        execute_notebook(notebook, timeout=timeout)
+    except CellFailed as failed:
+        return _cell_failed(failed.error)
     except InvalidArgument as why:
-        reason = str(why).removeprefix("executing a notebook needs a Jupyter kernel: ")
-        return write_repro(failure, directory), reason
+        return str(why)
+    return None
+
+
+def _write(failure: Failure, notebook: Any, directory: str | os.PathLike[str]) -> Path:
+    from jitchaos._notebook import write_notebook
+
+    path = write_notebook(notebook, Path(directory), failure.test)
+    path.with_suffix(".json").write_text(
+        json.dumps(failure.to_json(), indent=2) + "\n", encoding="utf-8"
+    )
+    return path
 
 
 def told(path: Path, why_not_run: str | None) -> str:

@@ -184,6 +184,11 @@ class History:
             return tuple(self._entries)
 
     @property
+    def seq(self) -> int:
+        """The seq of the latest entry (0 before any): what a later entry's seq exceeds."""
+        return self._seq
+
+    @property
     def decisions(self) -> tuple[Decision, ...]:
         return tuple(e for e in self.entries if isinstance(e, Decision))
 

@@ -377,8 +377,7 @@ def jit(
     _jitchaos_broker.holder = request.node.nodeid
     _jitchaos_broker.max_ttl = settings.get("max_ttl")
     jitchaos_proxy.holder = request.node.nodeid
-    entries = jitchaos_proxy.history.entries
-    request.node.stash[_SINCE] = entries[-1].seq if entries else 0
+    request.node.stash[_SINCE] = jitchaos_proxy.history.seq
     try:
         yield _jitchaos_broker
     finally:
@@ -425,23 +424,18 @@ def _vacuous(item: pytest.Item, broker: Broker) -> str | None:
     ]
     if not uses:
         return None
-    calls: dict[str, dict[int, int]] = {}
-    for decision in uses:
-        statuses = calls.setdefault(f"{decision.method} {decision.path}", {})
-        statuses[decision.status] = statuses.get(decision.status, 0) + 1
-    if "all-5xx" not in suppressed:
-        found = all_5xx(calls)
-        if found is not None:
-            return found
     since = item.stash.get(_SINCE, 0)
     faults = [f for f in (proxy.history.faults if proxy is not None else ()) if f.seq > since]
-    routes = _test_routes(item, settings)
     judged = report(
         broker.ledger,
         sorted([*uses, *faults], key=lambda entry: entry.seq),
         policy=_policy(settings),
-        required_scopes=routes,
+        required_scopes=_test_routes(item, settings),
     )
+    if "all-5xx" not in suppressed:
+        found = all_5xx(judged.calls)
+        if found is not None:
+            return found
     if "none-determinate" not in suppressed and not judged.judged:
         return (
             f"none of the {len(uses)} uses through the proxy was determinate (must-allow or "

@@ -171,7 +171,7 @@ class _Connection(asyncio.Protocol):
         self._writable.set()
         self._closing = False
         self._chunk_begun = False  # a chunk's size line was read in the piece being parsed
-        self._tail = b""  # the last bytes of the previous piece: a size line may straddle
+        self._tail = b""  # in a chunked body, the start of a line a piece left unended
         self._new_message()
 
     # asyncio.Protocol
@@ -196,7 +196,8 @@ class _Connection(asyncio.Protocol):
         else:
             if self._chunk_begun and self._chunk_open and not self._closing:
                 self._check_chunk(data)
-        self._tail = keep_tail(self._tail, data)
+        if self._chunked:  # a chunk-size line may straddle into the next piece
+            self._tail = keep_tail(self._tail, data)
 
     def _check_chunk(self, data: bytes) -> None:
         """llhttp takes any chunk size up to 2**64 and waits for its bytes: a client that

@@ -109,17 +109,29 @@ class ResourceService:
             yield self
 
 
+def healthy_app() -> web.Application:
+    """A service that reads every request whole and answers 200, whatever it carries."""
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="handled")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
 @contextmanager
-def served(app: web.Application, port: int = 0) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (``port``, 0 for a free one) in a background thread; yields
+def served(app: web.Application, port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``app`` on ``host`` (``port``, 0 for a free one) in a background thread; yields
     its base URL."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     with BackgroundLoop(name="served-app") as loop:
 
         async def start() -> str:
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            return f"http://127.0.0.1:{runner.addresses[0][1]}"
+            await web.TCPSite(runner, host, port).start()
+            return f"http://{host}:{runner.addresses[0][1]}"
 
         url = loop.run(start())
         try:

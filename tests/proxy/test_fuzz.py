@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitchaos import ManualClock
 from jitchaos.proxy import ChaosProxy
 from tests.common.idp import standard_config
-from tests.common.service import served
+from tests.common.service import healthy_app, served
 
 _TOKEN_CHARS = "!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-"
 _PATHS = [
@@ -129,13 +128,7 @@ def listening() -> Iterator[dict[str, Any]]:
     """A chaos proxy (embedded IdP) in front of a healthy service: each listener's port, the
     control secret and the proxy."""
 
-    async def healthy(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(text="handled")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", healthy)
-    with served(app) as service_url:
+    with served(healthy_app()) as service_url:
         proxy = ChaosProxy(standard_config(), services={"api": service_url}, clock=ManualClock())
         with proxy.in_thread():
             yield {
