@@ -126,7 +126,9 @@ def run_demo(
         notebooks=notebooks,
         execute=True,
     )
-    if buggy.record is None:
+    if buggy.vacuous:
+        out(f"\nno verdict after {buggy.examples} examples: {buggy.failure}")
+    elif buggy.record is None:
         out(f"\nno violation in {buggy.examples} examples: the planted bug was not found")
     else:
         where = (
@@ -144,8 +146,17 @@ def run_demo(
         examples=min(examples, 100),
         progress=progress,
     )
-    if twin.record is None:
-        out(f"no violation in {twin.examples} examples ({twin.faults} faults injected)")
+    if twin.vacuous:  # judged nothing: no all-clear
+        out(f"no verdict after {twin.examples} examples: {twin.failure}")
+    elif twin.record is None:
+        # What the all-clear rests on: how many uses were judged, and which token states none.
+        never = twin.report.coverage.unexercised()
+        out(
+            f"no violation in {twin.examples} examples ({twin.faults} faults injected, "
+            f"{twin.report.judged} uses judged"
+            + (f"; none of a {_either(never)} token" if never else "")
+            + ")"
+        )
     else:
         out(f"violation in the twin too:\n{twin.failure}")
     return buggy, twin
@@ -215,3 +226,8 @@ def _sentence(step: Step, tokens: list[str]) -> str:
     if rule == "burst":
         return f"{args.get('n')} requests come into the client at once"
     return str(rule)
+
+
+def _either(words: list[str]) -> str:
+    """``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"

@@ -46,6 +46,9 @@ def test_the_demo_finds_the_bug_writes_a_replaying_notebook_and_clears_the_twin(
     assert "  1. " in text
     assert f"repro notebook: {buggy.notebook}" in text
     assert "no violation in" in text.splitlines()[-1]
+    # The all-clear says what it rests on.
+    assert twin.report.judged > 0
+    assert f"{twin.report.judged} uses judged" in text.splitlines()[-1]
     # The notebook was run on a real kernel by the demo: the checker's cell shows the same
     # violation again, and the timeline is an image.
     assert buggy.notebook is not None
